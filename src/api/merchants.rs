@@ -1,0 +1,254 @@
+//! Operator routes: `POST/GET /v1/merchants`, `GET/PATCH /v1/merchants/{id}`.
+//!
+//! Creating a merchant returns its first live and test API keys — the only time those tokens
+//! are shown — and gives it an active signing secret in each mode.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::api_keys::ApiKeyObject;
+use super::pagination::{List, ListParams};
+use super::request_id::current_typed_request_id;
+use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope};
+use crate::auth::OperatorAuth;
+use crate::clock::{serde_rfc3339, Timestamp};
+use crate::ids::{AuditId, MerchantId};
+use crate::provision::{create_merchant, Actor};
+use crate::server::AppState;
+use crate::store::{ApiKeyRecord, MerchantPatch, MerchantRecord, NewAuditEvent, StoreError};
+
+/// A merchant. It spans both modes, so it has no `livemode` of its own.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MerchantObject {
+    /// Always `merchant`.
+    pub object: &'static str,
+    #[schema(value_type = String, example = "mch_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
+    pub id: MerchantId,
+    pub name: String,
+    /// A disabled merchant's keys are refused and its deliveries wait.
+    pub disabled: bool,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl From<MerchantRecord> for MerchantObject {
+    fn from(record: MerchantRecord) -> Self {
+        Self {
+            object: "merchant",
+            id: record.id,
+            name: record.name,
+            disabled: record.disabled,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+}
+
+/// The answer to `POST /v1/merchants`: the merchant and its first keys, tokens included.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedMerchantObject {
+    #[serde(flatten)]
+    pub merchant: MerchantObject,
+    /// The first live and test keys. Their `token`s are shown only here.
+    pub api_keys: Vec<ApiKeyObject>,
+}
+
+/// `POST /v1/merchants`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchant {
+    /// 1–100 characters (surrounding spaces are trimmed).
+    #[schema(example = "Acme Payments")]
+    pub name: String,
+}
+
+/// `PATCH /v1/merchants/{id}`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMerchant {
+    pub name: Option<String>,
+    /// `true` refuses the merchant's keys until re-enabled.
+    pub disabled: Option<bool>,
+}
+
+fn valid_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    let length = name.chars().count();
+    if length == 0 || length > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must be 1 to 100 characters",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_merchant_id(id: &str) -> Result<MerchantId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("merchant", id))
+}
+
+fn actor(auth: &OperatorAuth) -> Actor {
+    Actor {
+        key_id: Some(auth.key.id),
+        request_id: current_typed_request_id(),
+    }
+}
+
+/// Create a merchant with its first API keys and signing secrets.
+#[utoipa::path(post, path = "/v1/merchants", tag = "operator", request_body = CreateMerchant,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = CreatedMerchantObject), (status = 401, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: OperatorAuth,
+    ApiJson(body): ApiJson<CreateMerchant>,
+) -> ApiResult<(StatusCode, Json<CreatedMerchantObject>)> {
+    let name = valid_name(&body.name)?;
+    let now = state.clock.now();
+    let created = create_merchant(
+        state.store.as_ref(),
+        &state.encryptor,
+        &name,
+        actor(&auth),
+        now,
+    )
+    .await
+    .map_err(ApiError::internal)?;
+    let api_keys = created
+        .keys
+        .iter()
+        .map(|(key, token)| {
+            let record = ApiKeyRecord {
+                id: key.id,
+                merchant_id: key.merchant_id,
+                kind: key.kind,
+                name: key.name.clone(),
+                display_prefix: key.display_prefix.clone(),
+                scopes: key.scopes.clone(),
+                active: true,
+                revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
+                created_at: key.created_at,
+            };
+            let mut object = ApiKeyObject::from_record(&record, now);
+            object.token = Some(token.expose().to_owned());
+            object
+        })
+        .collect();
+    tracing::info!(merchant = %created.merchant.id, "merchant created");
+    let merchant = MerchantObject {
+        object: "merchant",
+        id: created.merchant.id,
+        name,
+        disabled: false,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedMerchantObject { merchant, api_keys }),
+    ))
+}
+
+/// List merchants, newest first.
+#[utoipa::path(get, path = "/v1/merchants", tag = "operator", params(ListParams),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = List<MerchantObject>), (status = 401, body = ErrorEnvelope)))]
+pub async fn list(
+    State(state): State<AppState>,
+    _auth: OperatorAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<List<MerchantObject>>> {
+    if let Some(cursor) = &params.starting_after {
+        parse_merchant_id(cursor)?;
+    }
+    let page = params.page()?;
+    let rows = state
+        .store
+        .list_merchants(&page)
+        .await
+        .map_err(ApiError::internal)?;
+    let objects = rows.into_iter().map(MerchantObject::from).collect();
+    Ok(Json(List::from_rows(objects, &page, "/v1/merchants")))
+}
+
+/// Retrieve a merchant.
+#[utoipa::path(get, path = "/v1/merchants/{id}", tag = "operator",
+    params(("id" = String, Path, description = "merchant id (mch_…)")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = MerchantObject), (status = 404, body = ErrorEnvelope)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    _auth: OperatorAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<MerchantObject>> {
+    let merchant_id = parse_merchant_id(&id)?;
+    match state.store.get_merchant(merchant_id).await {
+        Ok(record) => Ok(Json(record.into())),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("merchant", &id)),
+        Err(other) => Err(ApiError::internal(other)),
+    }
+}
+
+/// Rename, disable or re-enable a merchant.
+#[utoipa::path(patch, path = "/v1/merchants/{id}", tag = "operator", request_body = UpdateMerchant,
+    params(("id" = String, Path, description = "merchant id (mch_…)")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = MerchantObject), (status = 404, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: OperatorAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateMerchant>,
+) -> ApiResult<Json<MerchantObject>> {
+    let merchant_id = parse_merchant_id(&id)?;
+    if body.name.is_none() && body.disabled.is_none() {
+        return Err(ApiError::unprocessable(
+            "nothing_to_update",
+            "give `name` and/or `disabled`",
+        ));
+    }
+    let name = body.name.as_deref().map(valid_name).transpose()?;
+    let now = state.clock.now();
+    let patch = MerchantPatch {
+        name: name.clone(),
+        disabled: body.disabled,
+        updated_at: Some(now),
+    };
+    let actor = actor(&auth);
+    let audit = NewAuditEvent {
+        id: AuditId::new(),
+        merchant_id: Some(merchant_id),
+        mode: None,
+        actor_key_id: actor.key_id,
+        action: "merchant.update",
+        target: merchant_id.to_string(),
+        request_id: actor.request_id,
+        details: serde_json::json!({ "name": name, "disabled": body.disabled }),
+        created_at: now,
+    };
+    match state
+        .store
+        .update_merchant(merchant_id, &patch, &audit)
+        .await
+    {
+        Ok(record) => Ok(Json(record.into())),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("merchant", &id)),
+        Err(other) => Err(ApiError::internal(other)),
+    }
+}

@@ -1,0 +1,90 @@
+//! The admin API: JSON over HTTP under `/v1`, one module per resource.
+//!
+//! Every route lives in [`router`]; every error goes through [`ApiError`]; every list uses the
+//! cursor pagination in [`pagination`].
+
+pub mod api_keys;
+mod error;
+mod extract;
+pub mod merchants;
+pub mod openapi;
+pub mod ops;
+pub mod pagination;
+pub mod request_id;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::{ApiError, ApiResult, ErrorBody, ErrorEnvelope, ErrorType};
+pub use extract::{body_too_large, ApiJson, ApiQuery};
+
+use crate::server::AppState;
+
+/// The whole HTTP surface, with its middleware.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.http.body_limit_bytes;
+    let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi_json))
+        .route(
+            "/v1/merchants",
+            get(merchants::list).post(merchants::create),
+        )
+        .route(
+            "/v1/merchants/{id}",
+            get(merchants::retrieve).patch(merchants::update),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
+            },
+        ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            deadline(timeout, request, next)
+        }))
+        .layer(axum::middleware::from_fn(request_id::request_id))
+        .with_state(state)
+}
+
+/// Answers 503 in the envelope when a request outlives `http.request_timeout_secs`.
+async fn deadline(
+    limit: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::unavailable(
+            "request_timeout",
+            "the request took longer than the configured limit (http.request_timeout_secs)",
+        )),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::invalid(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "no such route; see /openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::invalid(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method; see /openapi.json",
+    )
+}

@@ -1,0 +1,61 @@
+//! Cursor pagination: `limit` (1–100, default 10) and `starting_after` (the id of the last
+//! object of the previous page). Lists answer `{"object":"list","data":[…],"has_more":…}`.
+
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::store::Page;
+
+/// The query parameters every list accepts.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// How many objects to return, 1–100 (default 10).
+    pub limit: Option<u32>,
+    /// Return objects after this id (the last id of the previous page).
+    pub starting_after: Option<String>,
+}
+
+impl ListParams {
+    /// Checks the bounds and asks the store for one more than `limit`, to learn `has_more`.
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = self.limit.unwrap_or(10);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                "limit must be between 1 and 100",
+            ));
+        }
+        Ok(Page {
+            limit: limit + 1,
+            starting_after: self.starting_after.clone(),
+        })
+    }
+}
+
+/// A page of objects.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct List<T> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// The path this list came from.
+    pub url: &'static str,
+}
+
+impl<T> List<T> {
+    /// Builds a page from the store's `limit + 1` rows.
+    pub fn from_rows(mut rows: Vec<T>, page: &Page, url: &'static str) -> Self {
+        let has_more = rows.len() as u32 >= page.limit;
+        rows.truncate(page.limit as usize - 1);
+        Self {
+            object: "list",
+            data: rows,
+            has_more,
+            url,
+        }
+    }
+}

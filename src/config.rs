@@ -1,0 +1,455 @@
+//! Configuration: defaults ← `hooksign.toml` (or `--config FILE`) ← `HOOKSIGN_*` environment
+//! variables (nested keys joined with `__`, e.g. `HOOKSIGN_DATABASE__URL`) ← command-line flags.
+//!
+//! Everything is validated once at start-up; a bad value stops the daemon with one message that
+//! names the key, rather than surfacing as a strange failure later.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given (it may be absent).
+pub const DEFAULT_CONFIG_FILE: &str = "hooksign.toml";
+
+/// Top-level keys; environment variables outside this list (such as
+/// `HOOKSIGN_TEST_DATABASE_URL`) are not configuration and are ignored.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "master_key",
+    "master_key_file",
+    "database",
+    "http",
+    "log",
+    "secrets",
+    "auth",
+];
+
+/// The whole configuration, as loaded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the admin API listens on.
+    pub listen: String,
+    /// Where the SQLite database, a generated master key and the first operator key live.
+    pub data_dir: PathBuf,
+    /// Master key (base64 of 32 bytes) encrypting signing secrets at rest.
+    pub master_key: Option<Redacted>,
+    /// A file holding the master key (base64), instead of `master_key`.
+    pub master_key_file: Option<PathBuf>,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub secrets: SecretsConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (embedded, one machine) or `postgres://…` (several daemons, one queue).
+    pub url: String,
+    /// Connection pool size.
+    pub max_connections: u32,
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// A request taking longer than this is answered 503.
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long in-flight requests get to finish.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `hooksign=debug,info`.
+    pub filter: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// `[secrets]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsConfig {
+    /// How long after `complete` the previous secret can be restored, in seconds (≤ 48 h).
+    pub revert_window_secs: u64,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Require `X-Nonce` on every mutating request.
+    pub require_nonce: bool,
+    /// Sustained requests per second allowed per API key.
+    pub rate_per_sec: u32,
+    /// Burst size of the per-key token bucket.
+    pub burst: u32,
+    /// Failed authentications allowed per client IP per minute.
+    pub failed_auth_per_minute: u32,
+}
+
+/// A configuration value that must never be printed.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+/// The longest revert window the design allows.
+pub const MAX_REVERT_WINDOW_SECS: u64 = 48 * 3600;
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("hooksign-data"),
+            master_key: None,
+            master_key_file: None,
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            log: LogConfig::default(),
+            secrets: SecretsConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://hooksign-data/hooksign.db".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 256 * 1024,
+            request_timeout_secs: 30,
+            shutdown_timeout_secs: 20,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            revert_window_secs: MAX_REVERT_WINDOW_SECS,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            require_nonce: false,
+            rate_per_sec: 100,
+            burst: 200,
+            failed_auth_per_minute: 30,
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl Config {
+    /// The layered figment: defaults, then the file (if `file` is `None`, `hooksign.toml` when
+    /// present), then the environment. Callers may merge flags on top before extracting.
+    pub fn figment(file: Option<&Path>) -> Figment {
+        let file = file.unwrap_or(Path::new(DEFAULT_CONFIG_FILE));
+        let env = Env::prefixed("HOOKSIGN_")
+            .filter(|key| {
+                let top = key.as_str().split("__").next().unwrap_or_default();
+                TOP_LEVEL_KEYS
+                    .iter()
+                    .any(|known| known.eq_ignore_ascii_case(top))
+            })
+            .split("__");
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(env)
+    }
+
+    /// Extracts and validates.
+    pub fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Defaults ← file ← environment, validated.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+        }
+        Self::from_figment(Self::figment(file))
+    }
+
+    /// Checks every value that could otherwise fail later.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        self.database_kind()?;
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(invalid("http.body_limit_bytes", "must be greater than 0"));
+        }
+        if self.http.request_timeout_secs == 0 {
+            return Err(invalid(
+                "http.request_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.http.shutdown_timeout_secs == 0 {
+            return Err(invalid(
+                "http.shutdown_timeout_secs",
+                "must be greater than 0",
+            ));
+        }
+        if self.secrets.revert_window_secs == 0
+            || self.secrets.revert_window_secs > MAX_REVERT_WINDOW_SECS
+        {
+            return Err(invalid(
+                "secrets.revert_window_secs",
+                format!("must be between 1 and {MAX_REVERT_WINDOW_SECS} (48 hours)"),
+            ));
+        }
+        if self.auth.rate_per_sec == 0
+            || self.auth.burst == 0
+            || self.auth.failed_auth_per_minute == 0
+        {
+            return Err(invalid(
+                "auth",
+                "rate_per_sec, burst and failed_auth_per_minute must be greater than 0",
+            ));
+        }
+        if let Some(key) = &self.master_key {
+            decode_master_key(&key.0).map_err(|message| invalid("master_key", message))?;
+        }
+        if self.master_key.is_some() && self.master_key_file.is_some() {
+            return Err(invalid(
+                "master_key_file",
+                "give either master_key or master_key_file, not both",
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|err| invalid("log.filter", err.to_string()))?;
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|_| {
+            invalid(
+                "listen",
+                format!("`{}` is not an address like 127.0.0.1:8080", self.listen),
+            )
+        })
+    }
+
+    /// SQLite or PostgreSQL, from the URL's scheme.
+    pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
+        let url = &self.database.url;
+        if url.starts_with("sqlite:") {
+            Ok(DatabaseKind::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(DatabaseKind::Postgres)
+        } else {
+            Err(invalid(
+                "database.url",
+                "unknown database scheme: use sqlite://PATH or postgres://USER@HOST/DB",
+            ))
+        }
+    }
+
+    /// The configuration as TOML with secrets redacted, for `hooksign config show`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.master_key.is_some() {
+            shown.master_key = Some(Redacted("[redacted]".into()));
+        }
+        shown.database.url = redact_url_password(&shown.database.url);
+        toml_string(&shown)
+    }
+}
+
+fn toml_string(config: &Config) -> String {
+    toml::to_string_pretty(config)
+        .unwrap_or_else(|err| format!("# unprintable configuration: {err}\n"))
+}
+
+/// Replaces the password in `scheme://user:password@host/...` with `[redacted]`.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Decodes a base64 master key; it must be exactly 32 bytes.
+pub fn decode_master_key(text: &str) -> Result<[u8; 32], String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| "is not valid base64 (expected base64 of 32 random bytes)".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("decodes to {} bytes; it must be exactly 32", bytes.len()))
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    type Mutation = fn(&mut Config);
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn environment_overrides_file_which_overrides_defaults() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "hooksign.toml",
+                "listen = \"127.0.0.1:9000\"\n[database]\nmax_connections = 3\n",
+            )?;
+            jail.set_env("HOOKSIGN_DATABASE__MAX_CONNECTIONS", "7");
+            jail.set_env("HOOKSIGN_TEST_DATABASE_URL", "postgres://ignored");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen, "127.0.0.1:9000");
+            assert_eq!(config.database.max_connections, 7);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases: Vec<(Mutation, &str)> = vec![
+            (|c| c.listen = "nowhere".into(), "listen"),
+            (|c| c.database.url = "mysql://x".into(), "database.url"),
+            (
+                |c| c.master_key = Some(Redacted("not base64!".into())),
+                "master_key",
+            ),
+            (
+                |c| c.master_key = Some(Redacted("c2hvcnQ=".into())),
+                "master_key",
+            ),
+            (
+                |c| c.http.request_timeout_secs = 0,
+                "http.request_timeout_secs",
+            ),
+            (
+                |c| c.secrets.revert_window_secs = 49 * 3600,
+                "secrets.revert_window_secs",
+            ),
+        ];
+        for (mutate, key) in cases {
+            let mut config = Config::default();
+            mutate(&mut config);
+            let message = config.validate().unwrap_err().to_string();
+            assert!(message.contains(&format!("`{key}`")), "{message}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("hooksign.toml", "lisen = \"127.0.0.1:9000\"\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("lisen"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn redaction_hides_passwords_and_keys() {
+        let config = Config {
+            master_key: Some(Redacted(
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            )),
+            database: DatabaseConfig {
+                url: "postgres://app:hunter2@db/hooksign".into(),
+                ..DatabaseConfig::default()
+            },
+            ..Config::default()
+        };
+        let shown = config.to_redacted_toml();
+        assert!(!shown.contains("hunter2"));
+        assert!(!shown.contains("AAAAAAAA"));
+        assert!(shown.contains("postgres://app:[redacted]@db/hooksign"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Typed, prefixed identifiers (`mch_…`, `key_…`, `sec_…`, …).
+//!
+//! Every id is a UUIDv7 rendered as 26 Crockford base32 characters behind a kind prefix, so
+//! ids sort by creation time as plain strings, and an id of the wrong kind (a `key_` where a
+//! `mch_` is expected) is refused while parsing, before any database lookup.
+
+use std::fmt;
+use std::str::FromStr;
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+const ENCODED_LEN: usize = 26;
+
+/// Why a string is not an id of the expected kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("expected an id starting with `{0}`")]
+    WrongPrefix(&'static str),
+    #[error("malformed id")]
+    Malformed,
+}
+
+fn encode(value: u128) -> String {
+    let mut out = [0u8; ENCODED_LEN];
+    for (i, slot) in out.iter_mut().enumerate() {
+        let shift = 5 * (ENCODED_LEN - 1 - i);
+        *slot = ALPHABET[((value >> shift) & 0x1f) as usize];
+    }
+    out.iter().map(|&b| b as char).collect()
+}
+
+fn decode(text: &str) -> Option<u128> {
+    if text.len() != ENCODED_LEN {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for (i, byte) in text.bytes().enumerate() {
+        let digit = ALPHABET
+            .iter()
+            .position(|&a| a == byte.to_ascii_uppercase())? as u128;
+        // 26 * 5 = 130 bits: the first character may only carry 3 bits.
+        if i == 0 && digit > 7 {
+            return None;
+        }
+        value = (value << 5) | digit;
+    }
+    Some(value)
+}
+
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(u128);
+
+        impl $name {
+            /// The prefix every id of this kind carries.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh id: UUIDv7, so ids of one kind sort by creation time.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7().as_u128())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{}", $prefix, encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, IdError> {
+                let body = s.strip_prefix($prefix).ok_or(IdError::WrongPrefix($prefix))?;
+                decode(body).map(Self).ok_or(IdError::Malformed)
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A merchant: the tenant that owns keys, secrets, endpoints and events.
+    MerchantId,
+    "mch_"
+);
+typed_id!(
+    /// An API key (merchant or operator).
+    ApiKeyId,
+    "key_"
+);
+typed_id!(
+    /// One signing secret (active, pending or previous).
+    SecretId,
+    "sec_"
+);
+typed_id!(
+    /// A webhook endpoint.
+    EndpointId,
+    "ep_"
+);
+typed_id!(
+    /// An ingested event.
+    EventId,
+    "evt_"
+);
+typed_id!(
+    /// One delivery of one event to one endpoint (stable across retries).
+    DeliveryId,
+    "dlv_"
+);
+typed_id!(
+    /// An audit-log entry.
+    AuditId,
+    "aud_"
+);
+typed_id!(
+    /// One HTTP request, echoed in `X-Request-Id` and in error bodies.
+    RequestId,
+    "req_"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_their_text_form() {
+        let id = MerchantId::new();
+        let text = id.to_string();
+        assert!(text.starts_with("mch_"));
+        assert_eq!(text.len(), 4 + 26);
+        assert_eq!(text.parse::<MerchantId>().unwrap(), id);
+    }
+
+    #[test]
+    fn wrong_kind_is_refused() {
+        let key = ApiKeyId::new().to_string();
+        assert_eq!(key.parse::<MerchantId>(), Err(IdError::WrongPrefix("mch_")));
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused() {
+        for bad in [
+            "mch_",
+            "mch_123",
+            "mch_ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "mch_0000000000000000000000000U",
+        ] {
+            assert_eq!(bad.parse::<MerchantId>(), Err(IdError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn later_ids_sort_after_earlier_ones() {
+        let a = EventId::new().to_string();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = EventId::new().to_string();
+        assert!(a < b);
+    }
+}

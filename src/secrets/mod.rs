@@ -1,0 +1,14 @@
+//! Signing secrets: the material itself, its encryption at rest and the master key.
+//!
+//! The rotation state machine (initiate → complete → revert) is added beside these as a pure
+//! module; everything here is free of storage and HTTP.
+
+mod crypto;
+mod master_key;
+mod material;
+
+pub use crypto::{CryptoError, Encryptor, SecretAad};
+pub use master_key::{
+    load_master_key, read_key_file, write_private_file, MasterKey, MasterKeyError, MasterKeySource,
+};
+pub use material::SigningSecret;

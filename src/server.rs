@@ -1,0 +1,193 @@
+//! Wiring: builds the [`AppState`] from a [`Config`], makes sure an operator key exists, and
+//! serves the router on a bound listener until told to stop.
+//!
+//! [`App::build`] binds the configured address (port 0 works), so tests run the real server
+//! exactly as `hooksign serve` does.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::provision::{create_operator_key, Actor};
+use crate::secrets::{load_master_key, Encryptor, MasterKeySource};
+use crate::store::Store;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub encryptor: Arc<Encryptor>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: PrometheusHandle,
+}
+
+/// A built, bound, not yet serving daemon.
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    /// Where a freshly created operator key was written, if this start created one.
+    pub operator_key_file: Option<PathBuf>,
+}
+
+impl App {
+    /// Connects storage, loads the master key, creates the first operator key on an empty
+    /// database, and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::build`] with a chosen clock (tests move time by hand).
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        config.validate()?;
+        let (master_key, source) = load_master_key(&config)?;
+        match &source {
+            MasterKeySource::Generated(path) => tracing::warn!(
+                path = %path.display(),
+                "no master key configured: generated one. Back it up: without it the signing secrets cannot be read"
+            ),
+            MasterKeySource::File(path) => {
+                tracing::info!(path = %path.display(), key_id = master_key.id(), "master key loaded")
+            }
+            MasterKeySource::Config => tracing::info!(
+                key_id = master_key.id(),
+                "master key loaded from configuration"
+            ),
+        }
+        let store = crate::store::connect(&config).await?;
+        let state = AppState {
+            config: Arc::new(config),
+            store,
+            encryptor: Arc::new(Encryptor::new(&master_key)),
+            clock,
+            metrics: crate::telemetry::prometheus(),
+        };
+        let operator_key_file = ensure_operator_key(&state).await?;
+        let addr = state.config.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(App {
+            state,
+            listener,
+            operator_key_file,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (tests inspect the store through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, gives in-flight requests
+    /// `http.shutdown_timeout_secs` to finish, and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App {
+            state, listener, ..
+        } = self;
+        let grace = Duration::from_secs(state.config.http.shutdown_timeout_secs);
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, database = state.store.backend(), "hooksign listening");
+        let stop = CancellationToken::new();
+        let router = crate::api::router(state.clone());
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+        let mut server = tokio::spawn(async move { server.await });
+        tokio::select! {
+            result = &mut server => {
+                result??;
+            }
+            () = shutdown => {
+                tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, finishing in-flight requests");
+                stop.cancel();
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(result) => result??,
+                    Err(_) => {
+                        tracing::warn!("in-flight requests did not finish in time; closing them");
+                        server.abort();
+                    }
+                }
+            }
+        }
+        state.store.close().await;
+        tracing::info!("hooksign stopped");
+        Ok(())
+    }
+}
+
+/// On an empty database, creates an operator key and writes it to `<data_dir>/operator.key`
+/// (0600). The key itself is never logged, only the path.
+async fn ensure_operator_key(state: &AppState) -> anyhow::Result<Option<PathBuf>> {
+    if state.store.has_operator_key().await? {
+        return Ok(None);
+    }
+    let now = state.clock.now();
+    let (_, token) = create_operator_key(
+        state.store.as_ref(),
+        "initial operator key",
+        Actor::default(),
+        now,
+    )
+    .await?;
+    let path = state.config.data_dir.join("operator.key");
+    replace_private_file(&path, token.expose().as_bytes())
+        .with_context(|| format!("cannot write the operator key to {}", path.display()))?;
+    tracing::warn!(path = %path.display(), "empty database: created an operator key and wrote it to this file (mode 0600)");
+    Ok(Some(path))
+}
+
+/// Writes a 0600 file, replacing an older one atomically (a stale key from a reset database).
+fn replace_private_file(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    crate::secrets::write_private_file(&temp, contents)?;
+    std::fs::rename(&temp, path)
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,121 @@
+//! Storage: one [`Store`] trait, implemented for SQLite ([`SqliteStore`], the embedded default)
+//! and PostgreSQL ([`PgStore`], for several daemons sharing one database).
+//!
+//! SQL lives only below this module. Both implementations share their query text (see
+//! `sql.rs`); where the dialects differ, the difference is named in one place. Every invariant
+//! that concurrency could break (five active keys, one pending secret) is enforced inside a
+//! database transaction, and the ones that can be are also enforced by indexes.
+
+mod postgres;
+mod records;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use crate::config::{Config, DatabaseKind};
+use crate::ids::{ApiKeyId, MerchantId};
+
+/// What can go wrong in storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist (or is not visible to the caller).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or state invariant refused the write.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// A row that cannot be turned back into a domain value.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Shorthand.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The persistence interface of the daemon.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Applies embedded migrations that have not been applied yet.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Whether the database answers and every embedded migration is applied.
+    async fn readiness(&self) -> Result<(), String>;
+
+    /// Closes the pool.
+    async fn close(&self);
+
+    /// Whether any operator key exists (the first `serve` creates one when none does).
+    async fn has_operator_key(&self) -> StoreResult<bool>;
+
+    /// Stores an operator key with its audit event.
+    async fn insert_operator_key(&self, key: &NewApiKey, audit: &NewAuditEvent) -> StoreResult<()>;
+
+    /// Creates a merchant with its first keys and signing secrets, in one transaction.
+    async fn create_merchant(
+        &self,
+        merchant: &NewMerchant,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    /// Newest first.
+    async fn list_merchants(&self, page: &Page) -> StoreResult<Vec<MerchantRecord>>;
+
+    /// One merchant.
+    async fn get_merchant(&self, id: MerchantId) -> StoreResult<MerchantRecord>;
+
+    /// Applies a name / disabled change and records it.
+    async fn update_merchant(
+        &self,
+        id: MerchantId,
+        patch: &MerchantPatch,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<MerchantRecord>;
+
+    /// Looks a token up by its hash, with its merchant's disabled flag.
+    async fn find_api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<AuthRecord>>;
+
+    /// One key.
+    async fn get_api_key(&self, id: ApiKeyId) -> StoreResult<ApiKeyRecord>;
+
+    /// Audit entries of one chain in order, for `hooksign audit verify`.
+    async fn audit_chain(&self, chain: &str) -> StoreResult<Vec<AuditRecord>>;
+
+    /// The names of every audit chain.
+    async fn audit_chains(&self) -> StoreResult<Vec<String>>;
+
+    /// Signing secret rows of one merchant and mode (sealed), for tests and rotation.
+    async fn signing_secrets(
+        &self,
+        merchant: MerchantId,
+        mode: crate::keys::Mode,
+    ) -> StoreResult<Vec<SecretRecord>>;
+}
+
+/// Opens the configured database (creating a SQLite file and its folder when needed) and
+/// applies migrations.
+pub async fn connect(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match config.database_kind()? {
+        DatabaseKind::Sqlite => Arc::new(
+            SqliteStore::connect(&config.database.url, config.database.max_connections).await?,
+        ),
+        DatabaseKind::Postgres => {
+            Arc::new(PgStore::connect(&config.database.url, config.database.max_connections).await?)
+        }
+    };
+    store.migrate().await?;
+    Ok(store)
+}

@@ -1,0 +1,468 @@
+//! The SQL both stores share. SQLite and PostgreSQL accept the same text for everything the
+//! daemon does (`$n` placeholders, `RETURNING`, partial indexes, `TRUE`/`FALSE`), so the
+//! [`Store`](super::Store) implementation is written once, as a macro over the pool type, and
+//! the few dialect differences are arguments of the macro.
+//!
+//! Serialising per merchant: a transaction that must not interleave with another for the same
+//! merchant starts by bumping `merchants.lock_version`. On PostgreSQL that row lock blocks the
+//! other transaction until commit; on SQLite the first write takes the database write lock. In
+//! both cases the counts read afterwards are current.
+
+use sqlx::FromRow;
+
+use super::records::{
+    opt_time, parse_id, ApiKeyRecord, AuditRecord, KeyKind, MerchantRecord, SecretRecord,
+};
+use super::StoreError;
+use crate::clock::from_millis;
+use crate::keys::ScopeSet;
+
+pub(super) const MERCHANT_COLUMNS: &str = "id, name, disabled, created_at, updated_at";
+pub(super) const KEY_COLUMNS: &str =
+    "k.id, k.merchant_id, k.kind, k.name, k.display_prefix, k.scopes, k.active, \
+     k.revoked_at, k.expires_at, k.last_used_at, k.created_at";
+pub(super) const AUDIT_COLUMNS: &str =
+    "id, chain, seq, merchant_id, mode, actor_key_id, action, target, request_id, \
+     details, created_at, prev_hash, hash";
+pub(super) const SECRET_COLUMNS: &str =
+    "id, merchant_id, mode, state, key_id, ciphertext, created_at, activated_at, revert_until";
+
+#[derive(FromRow)]
+pub(super) struct MerchantRow {
+    id: String,
+    name: String,
+    disabled: bool,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<MerchantRow> for MerchantRecord {
+    type Error = StoreError;
+
+    fn try_from(row: MerchantRow) -> Result<Self, StoreError> {
+        Ok(MerchantRecord {
+            id: parse_id(&row.id)?,
+            name: row.name,
+            disabled: row.disabled,
+            created_at: from_millis(row.created_at),
+            updated_at: from_millis(row.updated_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct KeyRow {
+    id: String,
+    merchant_id: Option<String>,
+    kind: String,
+    name: String,
+    display_prefix: String,
+    scopes: String,
+    active: bool,
+    revoked_at: Option<i64>,
+    expires_at: Option<i64>,
+    last_used_at: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<KeyRow> for ApiKeyRecord {
+    type Error = StoreError;
+
+    fn try_from(row: KeyRow) -> Result<Self, StoreError> {
+        Ok(ApiKeyRecord {
+            id: parse_id(&row.id)?,
+            merchant_id: row.merchant_id.as_deref().map(parse_id).transpose()?,
+            kind: KeyKind::parse(&row.kind)?,
+            name: row.name,
+            display_prefix: row.display_prefix,
+            scopes: ScopeSet::from_storage(&row.scopes).map_err(StoreError::Corrupt)?,
+            active: row.active,
+            revoked_at: opt_time(row.revoked_at),
+            expires_at: opt_time(row.expires_at),
+            last_used_at: opt_time(row.last_used_at),
+            created_at: from_millis(row.created_at),
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct AuthRow {
+    #[sqlx(flatten)]
+    key: KeyRow,
+    merchant_disabled: bool,
+}
+
+impl TryFrom<AuthRow> for super::AuthRecord {
+    type Error = StoreError;
+
+    fn try_from(row: AuthRow) -> Result<Self, StoreError> {
+        Ok(super::AuthRecord {
+            key: row.key.try_into()?,
+            merchant_disabled: row.merchant_disabled,
+        })
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct AuditRow {
+    id: String,
+    chain: String,
+    seq: i64,
+    merchant_id: Option<String>,
+    mode: Option<String>,
+    actor_key_id: Option<String>,
+    action: String,
+    target: String,
+    request_id: Option<String>,
+    details: String,
+    created_at: i64,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<AuditRow> for AuditRecord {
+    fn from(row: AuditRow) -> Self {
+        AuditRecord {
+            id: row.id,
+            chain: row.chain,
+            seq: row.seq,
+            merchant_id: row.merchant_id,
+            mode: row.mode,
+            actor_key_id: row.actor_key_id,
+            action: row.action,
+            target: row.target,
+            request_id: row.request_id,
+            details: row.details,
+            created_at: row.created_at,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        }
+    }
+}
+
+#[derive(FromRow)]
+pub(super) struct SecretRow {
+    id: String,
+    merchant_id: String,
+    mode: String,
+    state: String,
+    key_id: String,
+    ciphertext: Vec<u8>,
+    created_at: i64,
+    activated_at: Option<i64>,
+    revert_until: Option<i64>,
+}
+
+impl TryFrom<SecretRow> for SecretRecord {
+    type Error = StoreError;
+
+    fn try_from(row: SecretRow) -> Result<Self, StoreError> {
+        Ok(SecretRecord {
+            id: parse_id(&row.id)?,
+            merchant_id: parse_id(&row.merchant_id)?,
+            mode: row.mode.parse().map_err(StoreError::Corrupt)?,
+            state: row.state,
+            key_id: row.key_id,
+            ciphertext: row.ciphertext,
+            created_at: from_millis(row.created_at),
+            activated_at: opt_time(row.activated_at),
+            revert_until: opt_time(row.revert_until),
+        })
+    }
+}
+
+/// Maps a unique-index violation to a [`StoreError::Conflict`] with `what`.
+pub(super) fn conflict_on_unique(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Database(err),
+    }
+}
+
+/// Implements [`Store`](super::Store) for a struct with a `pool: sqlx::Pool<$db>` field.
+macro_rules! impl_store {
+    ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
+        impl $store {
+            async fn append_audit(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                event: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::audit::{entry_hash, HashedFields, GENESIS_HASH};
+                let chain = event.chain();
+                let last: Option<(i64, String)> =
+                    sqlx::query_as("SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
+                        .bind(&chain)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let (seq, prev_hash) = match last {
+                    Some((seq, hash)) => (seq + 1, hash),
+                    None => (1, GENESIS_HASH.to_owned()),
+                };
+                let id = event.id.to_string();
+                let merchant_id = event.merchant_id.map(|id| id.to_string());
+                let mode = event.mode.map(|mode| mode.as_str());
+                let actor = event.actor_key_id.map(|id| id.to_string());
+                let request_id = event.request_id.map(|id| id.to_string());
+                let details = event.details.to_string();
+                let created_at = $crate::clock::to_millis(event.created_at);
+                let hash = entry_hash(&HashedFields {
+                    id: &id,
+                    chain: &chain,
+                    seq,
+                    merchant_id: merchant_id.as_deref(),
+                    mode,
+                    actor_key_id: actor.as_deref(),
+                    action: event.action,
+                    target: &event.target,
+                    request_id: request_id.as_deref(),
+                    details: &details,
+                    created_at,
+                    prev_hash: &prev_hash,
+                });
+                sqlx::query(
+                    "INSERT INTO audit_events (id, chain, seq, merchant_id, mode, actor_key_id, action, target, \
+                     request_id, details, created_at, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                )
+                .bind(&id)
+                .bind(&chain)
+                .bind(seq)
+                .bind(merchant_id)
+                .bind(mode)
+                .bind(actor)
+                .bind(event.action)
+                .bind(&event.target)
+                .bind(request_id)
+                .bind(details)
+                .bind(created_at)
+                .bind(&prev_hash)
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await
+                .map_err($crate::store::sql::conflict_on_unique("audit chain moved concurrently"))?;
+                Ok(())
+            }
+
+            async fn insert_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: &$crate::store::NewApiKey,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO api_keys (id, merchant_id, kind, name, token_hash, display_prefix, scopes, active, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8)",
+                )
+                .bind(key.id.to_string())
+                .bind(key.merchant_id.map(|id| id.to_string()))
+                .bind(key.kind.as_str())
+                .bind(&key.name)
+                .bind(&key.token_hash)
+                .bind(&key.display_prefix)
+                .bind(key.scopes.to_storage())
+                .bind($crate::clock::to_millis(key.created_at))
+                .execute(&mut *conn)
+                .await
+                .map_err($crate::store::sql::conflict_on_unique("api key already exists"))?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn migrate(&self) -> $crate::store::StoreResult<()> {
+                $migrator.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn readiness(&self) -> Result<(), String> {
+                let applied: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(|err| format!("database unreachable: {err}"))?;
+                let latest = $migrator.iter().map(|m| m.version).max().unwrap_or(0);
+                match applied {
+                    Some(version) if version >= latest => Ok(()),
+                    _ => Err(format!("migrations not applied (database at {applied:?}, binary expects {latest})")),
+                }
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn has_operator_key(&self) -> $crate::store::StoreResult<bool> {
+                let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE kind = 'operator'")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(count > 0)
+            }
+
+            async fn insert_operator_key(
+                &self,
+                key: &$crate::store::NewApiKey,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::insert_key(&mut tx, key).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_merchant(
+                &self,
+                merchant: &$crate::store::NewMerchant,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<()> {
+                let created_at = $crate::clock::to_millis(merchant.created_at);
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO merchants (id, name, disabled, lock_version, created_at, updated_at) \
+                     VALUES ($1, $2, FALSE, 0, $3, $3)",
+                )
+                .bind(merchant.id.to_string())
+                .bind(&merchant.name)
+                .bind(created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err($crate::store::sql::conflict_on_unique("merchant already exists"))?;
+                for key in &merchant.keys {
+                    Self::insert_key(&mut tx, key).await?;
+                }
+                for secret in &merchant.secrets {
+                    sqlx::query(
+                        "INSERT INTO signing_secrets (id, merchant_id, mode, state, key_id, ciphertext, created_at, \
+                         activated_at) VALUES ($1, $2, $3, 'active', $4, $5, $6, $6)",
+                    )
+                    .bind(secret.id.to_string())
+                    .bind(merchant.id.to_string())
+                    .bind(secret.mode.as_str())
+                    .bind(&secret.key_id)
+                    .bind(&secret.ciphertext)
+                    .bind($crate::clock::to_millis(secret.created_at))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err($crate::store::sql::conflict_on_unique("an active secret already exists"))?;
+                }
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_merchants(
+                &self,
+                page: &$crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::MerchantRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM merchants WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+                    $crate::store::sql::MERCHANT_COLUMNS
+                );
+                let rows: Vec<$crate::store::sql::MerchantRow> = sqlx::query_as(&sql)
+                    .bind(page.starting_after.as_deref())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn get_merchant(
+                &self,
+                id: $crate::ids::MerchantId,
+            ) -> $crate::store::StoreResult<$crate::store::MerchantRecord> {
+                let sql = format!("SELECT {} FROM merchants WHERE id = $1", $crate::store::sql::MERCHANT_COLUMNS);
+                let row: Option<$crate::store::sql::MerchantRow> =
+                    sqlx::query_as(&sql).bind(id.to_string()).fetch_optional(&self.pool).await?;
+                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+            }
+
+            async fn update_merchant(
+                &self,
+                id: $crate::ids::MerchantId,
+                patch: &$crate::store::MerchantPatch,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::MerchantRecord> {
+                let mut tx = self.pool.begin().await?;
+                let sql = format!(
+                    "UPDATE merchants SET name = COALESCE($2, name), disabled = COALESCE($3, disabled), \
+                     updated_at = COALESCE($4, updated_at), lock_version = lock_version + 1 \
+                     WHERE id = $1 RETURNING {}",
+                    $crate::store::sql::MERCHANT_COLUMNS
+                );
+                let row: Option<$crate::store::sql::MerchantRow> = sqlx::query_as(&sql)
+                    .bind(id.to_string())
+                    .bind(patch.name.as_deref())
+                    .bind(patch.disabled)
+                    .bind(patch.updated_at.map($crate::clock::to_millis))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let record = row.ok_or($crate::store::StoreError::NotFound)?.try_into()?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn find_api_key_by_hash(
+                &self,
+                token_hash: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::store::AuthRecord>> {
+                let sql = format!(
+                    "SELECT {}, COALESCE(m.disabled, FALSE) AS merchant_disabled FROM api_keys k \
+                     LEFT JOIN merchants m ON m.id = k.merchant_id WHERE k.token_hash = $1",
+                    $crate::store::sql::KEY_COLUMNS
+                );
+                let row: Option<$crate::store::sql::AuthRow> =
+                    sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?;
+                row.map(TryInto::try_into).transpose()
+            }
+
+            async fn get_api_key(
+                &self,
+                id: $crate::ids::ApiKeyId,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                let sql = format!("SELECT {} FROM api_keys k WHERE k.id = $1", $crate::store::sql::KEY_COLUMNS);
+                let row: Option<$crate::store::sql::KeyRow> =
+                    sqlx::query_as(&sql).bind(id.to_string()).fetch_optional(&self.pool).await?;
+                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+            }
+
+            async fn audit_chain(&self, chain: &str) -> $crate::store::StoreResult<Vec<$crate::store::AuditRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM audit_events WHERE chain = $1 ORDER BY seq",
+                    $crate::store::sql::AUDIT_COLUMNS
+                );
+                let rows: Vec<$crate::store::sql::AuditRow> =
+                    sqlx::query_as(&sql).bind(chain).fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
+            async fn audit_chains(&self) -> $crate::store::StoreResult<Vec<String>> {
+                Ok(sqlx::query_scalar("SELECT DISTINCT chain FROM audit_events ORDER BY chain")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
+            async fn signing_secrets(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::SecretRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM signing_secrets WHERE merchant_id = $1 AND mode = $2 ORDER BY id",
+                    $crate::store::sql::SECRET_COLUMNS
+                );
+                let rows: Vec<$crate::store::sql::SecretRow> = sqlx::query_as(&sql)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+        }
+    };
+}
+
+pub(super) use impl_store;
