@@ -1,0 +1,10 @@
+//! hooksign's integration tests: one binary, `spawn_app()` per test, every storage-touching
+//! test on SQLite and (when `HOOKSIGN_TEST_DATABASE_URL` is set) PostgreSQL.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod merchants;
+mod ops;
+mod store_conformance;

@@ -1,0 +1,199 @@
+//! Health, readiness, metrics, OpenAPI, request ids, and the envelope on unknown routes.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{assert_error, TestApp};
+use crate::on_both_stores;
+
+on_both_stores!(
+    healthz_and_readyz_answer,
+    readyz_reports_missing_migrations,
+    metrics_count_requests_by_route_method_and_status,
+    openapi_lists_every_route_and_both_security_schemes,
+    every_response_has_a_request_id_and_sane_ones_are_echoed,
+    unknown_routes_and_methods_get_the_envelope,
+    migrations_are_idempotent_across_restarts,
+);
+
+async fn healthz_and_readyz_answer(app: TestApp) {
+    let health = app.request(Method::GET, "/healthz").send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.json::<Value>().await.unwrap()["status"], "ok");
+    let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], app.state.store.backend());
+}
+
+async fn readyz_reports_missing_migrations(app: TestApp) {
+    // Simulate a database the binary has not migrated: forget the applied migrations.
+    match app.backend {
+        crate::helpers::Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.config.database.url)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM _sqlx_migrations")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        crate::helpers::Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.config.database.url)
+                .await
+                .unwrap();
+            sqlx::query("DELETE FROM _sqlx_migrations")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    }
+    let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["reason"].as_str().unwrap().contains("migrations"),
+        "{body}"
+    );
+}
+
+async fn metrics_count_requests_by_route_method_and_status(app: TestApp) {
+    let merchant = app.create_merchant("Metrics Co").await;
+    let path = format!("/v1/merchants/{}", merchant.id);
+    assert_eq!(
+        app.operator(Method::GET, &path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let response = app.request(Method::GET, "/metrics").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    // The route template, not the raw path: label cardinality stays bounded.
+    assert!(
+        text.contains(
+            r#"hooksign_http_requests_total{route="/v1/merchants/{id}",method="GET",status="200"}"#
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(&merchant.id));
+    assert!(
+        text.contains("hooksign_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+}
+
+async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
+    let doc: Value = app
+        .request(Method::GET, "/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let expected = [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+        ("/v1/merchants", "get"),
+        ("/v1/merchants", "post"),
+        ("/v1/merchants/{id}", "get"),
+        ("/v1/merchants/{id}", "patch"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    let listed: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|ops| ops.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        listed,
+        expected.len(),
+        "the document lists routes the router does not have"
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "X-Api-Key");
+    assert!(doc["components"]["schemas"]["ErrorEnvelope"].is_object());
+}
+
+async fn every_response_has_a_request_id_and_sane_ones_are_echoed(app: TestApp) {
+    let generated = app.request(Method::GET, "/healthz").send().await.unwrap();
+    let id = generated.headers()["x-request-id"].to_str().unwrap();
+    assert!(id.starts_with("req_") && id.len() == 30, "{id}");
+    let echoed = app
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", "trace-42.a_b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-42.a_b");
+    let replaced = app
+        .request(Method::GET, "/healthz")
+        .header("x-request-id", "no spaces <here>")
+        .send()
+        .await
+        .unwrap();
+    assert!(replaced.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .starts_with("req_"));
+    // Errors repeat the echoed id in the body.
+    let error = app
+        .request(Method::GET, "/v1/merchants")
+        .header("x-request-id", "trace-43")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(error, 401, "authentication", "missing_api_key").await;
+    assert_eq!(body["error"]["requestId"], "trace-43");
+}
+
+async fn unknown_routes_and_methods_get_the_envelope(app: TestApp) {
+    let missing = app.request(Method::GET, "/v1/nope").send().await.unwrap();
+    assert_error(missing, 404, "invalid_request", "route_not_found").await;
+    let wrong_method = app
+        .request(Method::DELETE, "/v1/merchants")
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong_method, 405, "invalid_request", "method_not_allowed").await;
+}
+
+async fn migrations_are_idempotent_across_restarts(app: TestApp) {
+    let merchant = app.create_merchant("Survivor").await;
+    let (app, created) = app.restart().await;
+    assert!(
+        created.is_none(),
+        "a restart must not create another operator key"
+    );
+    let response = app
+        .operator(Method::GET, &format!("/v1/merchants/{}", merchant.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM api_keys WHERE kind = 'operator'")
+            .await,
+        1
+    );
+    let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
