@@ -27,8 +27,11 @@ use crate::server::AppState;
 
 /// The whole HTTP surface, with its middleware.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.config.http.body_limit_bytes;
-    let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
+    with_middleware(routes(), state)
+}
+
+/// Every route of the admin API.
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -42,6 +45,15 @@ pub fn router(state: AppState) -> Router {
             "/v1/merchants/{id}",
             get(merchants::retrieve).patch(merchants::update),
         )
+}
+
+/// Wraps routes in the daemon's middleware: request ids, deadline, panic catching, metrics,
+/// body limit, and the envelope for unknown routes and methods. Public so tests can check the
+/// middleware on routes of their own (a handler that panics, say).
+pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.config.http.body_limit_bytes;
+    let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -197,3 +197,24 @@ async fn migrations_are_idempotent_across_restarts(app: TestApp) {
     let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
     assert_eq!(ready.status(), 200);
 }
+
+on_both_stores!(a_panicking_handler_gets_an_opaque_500_in_the_envelope);
+
+async fn a_panicking_handler_gets_an_opaque_500_in_the_envelope(app: TestApp) {
+    use axum::routing::get;
+    let routes = axum::Router::new().route(
+        "/boom",
+        get(|| async {
+            panic!("secret internals: database password is hunter2");
+            #[allow(unreachable_code)]
+            ""
+        }),
+    );
+    let router = hooksign::api::with_middleware(routes, app.state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let response = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
+    let body = assert_error(response, 500, "api_error", "internal_error").await;
+    assert!(!body.to_string().contains("hunter2"), "{body}");
+}
