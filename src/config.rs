@@ -109,6 +109,8 @@ pub struct AuthConfig {
     pub burst: u32,
     /// Failed authentications allowed per client IP per minute.
     pub failed_auth_per_minute: u32,
+    /// How often batched `last_used_at` updates are written.
+    pub last_used_flush_secs: u64,
 }
 
 /// A configuration value that must never be printed.
@@ -184,6 +186,7 @@ impl Default for AuthConfig {
             rate_per_sec: 100,
             burst: 200,
             failed_auth_per_minute: 30,
+            last_used_flush_secs: 5,
         }
     }
 }

@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::provision::{create_operator_key, Actor};
@@ -29,6 +30,10 @@ pub struct AppState {
     pub encryptor: Arc<Encryptor>,
     pub clock: Arc<dyn Clock>,
     pub metrics: PrometheusHandle,
+    /// Per-key and per-IP rate limits (this instance).
+    pub limits: Arc<Limits>,
+    /// Batched `last_used_at` updates.
+    pub last_used: Arc<LastUsed>,
 }
 
 /// A built, bound, not yet serving daemon.
@@ -64,12 +69,15 @@ impl App {
             ),
         }
         let store = crate::store::connect(&config).await?;
+        let config_auth = config.auth.clone();
         let state = AppState {
             config: Arc::new(config),
             store,
             encryptor: Arc::new(Encryptor::new(&master_key)),
             clock,
             metrics: crate::telemetry::prometheus(),
+            limits: Arc::new(Limits::new(&config_auth)),
+            last_used: Arc::new(LastUsed::default()),
         };
         let operator_key_file = ensure_operator_key(&state).await?;
         let addr = state.config.listen_addr()?;
@@ -113,25 +121,61 @@ impl App {
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await });
-        tokio::select! {
-            result = &mut server => {
-                result??;
-            }
+        let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
+        let outcome: anyhow::Result<()> = tokio::select! {
+            result = &mut server => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
             () = shutdown => {
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, finishing in-flight requests");
                 stop.cancel();
                 match tokio::time::timeout(grace, &mut server).await {
-                    Ok(result) => result??,
+                    Ok(result) => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
                     Err(_) => {
                         tracing::warn!("in-flight requests did not finish in time; closing them");
                         server.abort();
+                        Ok(())
                     }
                 }
             }
+        };
+        stop.cancel();
+        if let Err(err) = housekeeping.await {
+            tracing::error!(%err, "housekeeping task failed");
         }
         state.store.close().await;
         tracing::info!("hooksign stopped");
-        Ok(())
+        outcome
+    }
+}
+
+/// Background upkeep: flushes `last_used_at` every `auth.last_used_flush_secs`, prunes expired
+/// nonces and idempotency keys and idle rate-limit entries every minute, and flushes once more
+/// when stopped.
+async fn housekeeping(state: AppState, stop: CancellationToken) {
+    let mut flush =
+        tokio::time::interval(Duration::from_secs(state.config.auth.last_used_flush_secs));
+    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = flush.tick() => {
+                if let Err(err) = state.last_used.flush(state.store.as_ref()).await {
+                    tracing::warn!(error = %err, "cannot write last_used_at; will retry");
+                }
+            }
+            _ = prune.tick() => {
+                match state.store.prune_expired(state.clock.now()).await {
+                    Ok(0) => {}
+                    Ok(pruned) => tracing::debug!(pruned, "pruned expired nonces and idempotency keys"),
+                    Err(err) => tracing::warn!(error = %err, "cannot prune expired nonces and idempotency keys"),
+                }
+                state.limits.shrink();
+            }
+        }
+    }
+    if let Err(err) = state.last_used.flush(state.store.as_ref()).await {
+        tracing::error!(error = %err, "cannot write last_used_at at shutdown");
     }
 }
 

@@ -1,11 +1,26 @@
-//! API key objects as the API shows them. (The key-management routes build on this.)
+//! Merchant API keys over HTTP: create (the token is shown once), list, read, rename,
+//! deactivate/activate, revoke, delete once revoked, and roll. The merchant and mode come from
+//! the calling key; another merchant's or mode's key is simply not found.
 
-use serde::Serialize;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
+use super::pagination::List;
+use super::request_id::current_typed_request_id;
+use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
+use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
-use crate::ids::ApiKeyId;
-use crate::keys::Mode;
-use crate::store::{ApiKeyRecord, KeyKind};
+use crate::ids::{ApiKeyId, AuditId};
+use crate::keys::rules::{
+    filter_and_sort, page_after, KeyQuery, KeyRuleError, SortKey, SortOrder, StatusFilter,
+};
+use crate::keys::{Mode, Scope, ScopeSet, TokenKind, MAX_ACTIVE_KEYS};
+use crate::provision::new_key;
+use crate::server::AppState;
+use crate::store::{ApiKeyRecord, KeyKind, KeyPatch, NewAuditEvent, StoreError};
 
 /// Where a key stands, derived from its row and the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -18,16 +33,13 @@ pub enum KeyStatus {
 }
 
 impl KeyStatus {
-    /// Revoked beats expired beats inactive.
+    /// Revoked beats expired beats inactive (see [`crate::keys::rules::status_of`]).
     pub fn of(key: &ApiKeyRecord, now: Timestamp) -> Self {
-        if key.revoked_at.is_some() {
-            KeyStatus::Revoked
-        } else if key.expires_at.is_some_and(|at| at <= now) {
-            KeyStatus::Expired
-        } else if !key.active {
-            KeyStatus::Inactive
-        } else {
-            KeyStatus::Active
+        match crate::keys::rules::status_of(key, now) {
+            StatusFilter::Active => KeyStatus::Active,
+            StatusFilter::Inactive => KeyStatus::Inactive,
+            StatusFilter::Revoked => KeyStatus::Revoked,
+            StatusFilter::Expired => KeyStatus::Expired,
         }
     }
 }
@@ -86,4 +98,447 @@ impl ApiKeyObject {
             token: None,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes: GET/POST /v1/api-keys, GET/PATCH/DELETE /v1/api-keys/{id}, POST …/revoke, POST …/roll
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/api-keys`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// 1–100 characters, unique among the mode's keys that are not revoked or rolled away.
+    #[schema(example = "CI deploys")]
+    pub name: String,
+    /// Scopes to grant (default: every scope the calling key holds). A key can only grant
+    /// scopes it holds itself.
+    #[schema(example = json!(["api_keys:read", "signing_secret:read"]))]
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `PATCH /v1/api-keys/{id}`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApiKey {
+    pub name: Option<String>,
+    /// `false` deactivates the key (its next request gets 401 `api_key_inactive`); `true`
+    /// re-activates it if fewer than five keys are active.
+    pub active: Option<bool>,
+}
+
+/// `POST /v1/api-keys/{id}/roll`
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollApiKey {
+    /// Seconds the old key keeps working (0 = it stops at once; at most 604800, 7 days).
+    #[schema(example = 3600)]
+    pub expires_in: Option<i64>,
+}
+
+/// The answer to a roll: the new key (token shown once) and the old one with its expiry.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RolledApiKey {
+    /// Always `api_key_roll`.
+    pub object: &'static str,
+    pub api_key: ApiKeyObject,
+    pub previous: ApiKeyObject,
+}
+
+/// The answer to a delete.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeletedApiKey {
+    /// Always `api_key`.
+    pub object: &'static str,
+    #[schema(value_type = String)]
+    pub id: ApiKeyId,
+    pub livemode: bool,
+    pub deleted: bool,
+}
+
+/// Query parameters of `GET /v1/api-keys`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListApiKeys {
+    /// 1–100 (default 10).
+    pub limit: Option<u32>,
+    /// The id of the last key of the previous page.
+    pub starting_after: Option<String>,
+    /// Only keys in this status.
+    #[param(value_type = Option<String>, example = "active")]
+    pub status: Option<StatusFilter>,
+    /// Case-insensitive search in names.
+    pub q: Option<String>,
+    /// `created_at` (default), `last_used_at` or `name`.
+    #[param(value_type = Option<String>, example = "created_at")]
+    pub sort: Option<SortKey>,
+    /// `desc` (default) or `asc`.
+    #[param(value_type = Option<String>, example = "desc")]
+    pub order: Option<SortOrder>,
+}
+
+const MAX_ROLL_OVERLAP_SECS: i64 = 7 * 24 * 3600;
+
+fn parse_key_id(id: &str) -> Result<ApiKeyId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("api key", id))
+}
+
+/// Maps store errors of key changes onto the API's codes and messages.
+fn key_error(err: StoreError, id: &str, mode: Mode) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::not_found("api key", id),
+        StoreError::Rule(rule) => {
+            let message = match rule {
+                KeyRuleError::KeyLimitReached => format!(
+                    "{MAX_ACTIVE_KEYS} API keys are already active in {mode} mode; deactivate or revoke one first"
+                ),
+                KeyRuleError::DuplicateName => format!("another {mode}-mode API key already has this name"),
+                KeyRuleError::LastAdminKey => format!(
+                    "this is the last active {mode}-mode key holding api_keys:write; create or activate another first"
+                ),
+                KeyRuleError::NotRevoked => "only a revoked key can be deleted; revoke it first".to_owned(),
+                KeyRuleError::Revoked => "this key is revoked; revocation cannot be undone".to_owned(),
+                KeyRuleError::Expired => "this key has expired or is already rolled".to_owned(),
+                KeyRuleError::NotActive => "only an active key can be rolled".to_owned(),
+            };
+            ApiError::conflict(rule.code(), message)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+fn audit_event(
+    auth: &MerchantAuth,
+    action: &'static str,
+    target: ApiKeyId,
+    details: serde_json::Value,
+    now: Timestamp,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        id: AuditId::new(),
+        merchant_id: Some(auth.merchant_id),
+        mode: Some(auth.mode),
+        actor_key_id: Some(auth.key.id),
+        action,
+        target: target.to_string(),
+        request_id: current_typed_request_id(),
+        details,
+        created_at: now,
+    }
+}
+
+/// The scopes a new key gets: as asked (each held by the caller), or all the caller holds.
+fn granted_scopes(auth: &MerchantAuth, asked: Option<&[String]>) -> Result<ScopeSet, ApiError> {
+    let Some(asked) = asked else {
+        return Ok(auth.key.scopes.clone());
+    };
+    if asked.is_empty() {
+        return Err(ApiError::unprocessable(
+            "invalid_scopes",
+            "give at least one scope, or omit `scopes` for all",
+        ));
+    }
+    let scopes = ScopeSet::parse_names(asked)
+        .map_err(|err| ApiError::unprocessable("invalid_scopes", err))?;
+    let missing: Vec<_> = scopes
+        .iter()
+        .filter(|scope| !auth.key.scopes.contains(*scope))
+        .map(Scope::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::permission(
+            "scope_not_held",
+            format!(
+                "a key can only grant scopes it holds; this key lacks {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok(scopes)
+}
+
+/// Lists the calling mode's keys.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", params(ListApiKeys),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = List<ApiKeyObject>), (status = 400, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope, description = "missing api_keys:read")))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiQuery(params): ApiQuery<ListApiKeys>,
+) -> ApiResult<Json<List<ApiKeyObject>>> {
+    auth.require(Scope::ApiKeysRead)?;
+    let limit = params.limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    let cursor = params
+        .starting_after
+        .as_deref()
+        .map(|id| {
+            id.parse::<ApiKeyId>().map_err(|_| {
+                ApiError::bad_request("invalid_cursor", "starting_after is not an API key id")
+            })
+        })
+        .transpose()?;
+    let now = state.clock.now();
+    let keys = state
+        .store
+        .list_api_keys(auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
+    let query = KeyQuery {
+        status: params.status,
+        name_contains: params
+            .q
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| q.trim().to_owned()),
+        sort: params.sort.unwrap_or_default(),
+        order: params.order.unwrap_or_default(),
+    };
+    let sorted = filter_and_sort(keys, &query, now);
+    let (page, has_more) = page_after(sorted, cursor, limit as usize).ok_or_else(|| {
+        ApiError::bad_request("invalid_cursor", "starting_after is not in this list")
+    })?;
+    Ok(Json(List {
+        object: "list",
+        data: page
+            .iter()
+            .map(|key| ApiKeyObject::from_record(key, now))
+            .collect(),
+        has_more,
+        url: "/v1/api-keys",
+    }))
+}
+
+/// Creates a key in the calling key's mode. The token is in this response only.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateApiKey,
+    security(("bearer" = []), ("api_key" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "replay protection for 24 h")),
+    responses((status = 201, body = ApiKeyObject, description = "created; `token` is shown only here"),
+              (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope, description = "key_limit_reached or duplicate_name"),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiJson(body): ApiJson<CreateApiKey>,
+) -> ApiResult<(StatusCode, Json<ApiKeyObject>)> {
+    auth.require(Scope::ApiKeysWrite)?;
+    let name = valid_name(&body.name)?;
+    let scopes = granted_scopes(&auth, body.scopes.as_deref())?;
+    let now = state.clock.now();
+    let (key, token) = new_key(
+        TokenKind::Merchant(auth.mode),
+        Some(auth.merchant_id),
+        &name,
+        scopes,
+        now,
+    );
+    let audit = audit_event(
+        &auth,
+        "api_key.create",
+        key.id,
+        json!({ "name": name, "scopes": key.scopes.names() }),
+        now,
+    );
+    let record = state
+        .store
+        .create_api_key(&key, now, &audit)
+        .await
+        .map_err(|err| key_error(err, &key.id.to_string(), auth.mode))?;
+    let mut object = ApiKeyObject::from_record(&record, now);
+    object.token = Some(token.expose().to_owned());
+    Ok((StatusCode::CREATED, Json(object)))
+}
+
+/// Retrieves a key of the calling mode.
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api keys",
+    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyObject>> {
+    auth.require(Scope::ApiKeysRead)?;
+    let key_id = parse_key_id(&id)?;
+    let key = state
+        .store
+        .get_api_key(key_id)
+        .await
+        .map_err(|err| key_error(err, &id, auth.mode))?;
+    // Another merchant's or mode's key is "not found": ids do not leak across tenants.
+    if key.merchant_id != Some(auth.merchant_id) || key.kind != KeyKind::Merchant(auth.mode) {
+        return Err(ApiError::not_found("api key", &id));
+    }
+    Ok(Json(ApiKeyObject::from_record(&key, state.clock.now())))
+}
+
+/// Renames, deactivates or re-activates a key.
+#[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "api keys", request_body = UpdateApiKey,
+    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "key_limit_reached, duplicate_name, last_admin_key, api_key_revoked"),
+              (status = 422, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateApiKey>,
+) -> ApiResult<Json<ApiKeyObject>> {
+    auth.require(Scope::ApiKeysWrite)?;
+    let key_id = parse_key_id(&id)?;
+    if body.name.is_none() && body.active.is_none() {
+        return Err(ApiError::unprocessable(
+            "nothing_to_update",
+            "give `name` and/or `active`",
+        ));
+    }
+    let name = body.name.as_deref().map(valid_name).transpose()?;
+    let now = state.clock.now();
+    let audit = audit_event(
+        &auth,
+        "api_key.update",
+        key_id,
+        json!({ "name": name, "active": body.active }),
+        now,
+    );
+    let patch = KeyPatch {
+        name,
+        active: body.active,
+    };
+    let record = state
+        .store
+        .update_api_key(auth.merchant_id, auth.mode, key_id, &patch, now, &audit)
+        .await
+        .map_err(|err| key_error(err, &id, auth.mode))?;
+    Ok(Json(ApiKeyObject::from_record(&record, now)))
+}
+
+/// Revokes a key: irreversible, effective on its very next request.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "api keys",
+    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "last_admin_key")))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKeyObject>> {
+    auth.require(Scope::ApiKeysWrite)?;
+    let key_id = parse_key_id(&id)?;
+    let now = state.clock.now();
+    let audit = audit_event(&auth, "api_key.revoke", key_id, json!({}), now);
+    let record = state
+        .store
+        .revoke_api_key(auth.merchant_id, auth.mode, key_id, now, &audit)
+        .await
+        .map_err(|err| key_error(err, &id, auth.mode))?;
+    Ok(Json(ApiKeyObject::from_record(&record, now)))
+}
+
+/// Deletes a revoked key.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
+    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = DeletedApiKey), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "api_key_not_revoked")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeletedApiKey>> {
+    auth.require(Scope::ApiKeysWrite)?;
+    let key_id = parse_key_id(&id)?;
+    let now = state.clock.now();
+    let audit = audit_event(&auth, "api_key.delete", key_id, json!({}), now);
+    state
+        .store
+        .delete_api_key(auth.merchant_id, auth.mode, key_id, &audit)
+        .await
+        .map_err(|err| key_error(err, &id, auth.mode))?;
+    Ok(Json(DeletedApiKey {
+        object: "api_key",
+        id: key_id,
+        livemode: auth.mode.is_live(),
+        deleted: true,
+    }))
+}
+
+/// Replaces a key with a new one of the same name and scopes; the old one keeps working for
+/// `expires_in` seconds.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "api keys", request_body(content = RollApiKey, description = "optional"),
+    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = RolledApiKey, description = "the new key's `token` is shown only here"),
+              (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn roll(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<RollApiKey>,
+) -> ApiResult<(StatusCode, Json<RolledApiKey>)> {
+    auth.require(Scope::ApiKeysWrite)?;
+    let key_id = parse_key_id(&id)?;
+    let overlap = body.expires_in.unwrap_or(0);
+    if !(0..=MAX_ROLL_OVERLAP_SECS).contains(&overlap) {
+        return Err(ApiError::unprocessable(
+            "invalid_expires_in",
+            "expires_in must be between 0 and 604800 seconds (7 days)",
+        ));
+    }
+    let now = state.clock.now();
+    let old = state
+        .store
+        .get_api_key(key_id)
+        .await
+        .map_err(|err| key_error(err, &id, auth.mode))?;
+    if old.merchant_id != Some(auth.merchant_id) || old.kind != KeyKind::Merchant(auth.mode) {
+        return Err(ApiError::not_found("api key", &id));
+    }
+    let (successor, token) = new_key(
+        TokenKind::Merchant(auth.mode),
+        Some(auth.merchant_id),
+        &old.name,
+        old.scopes.clone(),
+        now,
+    );
+    let expires_at = now + chrono::Duration::seconds(overlap);
+    let audit = audit_event(
+        &auth,
+        "api_key.roll",
+        key_id,
+        json!({ "successor": successor.id.to_string(), "expires_in": overlap }),
+        now,
+    );
+    let previous = state
+        .store
+        .roll_api_key(
+            auth.merchant_id,
+            auth.mode,
+            key_id,
+            &successor,
+            expires_at,
+            now,
+            &audit,
+        )
+        .await
+        .map_err(|err| key_error(err, &id, auth.mode))?;
+    let new_record = state
+        .store
+        .get_api_key(successor.id)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut api_key = ApiKeyObject::from_record(&new_record, now);
+    api_key.token = Some(token.expose().to_owned());
+    Ok((
+        StatusCode::CREATED,
+        Json(RolledApiKey {
+            object: "api_key_roll",
+            api_key,
+            previous: ApiKeyObject::from_record(&previous, now),
+        }),
+    ))
 }

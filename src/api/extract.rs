@@ -65,6 +65,42 @@ fn data_error_message(text: &str) -> String {
     format!("the body does not match the expected shape: {detail}")
 }
 
+/// A JSON body that may also be absent (empty): then `T::default()`. For actions such as
+/// `POST …/roll` whose parameters are all optional, so `curl -X POST` works without `-d '{}'`.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = req.headers().get(axum::http::header::CONTENT_TYPE).cloned();
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    body_too_large()
+                } else {
+                    ApiError::bad_request("invalid_body", rejection.body_text())
+                }
+            })?;
+        if bytes.is_empty() {
+            return Ok(OptionalJson(T::default()));
+        }
+        let mut req = Request::new(axum::body::Body::from(bytes));
+        if let Some(content_type) = content_type {
+            req.headers_mut()
+                .insert(axum::http::header::CONTENT_TYPE, content_type);
+        }
+        ApiJson::<T>::from_request(req, state)
+            .await
+            .map(|ApiJson(value)| OptionalJson(value))
+    }
+}
+
 /// A query string.
 pub struct ApiQuery<T>(pub T);
 

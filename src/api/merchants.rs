@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::api_keys::ApiKeyObject;
 use super::pagination::{List, ListParams};
 use super::request_id::current_typed_request_id;
-use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope};
+use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope};
 use crate::auth::OperatorAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::{AuditId, MerchantId};
@@ -75,24 +75,6 @@ pub struct UpdateMerchant {
     pub name: Option<String>,
     /// `true` refuses the merchant's keys until re-enabled.
     pub disabled: Option<bool>,
-}
-
-fn valid_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    let length = name.chars().count();
-    if length == 0 || length > 100 {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            "name must be 1 to 100 characters",
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            "name must not contain control characters",
-        ));
-    }
-    Ok(name.to_owned())
 }
 
 fn parse_merchant_id(id: &str) -> Result<MerchantId, ApiError> {

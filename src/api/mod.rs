@@ -16,27 +16,40 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorEnvelope, ErrorType};
-pub use extract::{body_too_large, ApiJson, ApiQuery};
+pub use extract::{body_too_large, ApiJson, ApiQuery, OptionalJson};
 
 use crate::server::AppState;
 
-/// The whole HTTP surface, with its middleware.
+/// The whole HTTP surface, with its middleware. Every `/v1` route sits behind
+/// authentication (which also applies rate limits and nonces) and idempotency.
 pub fn router(state: AppState) -> Router {
-    with_middleware(routes(), state)
+    let v1 = v1_routes()
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::idempotency::idempotency,
+        ))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::authenticate));
+    with_middleware(ops_routes().merge(v1), state)
 }
 
-/// Every route of the admin API.
-fn routes() -> Router<AppState> {
+/// Unauthenticated operational routes.
+fn ops_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi_json))
+}
+
+/// The authenticated admin API.
+fn v1_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/v1/merchants",
             get(merchants::list).post(merchants::create),
@@ -45,6 +58,15 @@ fn routes() -> Router<AppState> {
             "/v1/merchants/{id}",
             get(merchants::retrieve).patch(merchants::update),
         )
+        .route("/v1/api-keys", get(api_keys::list).post(api_keys::create))
+        .route(
+            "/v1/api-keys/{id}",
+            get(api_keys::retrieve)
+                .patch(api_keys::update)
+                .delete(api_keys::delete),
+        )
+        .route("/v1/api-keys/{id}/revoke", post(api_keys::revoke))
+        .route("/v1/api-keys/{id}/roll", post(api_keys::roll))
 }
 
 /// Wraps routes in the daemon's middleware: request ids, deadline, panic catching, metrics,
@@ -83,6 +105,25 @@ async fn deadline(
             "the request took longer than the configured limit (http.request_timeout_secs)",
         )),
     }
+}
+
+/// A human-given name: trimmed, 1 to 100 characters, no control characters.
+pub fn valid_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    let length = name.chars().count();
+    if length == 0 || length > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must be 1 to 100 characters",
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must not contain control characters",
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 async fn not_found() -> ApiError {

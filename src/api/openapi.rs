@@ -12,16 +12,21 @@ use super::{api_keys, merchants, ops, pagination, ErrorBody, ErrorEnvelope, Erro
     paths(
         ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
         merchants::create, merchants::list, merchants::retrieve, merchants::update,
+        api_keys::list, api_keys::create, api_keys::retrieve, api_keys::update, api_keys::delete,
+        api_keys::revoke, api_keys::roll,
     ),
     components(schemas(
         ErrorEnvelope, ErrorBody, ErrorType,
         merchants::MerchantObject, merchants::CreatedMerchantObject, merchants::CreateMerchant,
         merchants::UpdateMerchant, api_keys::ApiKeyObject, api_keys::KeyStatus,
-        pagination::List<merchants::MerchantObject>,
+        api_keys::CreateApiKey, api_keys::UpdateApiKey, api_keys::RollApiKey, api_keys::RolledApiKey,
+        api_keys::DeletedApiKey, pagination::List<merchants::MerchantObject>,
+        pagination::List<api_keys::ApiKeyObject>,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "operator", description = "Managing merchants (operator keys only)"),
+        (name = "api keys", description = "A merchant's API keys in the calling key's mode: at most five active"),
         (name = "ops", description = "Health, readiness, metrics; no authentication"),
     )
 )]

@@ -1,19 +1,44 @@
-//! Authentication: turns `Authorization: Bearer <token>` or `X-Api-Key: <token>` into the
-//! caller's key, merchant and mode.
+//! Authentication and the guards around every authenticated request.
 //!
-//! A token that is malformed or fails its checksum is refused before any database lookup. The
-//! key row is read on every request (one indexed lookup): a revocation or deactivation made by
-//! any daemon sharing the database takes effect on the very next request, which a cache could
-//! not promise.
+//! [`authenticate`] is the middleware in front of every `/v1` route. In order it:
+//! 1. refuses a client IP that spent its budget of failed authentications (429);
+//! 2. reads the token from `Authorization: Bearer` or `X-Api-Key` and checks its format and
+//!    checksum, so a typo is refused before any database lookup (401);
+//! 3. looks the key up by hash — on every request, so a revocation or deactivation made by any
+//!    daemon sharing the database takes effect on the very next request;
+//! 4. takes a token from the key's rate-limit bucket (429 with `Retry-After`);
+//! 5. checks `X-Nonce` (400 malformed, 409 reused; required on mutations when configured);
+//! 6. notes the use for the batched `last_used_at`.
+//!
+//! Handlers then take [`MerchantAuth`] or [`OperatorAuth`] as extractors.
 
-use axum::extract::FromRequestParts;
+pub mod idempotency;
+pub mod last_used;
+pub mod limits;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiError;
 use crate::ids::MerchantId;
 use crate::keys::{ApiToken, Mode, Scope};
 use crate::server::AppState;
 use crate::store::{ApiKeyRecord, KeyKind};
+
+pub use last_used::LastUsed;
+pub use limits::Limits;
+
+/// How long nonces and idempotency keys are remembered.
+pub const GUARD_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// The authenticated key, placed in the request's extensions by [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub ApiKeyRecord);
 
 /// A request made with a merchant's API key.
 #[derive(Debug, Clone)]
@@ -43,11 +68,52 @@ pub struct OperatorAuth {
     pub key: ApiKeyRecord,
 }
 
+fn authenticated(parts: &Parts) -> Result<ApiKeyRecord, ApiError> {
+    parts
+        .extensions
+        .get::<Authenticated>()
+        .map(|auth| auth.0.clone())
+        .ok_or_else(|| ApiError::internal("route is not behind the authentication middleware"))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for MerchantAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let key = authenticated(parts)?;
+        match (key.kind, key.merchant_id) {
+            (KeyKind::Merchant(mode), Some(merchant_id)) => Ok(MerchantAuth {
+                key,
+                merchant_id,
+                mode,
+            }),
+            _ => Err(ApiError::permission(
+                "merchant_key_required",
+                "operator keys manage merchants only; use one of the merchant's API keys",
+            )),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for OperatorAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let key = authenticated(parts)?;
+        match key.kind {
+            KeyKind::Operator => Ok(OperatorAuth { key }),
+            KeyKind::Merchant(_) => Err(ApiError::permission(
+                "operator_key_required",
+                "this route needs an operator key (hk_op_…)",
+            )),
+        }
+    }
+}
+
 /// Reads the token from the request headers.
-fn presented_token(parts: &Parts) -> Result<ApiToken, ApiError> {
+fn presented_token(headers: &HeaderMap) -> Result<ApiToken, ApiError> {
     let header = |name: &str| -> Result<Option<&str>, ApiError> {
-        parts
-            .headers
+        headers
             .get(name)
             .map(|value| {
                 value.to_str().map_err(|_| {
@@ -95,8 +161,8 @@ fn presented_token(parts: &Parts) -> Result<ApiToken, ApiError> {
 }
 
 /// Finds the key and checks it may be used now.
-async fn authenticate(parts: &Parts, state: &AppState) -> Result<ApiKeyRecord, ApiError> {
-    let token = presented_token(parts)?;
+async fn find_usable_key(headers: &HeaderMap, state: &AppState) -> Result<ApiKeyRecord, ApiError> {
+    let token = presented_token(headers)?;
     let found = state
         .store
         .find_api_key_by_hash(&token.hash())
@@ -132,36 +198,87 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<ApiKeyRecord, A
     Ok(key)
 }
 
-impl FromRequestParts<AppState> for MerchantAuth {
-    type Rejection = ApiError;
+fn client_ip(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = authenticate(parts, state).await?;
-        match (key.kind, key.merchant_id) {
-            (KeyKind::Merchant(mode), Some(merchant_id)) => Ok(MerchantAuth {
-                key,
-                merchant_id,
-                mode,
-            }),
-            _ => Err(ApiError::permission(
-                "merchant_key_required",
-                "operator keys manage merchants only; use one of the merchant's API keys",
-            )),
+fn is_mutation(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    )
+}
+
+/// Checks `X-Nonce` and remembers it for [`GUARD_TTL`].
+async fn check_nonce(
+    headers: &HeaderMap,
+    method: &Method,
+    state: &AppState,
+    key: &ApiKeyRecord,
+) -> Result<(), ApiError> {
+    let nonce = match headers.get("x-nonce") {
+        Some(value) => value.to_str().unwrap_or_default(),
+        None if state.config.auth.require_nonce && is_mutation(method) => {
+            return Err(ApiError::bad_request(
+                "nonce_required",
+                "this daemon requires an X-Nonce header (12 to 16 digits) on every change",
+            ))
         }
+        None => return Ok(()),
+    };
+    if !(12..=16).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(
+            "invalid_nonce",
+            "X-Nonce must be 12 to 16 digits",
+        ));
+    }
+    let now = state.clock.now();
+    let fresh = state
+        .store
+        .remember_nonce(key.id, nonce, now, now + GUARD_TTL)
+        .await
+        .map_err(ApiError::internal)?;
+    if fresh {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(
+            "nonce_reused",
+            "this X-Nonce was already used with this API key in the last 24 hours",
+        ))
     }
 }
 
-impl FromRequestParts<AppState> for OperatorAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let key = authenticate(parts, state).await?;
-        match key.kind {
-            KeyKind::Operator => Ok(OperatorAuth { key }),
-            KeyKind::Merchant(_) => Err(ApiError::permission(
-                "operator_key_required",
-                "this route needs an operator key (hk_op_…)",
-            )),
-        }
+/// The authentication middleware (see the module docs for the order of checks).
+pub async fn authenticate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let ip = client_ip(&request);
+    if let Some(secs) = state.limits.blocked_for(ip) {
+        return ApiError::rate_limited(secs).into_response();
     }
+    let key = match find_usable_key(request.headers(), &state).await {
+        Ok(key) => key,
+        Err(err) if err.status().as_u16() == 401 => {
+            if let Some(secs) = state.limits.record_failure(ip) {
+                tracing::warn!(%ip, "too many failed authentications from one address");
+                return ApiError::rate_limited(secs).into_response();
+            }
+            return err.into_response();
+        }
+        Err(err) => return err.into_response(),
+    };
+    if let Err(secs) = state.limits.check_key(key.id) {
+        return ApiError::rate_limited(secs).into_response();
+    }
+    if let Err(err) = check_nonce(request.headers(), request.method(), &state, &key).await {
+        return err.into_response();
+    }
+    state.last_used.record(key.id, state.clock.now());
+    request.extensions_mut().insert(Authenticated(key));
+    next.run(request).await
 }

@@ -4,6 +4,7 @@
 //! and the HTTP side in [`crate::auth`] and [`crate::api`].
 
 mod mode;
+pub mod rules;
 mod scopes;
 mod token;
 

@@ -6,6 +6,9 @@
 //! that concurrency could break (five active keys, one pending secret) is enforced inside a
 //! database transaction, and the ones that can be are also enforced by indexes.
 
+mod api_keys;
+mod guards;
+mod merchants;
 mod postgres;
 mod records;
 mod sql;
@@ -15,16 +18,22 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use api_keys::{ApiKeyStore, KeyPatch};
+pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
+pub use merchants::MerchantStore;
 pub use postgres::PgStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
 use crate::config::{Config, DatabaseKind};
-use crate::ids::{ApiKeyId, MerchantId};
+use crate::ids::MerchantId;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A rule of the key lifecycle refused the change.
+    #[error("{0}")]
+    Rule(#[from] crate::keys::rules::KeyRuleError),
     /// The row does not exist (or is not visible to the caller).
     #[error("not found")]
     NotFound,
@@ -45,7 +54,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The persistence interface of the daemon.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub trait Store: MerchantStore + ApiKeyStore + GuardStore + Send + Sync + std::fmt::Debug {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -57,39 +66,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Closes the pool.
     async fn close(&self);
-
-    /// Whether any operator key exists (the first `serve` creates one when none does).
-    async fn has_operator_key(&self) -> StoreResult<bool>;
-
-    /// Stores an operator key with its audit event.
-    async fn insert_operator_key(&self, key: &NewApiKey, audit: &NewAuditEvent) -> StoreResult<()>;
-
-    /// Creates a merchant with its first keys and signing secrets, in one transaction.
-    async fn create_merchant(
-        &self,
-        merchant: &NewMerchant,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<()>;
-
-    /// Newest first.
-    async fn list_merchants(&self, page: &Page) -> StoreResult<Vec<MerchantRecord>>;
-
-    /// One merchant.
-    async fn get_merchant(&self, id: MerchantId) -> StoreResult<MerchantRecord>;
-
-    /// Applies a name / disabled change and records it.
-    async fn update_merchant(
-        &self,
-        id: MerchantId,
-        patch: &MerchantPatch,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<MerchantRecord>;
-
-    /// Looks a token up by its hash, with its merchant's disabled flag.
-    async fn find_api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<AuthRecord>>;
-
-    /// One key.
-    async fn get_api_key(&self, id: ApiKeyId) -> StoreResult<ApiKeyRecord>;
 
     /// Audit entries of one chain in order, for `hooksign audit verify`.
     async fn audit_chain(&self, chain: &str) -> StoreResult<Vec<AuditRecord>>;

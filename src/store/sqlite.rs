@@ -46,4 +46,7 @@ impl SqliteStore {
     }
 }
 
+super::merchants::impl_merchant_store!(SqliteStore);
+super::api_keys::impl_api_key_store!(SqliteStore, sqlx::Sqlite);
+super::guards::impl_guard_store!(SqliteStore);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);

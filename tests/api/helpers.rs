@@ -26,7 +26,6 @@ pub struct TestApp {
     pub operator_token: String,
     pub state: AppState,
     /// Moves the daemon's time (expiry, revert windows) without sleeping.
-    #[allow(dead_code)]
     pub clock: ManualClock,
     pub config: Config,
     pub backend: Backend,
@@ -209,6 +208,27 @@ impl TestApp {
         (restarted, created)
     }
 
+    /// The daemon's current time.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        hooksign::clock::Clock::now(&self.clock)
+    }
+
+    /// Starts a second daemon on the same database (as a second machine would).
+    pub async fn another_instance(&self) -> Instance {
+        let app = App::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .expect("second instance builds");
+        assert!(
+            app.operator_key_file.is_none(),
+            "the second instance finds the operator key"
+        );
+        let base = format!("http://{}", app.local_addr().expect("bound"));
+        let server = tokio::spawn(async move {
+            app.run(std::future::pending()).await.expect("server runs");
+        });
+        Instance { base, server }
+    }
+
     /// Counts rows with a raw query on the app's own database.
     pub async fn count(&self, sql: &str) -> i64 {
         match self.backend {
@@ -237,6 +257,18 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+    }
+}
+
+/// Another daemon sharing a [`TestApp`]'s database; stopped when dropped.
+pub struct Instance {
+    pub base: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 

@@ -109,6 +109,13 @@ async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
         ("/v1/merchants", "post"),
         ("/v1/merchants/{id}", "get"),
         ("/v1/merchants/{id}", "patch"),
+        ("/v1/api-keys", "get"),
+        ("/v1/api-keys", "post"),
+        ("/v1/api-keys/{id}", "get"),
+        ("/v1/api-keys/{id}", "patch"),
+        ("/v1/api-keys/{id}", "delete"),
+        ("/v1/api-keys/{id}/revoke", "post"),
+        ("/v1/api-keys/{id}/roll", "post"),
     ];
     for (path, method) in expected {
         assert!(
@@ -127,6 +134,23 @@ async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
         expected.len(),
         "the document lists routes the router does not have"
     );
+    // And every documented route exists in the router: it answers neither 404 nor 405.
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "x");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = app.request(method.clone(), &concrete).send().await.unwrap();
+            assert!(
+                ![404, 405].contains(&response.status().as_u16()) || concrete.contains("/x"),
+                "{method} {path}"
+            );
+            let body = response.text().await.unwrap();
+            assert!(
+                !body.contains("route_not_found") && !body.contains("method_not_allowed"),
+                "{method} {path}: {body}"
+            );
+        }
+    }
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["api_key"]["name"], "X-Api-Key");

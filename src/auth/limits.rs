@@ -1,0 +1,139 @@
+//! Rate limits: a token bucket per API key, and a budget of failed authentications per client
+//! IP so that keys cannot be guessed quickly. Both are per daemon instance (in memory).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::config::AuthConfig;
+use crate::ids::ApiKeyId;
+
+type Keyed<K> = RateLimiter<K, HashMapStateStore<K>, DefaultClock>;
+
+/// The limiters of one daemon.
+#[derive(Debug)]
+pub struct Limits {
+    per_key: Keyed<ApiKeyId>,
+    failed_auth: Keyed<IpAddr>,
+    /// IPs that spent their failure budget, and until when they are refused outright.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+fn non_zero(value: u32) -> NonZeroU32 {
+    NonZeroU32::new(value).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Limits {
+    /// Limiters sized from `[auth]`.
+    pub fn new(config: &AuthConfig) -> Self {
+        let per_key =
+            Quota::per_second(non_zero(config.rate_per_sec)).allow_burst(non_zero(config.burst));
+        let failed = Quota::per_minute(non_zero(config.failed_auth_per_minute));
+        Self {
+            per_key: RateLimiter::hashmap(per_key),
+            failed_auth: RateLimiter::hashmap(failed),
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token from `key`'s bucket, or says how many seconds until one is free.
+    pub fn check_key(&self, key: ApiKeyId) -> Result<(), u64> {
+        self.per_key.check_key(&key).map_err(|not_until| {
+            seconds_until(not_until.wait_time_from(DefaultClock::default().now()))
+        })
+    }
+
+    /// Seconds until `ip` may try again, if it is blocked.
+    pub fn blocked_for(&self, ip: IpAddr) -> Option<u64> {
+        let now = Instant::now();
+        let mut blocked = self
+            .blocked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match blocked.get(&ip) {
+            Some(until) if *until > now => Some(seconds_until(*until - now)),
+            Some(_) => {
+                blocked.remove(&ip);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Counts a failed authentication; returns the block in seconds once the budget is spent.
+    pub fn record_failure(&self, ip: IpAddr) -> Option<u64> {
+        let wait = self
+            .failed_auth
+            .check_key(&ip)
+            .err()?
+            .wait_time_from(DefaultClock::default().now());
+        let mut blocked = self
+            .blocked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        blocked.insert(ip, Instant::now() + wait);
+        Some(seconds_until(wait))
+    }
+
+    /// Forgets idle entries (called by the housekeeping task).
+    pub fn shrink(&self) {
+        self.per_key.retain_recent();
+        self.failed_auth.retain_recent();
+        let now = Instant::now();
+        self.blocked
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, until| *until > now);
+    }
+}
+
+fn seconds_until(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(rate: u32, burst: u32, failures: u32) -> AuthConfig {
+        AuthConfig {
+            rate_per_sec: rate,
+            burst,
+            failed_auth_per_minute: failures,
+            ..AuthConfig::default()
+        }
+    }
+
+    #[test]
+    fn a_key_gets_its_burst_then_waits() {
+        let limits = Limits::new(&config(1, 3, 10));
+        let key = ApiKeyId::new();
+        for _ in 0..3 {
+            assert_eq!(limits.check_key(key), Ok(()));
+        }
+        assert!(matches!(limits.check_key(key), Err(secs) if secs >= 1));
+        assert_eq!(
+            limits.check_key(ApiKeyId::new()),
+            Ok(()),
+            "other keys are unaffected"
+        );
+    }
+
+    #[test]
+    fn an_ip_that_spends_its_failure_budget_is_blocked() {
+        let limits = Limits::new(&config(10, 10, 2));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(limits.blocked_for(ip), None);
+        assert_eq!(limits.record_failure(ip), None);
+        assert_eq!(limits.record_failure(ip), None);
+        assert!(limits.record_failure(ip).is_some());
+        assert!(limits.blocked_for(ip).is_some());
+        assert_eq!(limits.blocked_for("192.0.2.8".parse().unwrap()), None);
+    }
+}

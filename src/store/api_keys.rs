@@ -1,0 +1,372 @@
+//! Merchant API keys: the five-key limit, deactivation, revocation, deletion and rolling.
+//!
+//! Each change runs in one transaction that first takes the merchant's lock (see `sql.rs`), then
+//! counts, then writes, so two concurrent creates cannot both see four active keys. The rules
+//! themselves are the pure functions of [`crate::keys::rules`].
+
+use async_trait::async_trait;
+
+use super::{ApiKeyRecord, NewApiKey, NewAuditEvent, StoreResult};
+use crate::clock::Timestamp;
+use crate::ids::{ApiKeyId, MerchantId};
+use crate::keys::Mode;
+
+/// A change to a key's name or on/off switch.
+#[derive(Debug, Clone, Default)]
+pub struct KeyPatch {
+    pub name: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// Merchant API keys, always scoped to one merchant and mode: a key of another merchant or
+/// mode is [`StoreError::NotFound`](super::StoreError::NotFound).
+#[async_trait]
+pub trait ApiKeyStore {
+    /// Every key of the merchant in `mode` (revoked ones included).
+    async fn list_api_keys(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+    ) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// Creates a key if fewer than five are active and its name is free.
+    async fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiKeyRecord>;
+
+    /// Renames, deactivates or re-activates a key.
+    async fn update_api_key(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: ApiKeyId,
+        patch: &KeyPatch,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiKeyRecord>;
+
+    /// Revokes a key for good (idempotent).
+    async fn revoke_api_key(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: ApiKeyId,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiKeyRecord>;
+
+    /// Deletes a revoked key.
+    async fn delete_api_key(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: ApiKeyId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    /// Creates `successor` (same name and scopes) and makes the key `id` expire at `old_expires_at`.
+    /// Returns the old key as updated.
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_api_key(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: ApiKeyId,
+        successor: &NewApiKey,
+        old_expires_at: Timestamp,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<ApiKeyRecord>;
+
+    /// Records when keys were last used (batched; never moves a time backwards).
+    async fn touch_api_keys(&self, uses: &[(ApiKeyId, Timestamp)]) -> StoreResult<()>;
+}
+
+/// Implements [`ApiKeyStore`] for a store type with a `pool` field.
+macro_rules! impl_api_key_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// Takes the merchant's lock for the rest of the transaction.
+            async fn lock_merchant(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+            ) -> $crate::store::StoreResult<()> {
+                let locked = sqlx::query("UPDATE merchants SET lock_version = lock_version + 1 WHERE id = $1")
+                    .bind(merchant.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                if locked.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn fetch_key(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                let sql = format!(
+                    "SELECT {} FROM api_keys k WHERE k.id = $1 AND k.merchant_id = $2 AND k.kind = $3",
+                    $crate::store::sql::KEY_COLUMNS
+                );
+                let row: Option<$crate::store::sql::KeyRow> = sqlx::query_as(&sql)
+                    .bind(id.to_string())
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+            }
+
+            /// Active keys (see `keys::rules::is_active`), optionally not counting `except`.
+            async fn count_active_keys(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                now: $crate::clock::Timestamp,
+                except: Option<$crate::ids::ApiKeyId>,
+                admins_only: bool,
+            ) -> $crate::store::StoreResult<i64> {
+                let sql = format!(
+                    "SELECT COUNT(*) FROM api_keys WHERE merchant_id = $1 AND kind = $2 AND active = TRUE \
+                     AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3) \
+                     AND ($4 IS NULL OR id <> $4) {}",
+                    if admins_only { "AND (' ' || scopes || ' ') LIKE '% api_keys:write %'" } else { "" }
+                );
+                Ok(sqlx::query_scalar(&sql)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .bind($crate::clock::to_millis(now))
+                    .bind(except.map(|id| id.to_string()))
+                    .fetch_one(&mut *conn)
+                    .await?)
+            }
+
+            /// Whether a key other than `except` holds `name` (case-insensitively).
+            async fn name_taken(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                name: &str,
+                except: Option<$crate::ids::ApiKeyId>,
+            ) -> $crate::store::StoreResult<bool> {
+                let count: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM api_keys WHERE merchant_id = $1 AND kind = $2 AND LOWER(name) = LOWER($3) \
+                     AND revoked_at IS NULL AND expires_at IS NULL AND ($4 IS NULL OR id <> $4)",
+                )
+                .bind(merchant.to_string())
+                .bind(mode.as_str())
+                .bind(name)
+                .bind(except.map(|id| id.to_string()))
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(count > 0)
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::ApiKeyStore for $store {
+            async fn list_api_keys(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM api_keys k WHERE k.merchant_id = $1 AND k.kind = $2",
+                    $crate::store::sql::KEY_COLUMNS
+                );
+                let rows: Vec<$crate::store::sql::KeyRow> = sqlx::query_as(&sql)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn create_api_key(
+                &self,
+                key: &$crate::store::NewApiKey,
+                now: $crate::clock::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                use $crate::keys::rules::{may_activate_another, KeyRuleError};
+                let (merchant, mode) = match (key.merchant_id, key.kind) {
+                    (Some(merchant), $crate::store::KeyKind::Merchant(mode)) => (merchant, mode),
+                    _ => return Err($crate::store::StoreError::Corrupt("not a merchant key".into())),
+                };
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                may_activate_another(Self::count_active_keys(&mut tx, merchant, mode, now, None, false).await?)?;
+                if Self::name_taken(&mut tx, merchant, mode, &key.name, None).await? {
+                    return Err(KeyRuleError::DuplicateName.into());
+                }
+                Self::insert_key(&mut tx, key).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                let record = Self::fetch_key(&mut tx, merchant, mode, key.id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn update_api_key(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+                patch: &$crate::store::KeyPatch,
+                now: $crate::clock::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                use $crate::keys::rules::{may_activate_another, may_switch_off, status_of, KeyRuleError, StatusFilter};
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                match status_of(&key, now) {
+                    StatusFilter::Revoked => return Err(KeyRuleError::Revoked.into()),
+                    StatusFilter::Expired if patch.active == Some(true) => return Err(KeyRuleError::Expired.into()),
+                    _ => {}
+                }
+                match patch.active {
+                    Some(true) if !key.active => {
+                        may_activate_another(Self::count_active_keys(&mut tx, merchant, mode, now, None, false).await?)?;
+                    }
+                    Some(false) if key.active => {
+                        let others = Self::count_active_keys(&mut tx, merchant, mode, now, Some(id), true).await?;
+                        may_switch_off(&key, others, now)?;
+                    }
+                    _ => {}
+                }
+                if let Some(name) = &patch.name {
+                    if Self::name_taken(&mut tx, merchant, mode, name, Some(id)).await? {
+                        return Err(KeyRuleError::DuplicateName.into());
+                    }
+                }
+                sqlx::query(
+                    "UPDATE api_keys SET name = COALESCE($2, name), active = COALESCE($3, active) WHERE id = $1",
+                )
+                .bind(id.to_string())
+                .bind(patch.name.as_deref())
+                .bind(patch.active)
+                .execute(&mut *tx)
+                .await?;
+                Self::append_audit(&mut tx, audit).await?;
+                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn revoke_api_key(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+                now: $crate::clock::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                if key.revoked_at.is_some() {
+                    return Ok(key);
+                }
+                let others = Self::count_active_keys(&mut tx, merchant, mode, now, Some(id), true).await?;
+                $crate::keys::rules::may_switch_off(&key, others, now)?;
+                sqlx::query("UPDATE api_keys SET revoked_at = $2, active = FALSE WHERE id = $1")
+                    .bind(id.to_string())
+                    .bind($crate::clock::to_millis(now))
+                    .execute(&mut *tx)
+                    .await?;
+                Self::append_audit(&mut tx, audit).await?;
+                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn delete_api_key(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                if key.revoked_at.is_none() {
+                    return Err($crate::keys::rules::KeyRuleError::NotRevoked.into());
+                }
+                sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn roll_api_key(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+                successor: &$crate::store::NewApiKey,
+                old_expires_at: $crate::clock::Timestamp,
+                now: $crate::clock::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                use $crate::keys::rules::{is_active, may_activate_another, KeyRuleError};
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                if key.revoked_at.is_some() {
+                    return Err(KeyRuleError::Revoked.into());
+                }
+                if key.expires_at.is_some() {
+                    // Already rolled (or expired): rolling it again would fork its name.
+                    return Err(KeyRuleError::Expired.into());
+                }
+                if !is_active(&key, now) {
+                    return Err(KeyRuleError::NotActive.into());
+                }
+                // An immediate roll frees the old key's slot; an overlapping one needs a free slot.
+                let except = (old_expires_at <= now).then_some(id);
+                may_activate_another(Self::count_active_keys(&mut tx, merchant, mode, now, except, false).await?)?;
+                sqlx::query("UPDATE api_keys SET expires_at = $2 WHERE id = $1")
+                    .bind(id.to_string())
+                    .bind($crate::clock::to_millis(old_expires_at))
+                    .execute(&mut *tx)
+                    .await?;
+                Self::insert_key(&mut tx, successor).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn touch_api_keys(
+                &self,
+                uses: &[($crate::ids::ApiKeyId, $crate::clock::Timestamp)],
+            ) -> $crate::store::StoreResult<()> {
+                if uses.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for (id, at) in uses {
+                    sqlx::query(
+                        "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 \
+                         AND (last_used_at IS NULL OR last_used_at < $2)",
+                    )
+                    .bind(id.to_string())
+                    .bind($crate::clock::to_millis(*at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(super) use impl_api_key_store;

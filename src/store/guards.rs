@@ -1,0 +1,196 @@
+//! Request guards that must hold across every daemon sharing the database: nonces (`X-Nonce`)
+//! and idempotency keys (`Idempotency-Key`), both remembered per API key for 24 hours.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::clock::Timestamp;
+use crate::ids::ApiKeyId;
+
+/// A response kept for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// What happened when a request claimed an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use: run the request, then finish or abandon.
+    Started,
+    /// The same request already completed: replay this.
+    Replay(StoredResponse),
+    /// The same key is being used by a request still running.
+    InFlight,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Nonces and idempotency keys.
+#[async_trait]
+pub trait GuardStore {
+    /// Remembers `nonce` for `key` until `expires_at`; `false` if it is already remembered.
+    async fn remember_nonce(
+        &self,
+        key: ApiKeyId,
+        nonce: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Claims an idempotency key for a request with `fingerprint`.
+    async fn begin_idempotent(
+        &self,
+        key: ApiKeyId,
+        idempotency_key: &str,
+        fingerprint: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<IdempotencyBegin>;
+
+    /// Stores the response of a claimed key for replay.
+    async fn finish_idempotent(
+        &self,
+        key: ApiKeyId,
+        idempotency_key: &str,
+        response: &StoredResponse,
+    ) -> StoreResult<()>;
+
+    /// Releases a claimed key without a response (the request failed on our side).
+    async fn abandon_idempotent(&self, key: ApiKeyId, idempotency_key: &str) -> StoreResult<()>;
+
+    /// Deletes expired nonces and idempotency keys; returns how many rows went.
+    async fn prune_expired(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Implements [`GuardStore`] for a store type with a `pool` field.
+macro_rules! impl_guard_store {
+    ($store:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::GuardStore for $store {
+            async fn remember_nonce(
+                &self,
+                key: $crate::ids::ApiKeyId,
+                nonce: &str,
+                now: $crate::clock::Timestamp,
+                expires_at: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<bool> {
+                // An expired entry may be reused; a live one may not.
+                let result = sqlx::query(
+                    "INSERT INTO api_nonces (key_id, nonce, expires_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (key_id, nonce) DO UPDATE SET expires_at = excluded.expires_at \
+                     WHERE api_nonces.expires_at <= $4",
+                )
+                .bind(key.to_string())
+                .bind(nonce)
+                .bind($crate::clock::to_millis(expires_at))
+                .bind($crate::clock::to_millis(now))
+                .execute(&self.pool)
+                .await?;
+                Ok(result.rows_affected() == 1)
+            }
+
+            async fn begin_idempotent(
+                &self,
+                key: $crate::ids::ApiKeyId,
+                idempotency_key: &str,
+                fingerprint: &str,
+                now: $crate::clock::Timestamp,
+                expires_at: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<$crate::store::IdempotencyBegin> {
+                use $crate::store::{IdempotencyBegin, StoredResponse};
+                let claimed = sqlx::query(
+                    "INSERT INTO idempotency_keys (key_id, idempotency_key, fingerprint, state, created_at, expires_at) \
+                     VALUES ($1, $2, $3, 'in_flight', $4, $5) \
+                     ON CONFLICT (key_id, idempotency_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+                     state = 'in_flight', status = NULL, content_type = NULL, body = NULL, \
+                     created_at = excluded.created_at, expires_at = excluded.expires_at \
+                     WHERE idempotency_keys.expires_at <= excluded.created_at",
+                )
+                .bind(key.to_string())
+                .bind(idempotency_key)
+                .bind(fingerprint)
+                .bind($crate::clock::to_millis(now))
+                .bind($crate::clock::to_millis(expires_at))
+                .execute(&self.pool)
+                .await?;
+                if claimed.rows_affected() == 1 {
+                    return Ok(IdempotencyBegin::Started);
+                }
+                let row: Option<(String, String, Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT fingerprint, state, status, content_type, body FROM idempotency_keys \
+                     WHERE key_id = $1 AND idempotency_key = $2",
+                )
+                .bind(key.to_string())
+                .bind(idempotency_key)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(match row {
+                    // Deleted in between (abandoned): treat like a request still running.
+                    None => IdempotencyBegin::InFlight,
+                    // While the first request runs, any other with the same key waits its turn.
+                    Some((_, state, _, _, _)) if state == "in_flight" => IdempotencyBegin::InFlight,
+                    Some((stored, _, _, _, _)) if stored != fingerprint => IdempotencyBegin::Mismatch,
+                    Some((_, state, Some(status), content_type, body)) if state == "done" => {
+                        IdempotencyBegin::Replay(StoredResponse {
+                            status: u16::try_from(status).unwrap_or(500),
+                            content_type,
+                            body: body.unwrap_or_default(),
+                        })
+                    }
+                    Some(_) => IdempotencyBegin::InFlight,
+                })
+            }
+
+            async fn finish_idempotent(
+                &self,
+                key: $crate::ids::ApiKeyId,
+                idempotency_key: &str,
+                response: &$crate::store::StoredResponse,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query(
+                    "UPDATE idempotency_keys SET state = 'done', status = $3, content_type = $4, body = $5 \
+                     WHERE key_id = $1 AND idempotency_key = $2",
+                )
+                .bind(key.to_string())
+                .bind(idempotency_key)
+                .bind(i64::from(response.status))
+                .bind(response.content_type.as_deref())
+                .bind(&response.body)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn abandon_idempotent(
+                &self,
+                key: $crate::ids::ApiKeyId,
+                idempotency_key: &str,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2")
+                    .bind(key.to_string())
+                    .bind(idempotency_key)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn prune_expired(&self, now: $crate::clock::Timestamp) -> $crate::store::StoreResult<u64> {
+                let now = $crate::clock::to_millis(now);
+                let nonces = sqlx::query("DELETE FROM api_nonces WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                let idempotency = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(nonces.rows_affected() + idempotency.rows_affected())
+            }
+        }
+    };
+}
+
+pub(super) use impl_guard_store;
