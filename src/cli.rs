@@ -69,6 +69,48 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Sign a body read from standard input and print the headers to send.
+    ///
+    /// Example: `hooksign sign --secret $SECRET --scheme bolt < body.json`
+    Sign {
+        /// The active signing secret (64 hex characters, or whsec_…).
+        #[arg(long, value_name = "SECRET")]
+        secret: String,
+        /// A pending secret: adds X-Bolt-Hmac-Sha256-Pending (or a second v1 signature).
+        #[arg(long, value_name = "SECRET")]
+        pending_secret: Option<String>,
+        /// bolt, standard or both.
+        #[arg(long, default_value = "bolt")]
+        scheme: crate::signing::Scheme,
+        /// webhook-id for the standard scheme.
+        #[arg(long, default_value = "msg_cli")]
+        id: String,
+        /// webhook-timestamp for the standard scheme (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+    /// Verify a body read from standard input against signature headers; exits 0 when valid.
+    ///
+    /// Example: `hooksign verify --secret $OLD --secret $NEW --header "X-Bolt-Hmac-Sha256: …" < body.json`
+    Verify {
+        /// A secret the receiver accepts; repeat for old and new during a rotation.
+        #[arg(long = "secret", value_name = "SECRET", required = true)]
+        secrets: Vec<String>,
+        /// A received header as `Name: value`; repeat for each.
+        #[arg(long = "header", value_name = "NAME: VALUE", required = true)]
+        headers: Vec<String>,
+        /// Check the standard-webhooks timestamp against this Unix time (default: now).
+        #[arg(long)]
+        now: Option<i64>,
+    },
+    /// Re-encrypt every signing secret under a new master key. Safe to run while daemons run
+    /// (give them the new key as master_key and the old one as master_key_previous first) and
+    /// safe to run again if interrupted.
+    Rekey {
+        /// File holding the new master key (base64 of 32 bytes).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: PathBuf,
+    },
 }
 
 /// `hooksign config …`
@@ -156,6 +198,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { listen } => listen.as_deref(),
         _ => None,
     };
+    if matches!(cli.command, Command::Sign { .. } | Command::Verify { .. }) {
+        // Offline commands: no configuration, no database.
+        return match cli.command {
+            Command::Sign { secret, pending_secret, scheme, id, timestamp } => sign(&secret, pending_secret.as_deref(), scheme, &id, timestamp),
+            Command::Verify { secrets, headers, now } => verify(&secrets, &headers, now),
+            _ => unreachable!("matched above"),
+        };
+    }
     let config = load_config(&cli, listen)?;
     crate::telemetry::init_logging(config.log.format, &config.log.filter);
     match cli.command {
@@ -197,6 +247,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             eprintln!("the API keys above are shown once; store them now");
         }
+        Command::Sign { .. } | Command::Verify { .. } => unreachable!("handled before loading configuration"),
+        Command::Rekey { new_key_file } => return rekey(&config, &new_key_file).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = crate::store::connect(&config).await?;
             let mut total = 0;
@@ -213,6 +265,102 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("audit log intact: {total} entries verified");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads all of standard input.
+fn read_stdin() -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)?;
+    Ok(body)
+}
+
+/// The key bytes of a secret given as 64 hex characters or `whsec_…`.
+fn secret_key(text: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    if let Some(encoded) = text.strip_prefix("whsec_") {
+        return Ok(base64::engine::general_purpose::STANDARD.decode(encoded)?);
+    }
+    let secret = crate::secrets::SigningSecret::parse(text)
+        .ok_or_else(|| anyhow::anyhow!("a secret is 64 lowercase hex characters or whsec_…"))?;
+    Ok(secret.key().to_vec())
+}
+
+fn sign(secret: &str, pending: Option<&str>, scheme: crate::signing::Scheme, id: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
+    let active = secret_key(secret)?;
+    let pending = pending.map(secret_key).transpose()?;
+    let body = read_stdin()?;
+    let keys = crate::signing::SigningKeys {
+        active: &active,
+        pending: pending.as_deref(),
+    };
+    let timestamp = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    for (name, value) in crate::signing::signature_headers(scheme, &keys, &body, id, timestamp) {
+        println!("{name}: {value}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(secrets: &[String], headers: &[String], now: Option<i64>) -> anyhow::Result<ExitCode> {
+    let verifier = crate::verify::Verifier::new(secrets)?;
+    let mut pairs = Vec::new();
+    for header in headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("--header takes `Name: value`, got {header:?}"))?;
+        pairs.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let body = read_stdin()?;
+    let standard = pairs.iter().any(|(name, _)| name.eq_ignore_ascii_case(crate::verify::WEBHOOK_SIGNATURE));
+    let outcome = if standard {
+        let now = now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+        verifier.verify_standard(pairs.as_slice(), &body, now)
+    } else {
+        verifier.verify_bolt(pairs.as_slice(), &body)
+    };
+    match outcome {
+        Ok(matched) => {
+            println!("valid: secret #{} matched ({:?} header)", matched.secret_index + 1, matched.header);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(reason) => {
+            eprintln!("invalid: {reason}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use crate::secrets::{load_previous_master_key, read_key_file};
+    let (current, _) = load_master_key(config)?;
+    let target = read_key_file(new_key_file)?;
+    let known: Vec<_> = std::iter::once(current).chain(load_previous_master_key(config)?).collect();
+    let opener = Encryptor::new(&target).with_older(&known);
+    let sealer = Encryptor::new(&target);
+    let store = crate::store::connect(config).await?;
+    let mut resealed = 0;
+    let mut skipped = 0;
+    for key in &known {
+        if key.id() == target.id() {
+            continue;
+        }
+        for row in store.secrets_sealed_with(key.id()).await? {
+            let open = crate::secrets::keyring::open_row(&opener, &row)?;
+            let aad = crate::secrets::SecretAad {
+                secret_id: row.id,
+                merchant_id: row.merchant_id,
+                mode: row.mode,
+            };
+            let sealed = sealer.seal(&open.secret, &aad);
+            if store.reseal_secret(row.id, &row.key_id, sealer.key_id(), &sealed).await? {
+                resealed += 1;
+            } else {
+                skipped += 1; // changed or destroyed meanwhile; a re-run picks up the rest
+            }
+        }
+    }
+    println!("re-encrypted {resealed} signing secrets under {} ({skipped} changed meanwhile)", target.id());
+    println!("next: set master_key to the new key on every instance, keeping the old one as master_key_previous until all have restarted");
     Ok(ExitCode::SUCCESS)
 }
 

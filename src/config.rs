@@ -23,6 +23,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "data_dir",
     "master_key",
     "master_key_file",
+    "master_key_previous",
     "database",
     "http",
     "log",
@@ -42,6 +43,9 @@ pub struct Config {
     pub master_key: Option<Redacted>,
     /// A file holding the master key (base64), instead of `master_key`.
     pub master_key_file: Option<PathBuf>,
+    /// The previous master key (base64) during a master-key rotation: still opens secrets
+    /// sealed under it until `hooksign rekey` has re-sealed them all.
+    pub master_key_previous: Option<Redacted>,
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
@@ -95,6 +99,8 @@ pub enum LogFormat {
 pub struct SecretsConfig {
     /// How long after `complete` the previous secret can be restored, in seconds (≤ 48 h).
     pub revert_window_secs: u64,
+    /// How often the scheduler looks for due completions, cron fires and expired secrets.
+    pub scheduler_interval_secs: u64,
 }
 
 /// `[auth]`
@@ -134,6 +140,7 @@ impl Default for Config {
             data_dir: PathBuf::from("hooksign-data"),
             master_key: None,
             master_key_file: None,
+            master_key_previous: None,
             database: DatabaseConfig::default(),
             http: HttpConfig::default(),
             log: LogConfig::default(),
@@ -175,6 +182,7 @@ impl Default for SecretsConfig {
     fn default() -> Self {
         Self {
             revert_window_secs: MAX_REVERT_WINDOW_SECS,
+            scheduler_interval_secs: 5,
         }
     }
 }
@@ -294,6 +302,9 @@ impl Config {
         if let Some(key) = &self.master_key {
             decode_master_key(&key.0).map_err(|message| invalid("master_key", message))?;
         }
+        if let Some(key) = &self.master_key_previous {
+            decode_master_key(&key.0).map_err(|message| invalid("master_key_previous", message))?;
+        }
         if self.master_key.is_some() && self.master_key_file.is_some() {
             return Err(invalid(
                 "master_key_file",
@@ -333,8 +344,10 @@ impl Config {
     /// The configuration as TOML with secrets redacted, for `hooksign config show`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
-        if shown.master_key.is_some() {
-            shown.master_key = Some(Redacted("[redacted]".into()));
+        for key in [&mut shown.master_key, &mut shown.master_key_previous] {
+            if key.is_some() {
+                *key = Some(Redacted("[redacted]".into()));
+            }
         }
         shown.database.url = redact_url_password(&shown.database.url);
         toml_string(&shown)

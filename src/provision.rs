@@ -61,6 +61,30 @@ pub async fn create_operator_key(
     Ok((key, token))
 }
 
+/// A secret row ready to insert: sealed for its own row, with its fingerprint.
+pub fn seal_new_secret(
+    encryptor: &Encryptor,
+    secret: &SigningSecret,
+    id: SecretId,
+    merchant_id: MerchantId,
+    mode: Mode,
+    now: Timestamp,
+) -> NewSecret {
+    let aad = SecretAad {
+        secret_id: id,
+        merchant_id,
+        mode,
+    };
+    NewSecret {
+        id,
+        mode,
+        fingerprint: secret.fingerprint(),
+        key_id: encryptor.key_id().to_owned(),
+        ciphertext: encryptor.seal(secret, &aad),
+        created_at: now,
+    }
+}
+
 /// A new merchant with everything it starts with.
 pub struct CreatedMerchant {
     pub merchant: NewMerchant,
@@ -88,19 +112,7 @@ pub async fn create_merchant(
             ScopeSet::all(),
             now,
         ));
-        let secret_id = SecretId::new();
-        let aad = SecretAad {
-            secret_id,
-            merchant_id: id,
-            mode,
-        };
-        secrets.push(NewSecret {
-            id: secret_id,
-            mode,
-            key_id: encryptor.key_id().to_owned(),
-            ciphertext: encryptor.seal(&SigningSecret::generate(), &aad),
-            created_at: now,
-        });
+        secrets.push(seal_new_secret(encryptor, &SigningSecret::generate(), SecretId::new(), id, mode, now));
     }
     let merchant = NewMerchant {
         id,

@@ -19,7 +19,7 @@ use crate::auth::{LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::provision::{create_operator_key, Actor};
-use crate::secrets::{load_master_key, Encryptor, MasterKeySource};
+use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
 use crate::store::Store;
 
 /// Everything a handler may need; cheap to clone.
@@ -68,12 +68,13 @@ impl App {
                 "master key loaded from configuration"
             ),
         }
+        let previous_key: Vec<_> = load_previous_master_key(&config)?.into_iter().collect();
         let store = crate::store::connect(&config).await?;
         let config_auth = config.auth.clone();
         let state = AppState {
             config: Arc::new(config),
             store,
-            encryptor: Arc::new(Encryptor::new(&master_key)),
+            encryptor: Arc::new(Encryptor::new(&master_key).with_older(&previous_key)),
             clock,
             metrics: crate::telemetry::prometheus(),
             limits: Arc::new(Limits::new(&config_auth)),
@@ -122,6 +123,7 @@ impl App {
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await });
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
+        let scheduler = tokio::spawn(rotation_scheduler(state.clone(), stop.clone()));
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
             () = shutdown => {
@@ -138,8 +140,10 @@ impl App {
             }
         };
         stop.cancel();
-        if let Err(err) = housekeeping.await {
-            tracing::error!(%err, "housekeeping task failed");
+        for (name, task) in [("housekeeping", housekeeping), ("rotation scheduler", scheduler)] {
+            if let Err(err) = task.await {
+                tracing::error!(%err, task = name, "background task failed");
+            }
         }
         state.store.close().await;
         tracing::info!("hooksign stopped");
@@ -176,6 +180,22 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
     }
     if let Err(err) = state.last_used.flush(state.store.as_ref()).await {
         tracing::error!(error = %err, "cannot write last_used_at at shutdown");
+    }
+}
+
+/// Runs the rotation scheduler every `secrets.scheduler_interval_secs` until stopped.
+async fn rotation_scheduler(state: AppState, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(state.config.secrets.scheduler_interval_secs));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticks.tick() => match crate::secrets::scheduler::tick(&state).await {
+                Ok(report) if report != Default::default() => tracing::info!(?report, "rotation scheduler acted"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "rotation scheduler tick failed; will retry"),
+            },
+        }
     }
 }
 

@@ -34,6 +34,8 @@ CREATE TABLE signing_secrets (
     merchant_id  TEXT NOT NULL REFERENCES merchants(id) ON DELETE CASCADE,
     mode         TEXT NOT NULL CHECK (mode IN ('live', 'test')),
     state        TEXT NOT NULL CHECK (state IN ('active', 'pending', 'previous')),
+    -- first 8 hex characters of SHA-256 of the key: not secret, shown to tell secrets apart
+    fingerprint  TEXT NOT NULL,
     key_id       TEXT NOT NULL,
     ciphertext   BLOB NOT NULL,
     created_at   INTEGER NOT NULL,

@@ -11,13 +11,15 @@ pub mod openapi;
 pub mod ops;
 pub mod pagination;
 pub mod request_id;
+pub mod sign;
+pub mod signing_secret;
 
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -67,6 +69,17 @@ fn v1_routes() -> Router<AppState> {
         )
         .route("/v1/api-keys/{id}/revoke", post(api_keys::revoke))
         .route("/v1/api-keys/{id}/roll", post(api_keys::roll))
+        .route("/v1/signing-secret", get(signing_secret::get_status))
+        .route("/v1/signing-secret/initiate", post(signing_secret::initiate))
+        .route("/v1/signing-secret/complete", post(signing_secret::complete))
+        .route("/v1/signing-secret/revert", post(signing_secret::revert))
+        .route("/v1/signing-secret/cancel", post(signing_secret::cancel))
+        .route("/v1/signing-secret/reveal", post(signing_secret::reveal))
+        .route(
+            "/v1/signing-secret/schedule",
+            put(signing_secret::put_schedule).delete(signing_secret::delete_schedule),
+        )
+        .route("/v1/sign", post(sign::sign))
 }
 
 /// Wraps routes in the daemon's middleware: request ids, deadline, panic catching, metrics,

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, merchants, ops, pagination, ErrorBody, ErrorEnvelope, ErrorType};
+use super::{api_keys, merchants, ops, pagination, sign, signing_secret, ErrorBody, ErrorEnvelope, ErrorType};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,9 @@ use super::{api_keys, merchants, ops, pagination, ErrorBody, ErrorEnvelope, Erro
         merchants::create, merchants::list, merchants::retrieve, merchants::update,
         api_keys::list, api_keys::create, api_keys::retrieve, api_keys::update, api_keys::delete,
         api_keys::revoke, api_keys::roll,
+        signing_secret::get_status, signing_secret::initiate, signing_secret::complete,
+        signing_secret::revert, signing_secret::cancel, signing_secret::reveal,
+        signing_secret::put_schedule, signing_secret::delete_schedule, sign::sign,
     ),
     components(schemas(
         ErrorEnvelope, ErrorBody, ErrorType,
@@ -22,10 +25,15 @@ use super::{api_keys, merchants, ops, pagination, ErrorBody, ErrorEnvelope, Erro
         api_keys::CreateApiKey, api_keys::UpdateApiKey, api_keys::RollApiKey, api_keys::RolledApiKey,
         api_keys::DeletedApiKey, pagination::List<merchants::MerchantObject>,
         pagination::List<api_keys::ApiKeyObject>,
+        signing_secret::SigningSecretStatus, signing_secret::SecretView, signing_secret::ScheduleView,
+        signing_secret::InitiateRotation, signing_secret::PutSchedule, signing_secret::RevealedSecrets,
+        signing_secret::RevealedSecret, sign::Signature,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "operator", description = "Managing merchants (operator keys only)"),
+        (name = "signing secret", description = "The signing secret of the calling key's mode and its rotation"),
+        (name = "signing", description = "Signing bytes you send yourself"),
         (name = "api keys", description = "A merchant's API keys in the calling key's mode: at most five active"),
         (name = "ops", description = "Health, readiness, metrics; no authentication"),
     )

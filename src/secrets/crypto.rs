@@ -44,17 +44,21 @@ pub enum CryptoError {
     Authentication,
 }
 
-/// Seals and opens signing secrets.
+/// Seals with the current master key; opens with it or with older keys still configured
+/// (during a master-key rotation, before `hooksign rekey` has re-sealed everything).
 #[derive(Clone)]
 pub struct Encryptor {
     key_id: String,
     cipher: XChaCha20Poly1305,
+    older: Vec<(String, XChaCha20Poly1305)>,
 }
 
 impl std::fmt::Debug for Encryptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let older: Vec<_> = self.older.iter().map(|(id, _)| id.as_str()).collect();
         f.debug_struct("Encryptor")
             .field("key_id", &self.key_id)
+            .field("older", &older)
             .finish_non_exhaustive()
     }
 }
@@ -65,7 +69,25 @@ impl Encryptor {
         Self {
             key_id: master.id().to_owned(),
             cipher: XChaCha20Poly1305::new(master.bytes().into()),
+            older: Vec::new(),
         }
+    }
+
+    /// Also opens ciphertexts sealed under `older` keys.
+    pub fn with_older(mut self, older: &[MasterKey]) -> Self {
+        self.older = older
+            .iter()
+            .filter(|key| key.id() != self.key_id)
+            .map(|key| (key.id().to_owned(), XChaCha20Poly1305::new(key.bytes().into())))
+            .collect();
+        self
+    }
+
+    fn cipher_for(&self, key_id: &str) -> Option<&XChaCha20Poly1305> {
+        if key_id == self.key_id {
+            return Some(&self.cipher);
+        }
+        self.older.iter().find(|(id, _)| id == key_id).map(|(_, cipher)| cipher)
     }
 
     /// The id stored beside every ciphertext this encryptor seals.
@@ -102,16 +124,13 @@ impl Encryptor {
         sealed: &[u8],
         aad: &SecretAad,
     ) -> Result<SigningSecret, CryptoError> {
-        if key_id != self.key_id {
-            return Err(CryptoError::UnknownKey(key_id.to_owned()));
-        }
+        let cipher = self.cipher_for(key_id).ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
         if sealed.len() <= NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let aad = aad.bytes();
-        let plain = self
-            .cipher
+        let plain = cipher
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
@@ -186,6 +205,19 @@ mod tests {
             enc.open(enc.key_id(), &sealed, &other_row),
             Err(CryptoError::Authentication)
         );
+    }
+
+    #[test]
+    fn older_keys_still_open_what_they_sealed() {
+        let old_key = MasterKey::generate();
+        let old = Encryptor::new(&old_key);
+        let aad = aad();
+        let secret = SigningSecret::generate();
+        let sealed = old.seal(&secret, &aad);
+        let new = Encryptor::new(&MasterKey::generate()).with_older(&[old_key]);
+        assert_eq!(new.open(old.key_id(), &sealed, &aad).unwrap(), secret);
+        let resealed = new.seal(&secret, &aad);
+        assert!(old.open(new.key_id(), &resealed, &aad).is_err(), "new seals use the new key");
     }
 
     #[test]

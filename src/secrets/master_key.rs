@@ -115,6 +115,20 @@ pub fn load_master_key(config: &Config) -> Result<(MasterKey, MasterKeySource), 
     Ok((key, MasterKeySource::Generated(path)))
 }
 
+/// The configured previous master key, if any (see `master_key_previous`).
+pub fn load_previous_master_key(config: &Config) -> Result<Option<MasterKey>, MasterKeyError> {
+    config
+        .master_key_previous
+        .as_ref()
+        .map(|text| {
+            MasterKey::from_base64(&text.0).map_err(|message| MasterKeyError::File {
+                path: PathBuf::from("HOOKSIGN_MASTER_KEY_PREVIOUS"),
+                message,
+            })
+        })
+        .transpose()
+}
+
 /// Reads a base64 key file.
 pub fn read_key_file(path: &Path) -> Result<MasterKey, MasterKeyError> {
     let file_error = |message: String| MasterKeyError::File {

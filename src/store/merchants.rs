@@ -91,12 +91,13 @@ macro_rules! impl_merchant_store {
                 }
                 for secret in &merchant.secrets {
                     sqlx::query(
-                        "INSERT INTO signing_secrets (id, merchant_id, mode, state, key_id, ciphertext, created_at, \
-                         activated_at) VALUES ($1, $2, $3, 'active', $4, $5, $6, $6)",
+                        "INSERT INTO signing_secrets (id, merchant_id, mode, state, fingerprint, key_id, ciphertext, \
+                         created_at, activated_at) VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $7)",
                     )
                     .bind(secret.id.to_string())
                     .bind(merchant.id.to_string())
                     .bind(secret.mode.as_str())
+                    .bind(&secret.fingerprint)
                     .bind(&secret.key_id)
                     .bind(&secret.ciphertext)
                     .bind($crate::clock::to_millis(secret.created_at))

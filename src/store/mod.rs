@@ -10,7 +10,8 @@ mod api_keys;
 mod guards;
 mod merchants;
 mod postgres;
-mod records;
+mod secrets;
+pub(crate) mod records;
 mod sql;
 mod sqlite;
 
@@ -22,15 +23,18 @@ pub use api_keys::{ApiKeyStore, KeyPatch};
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;
+pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
 pub use records::*;
 pub use sqlite::SqliteStore;
 
 use crate::config::{Config, DatabaseKind};
-use crate::ids::MerchantId;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The rotation state machine refused the command.
+    #[error("{0}")]
+    Rotation(crate::secrets::rotation::RotationError),
     /// A rule of the key lifecycle refused the change.
     #[error("{0}")]
     Rule(#[from] crate::keys::rules::KeyRuleError),
@@ -54,7 +58,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The persistence interface of the daemon.
 #[async_trait]
-pub trait Store: MerchantStore + ApiKeyStore + GuardStore + Send + Sync + std::fmt::Debug {
+pub trait Store: MerchantStore + ApiKeyStore + GuardStore + SecretStore + Send + Sync + std::fmt::Debug {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -67,18 +71,16 @@ pub trait Store: MerchantStore + ApiKeyStore + GuardStore + Send + Sync + std::f
     /// Closes the pool.
     async fn close(&self);
 
+    /// Appends one audit event on its own (for actions that change nothing else, like a
+    /// reveal). The event must name a merchant: its chain is serialised by the merchant lock.
+    async fn record_audit(&self, audit: &NewAuditEvent) -> StoreResult<()>;
+
     /// Audit entries of one chain in order, for `hooksign audit verify`.
     async fn audit_chain(&self, chain: &str) -> StoreResult<Vec<AuditRecord>>;
 
     /// The names of every audit chain.
     async fn audit_chains(&self) -> StoreResult<Vec<String>>;
 
-    /// Signing secret rows of one merchant and mode (sealed), for tests and rotation.
-    async fn signing_secrets(
-        &self,
-        merchant: MerchantId,
-        mode: crate::keys::Mode,
-    ) -> StoreResult<Vec<SecretRecord>>;
 }
 
 /// Opens the configured database (creating a SQLite file and its folder when needed) and

@@ -75,6 +75,7 @@ pub struct AuthRecord {
 pub struct NewSecret {
     pub id: SecretId,
     pub mode: Mode,
+    pub fingerprint: String,
     pub key_id: String,
     pub ciphertext: Vec<u8>,
     pub created_at: Timestamp,
@@ -87,11 +88,13 @@ pub struct SecretRecord {
     pub merchant_id: MerchantId,
     pub mode: Mode,
     pub state: String,
+    pub fingerprint: String,
     pub key_id: String,
     pub ciphertext: Vec<u8>,
     pub created_at: Timestamp,
     pub activated_at: Option<Timestamp>,
     pub revert_until: Option<Timestamp>,
+    pub complete_at: Option<Timestamp>,
 }
 
 /// A merchant with its first keys and active secrets.

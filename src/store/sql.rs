@@ -25,7 +25,7 @@ pub(super) const AUDIT_COLUMNS: &str =
     "id, chain, seq, merchant_id, mode, actor_key_id, action, target, request_id, \
      details, created_at, prev_hash, hash";
 pub(super) const SECRET_COLUMNS: &str =
-    "id, merchant_id, mode, state, key_id, ciphertext, created_at, activated_at, revert_until";
+    "id, merchant_id, mode, state, fingerprint, key_id, ciphertext, created_at, activated_at, revert_until, complete_at";
 
 #[derive(FromRow)]
 pub(super) struct MerchantRow {
@@ -146,11 +146,13 @@ pub(super) struct SecretRow {
     merchant_id: String,
     mode: String,
     state: String,
+    fingerprint: String,
     key_id: String,
     ciphertext: Vec<u8>,
     created_at: i64,
     activated_at: Option<i64>,
     revert_until: Option<i64>,
+    complete_at: Option<i64>,
 }
 
 impl TryFrom<SecretRow> for SecretRecord {
@@ -162,11 +164,13 @@ impl TryFrom<SecretRow> for SecretRecord {
             merchant_id: parse_id(&row.merchant_id)?,
             mode: row.mode.parse().map_err(StoreError::Corrupt)?,
             state: row.state,
+            fingerprint: row.fingerprint,
             key_id: row.key_id,
             ciphertext: row.ciphertext,
             created_at: from_millis(row.created_at),
             activated_at: opt_time(row.activated_at),
             revert_until: opt_time(row.revert_until),
+            complete_at: opt_time(row.complete_at),
         })
     }
 }
@@ -294,6 +298,17 @@ macro_rules! impl_store {
                 self.pool.close().await;
             }
 
+            async fn record_audit(&self, audit: &$crate::store::NewAuditEvent) -> $crate::store::StoreResult<()> {
+                let merchant = audit
+                    .merchant_id
+                    .ok_or_else(|| $crate::store::StoreError::Corrupt("a lone audit event needs a merchant".into()))?;
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn audit_chain(&self, chain: &str) -> $crate::store::StoreResult<Vec<$crate::store::AuditRecord>> {
                 let sql = format!(
                     "SELECT {} FROM audit_events WHERE chain = $1 ORDER BY seq",
@@ -310,22 +325,6 @@ macro_rules! impl_store {
                     .await?)
             }
 
-            async fn signing_secrets(
-                &self,
-                merchant: $crate::ids::MerchantId,
-                mode: $crate::keys::Mode,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::SecretRecord>> {
-                let sql = format!(
-                    "SELECT {} FROM signing_secrets WHERE merchant_id = $1 AND mode = $2 ORDER BY id",
-                    $crate::store::sql::SECRET_COLUMNS
-                );
-                let rows: Vec<$crate::store::sql::SecretRow> = sqlx::query_as(&sql)
-                    .bind(merchant.to_string())
-                    .bind(mode.as_str())
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter().map(TryInto::try_into).collect()
-            }
         }
     };
 }

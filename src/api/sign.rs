@@ -1,0 +1,80 @@
+//! `POST /v1/sign`: a signing oracle for platforms that send HTTP themselves but keep their
+//! secrets in hooksign. It takes the raw body bytes (any content type) and returns the headers
+//! to send, with the pending signature while a rotation is pending.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, ApiQuery, ApiResult, ErrorEnvelope};
+use crate::auth::MerchantAuth;
+use crate::ids::EventId;
+use crate::keys::Scope;
+use crate::secrets::keyring::load_keyring;
+use crate::server::AppState;
+use crate::signing::{signature_headers, Scheme};
+
+/// Query parameters of `POST /v1/sign`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SignParams {
+    /// `bolt` (default), `standard` or `both`.
+    #[param(value_type = Option<String>, example = "bolt")]
+    pub scheme: Option<Scheme>,
+    /// The `webhook-id` for the standard scheme (default: a fresh `evt_…` id).
+    pub id: Option<String>,
+}
+
+/// The headers to send with the body.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Signature {
+    /// Always `signature`.
+    pub object: &'static str,
+    pub livemode: bool,
+    #[schema(value_type = String)]
+    pub scheme: Scheme,
+    /// Whether a rotation is pending (the pending signature is included).
+    pub pending: bool,
+    /// Header name → value.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Signs raw bytes with the merchant's current secrets.
+#[utoipa::path(post, path = "/v1/sign", tag = "signing", params(SignParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the exact bytes you will send"),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = Signature), (status = 403, body = ErrorEnvelope, description = "needs events:write"),
+              (status = 413, body = ErrorEnvelope)))]
+pub async fn sign(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiQuery(params): ApiQuery<SignParams>,
+    body: Bytes,
+) -> ApiResult<Json<Signature>> {
+    auth.require(Scope::EventsWrite)?;
+    let webhook_id = match params.id {
+        Some(id) if !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()) => id,
+        Some(_) => return Err(ApiError::bad_request("invalid_id", "id must be 1 to 255 printable ASCII characters")),
+        None => EventId::new().to_string(),
+    };
+    let scheme = params.scheme.unwrap_or_default();
+    let keyring = load_keyring(state.store.as_ref(), &state.encryptor, auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
+    let timestamp = state.clock.now().timestamp();
+    let headers = signature_headers(scheme, &keyring.signing_keys(), &body, &webhook_id, timestamp)
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    Ok(Json(Signature {
+        object: "signature",
+        livemode: auth.mode.is_live(),
+        scheme,
+        pending: keyring.pending.is_some(),
+        headers,
+    }))
+}

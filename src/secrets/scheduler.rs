@@ -1,0 +1,117 @@
+//! The rotation scheduler: one background task per daemon that, on every tick, completes
+//! pending secrets whose `complete_at` has come, fires due cron policies (initiate now,
+//! complete `grace` later), and destroys previous secrets whose revert window has passed.
+//!
+//! Several daemons may share one database: every action is a conditional transition inside a
+//! transaction holding the merchant's lock, so a second daemon finds the work already done
+//! (no pending secret, a moved fire time) and does nothing.
+
+use std::str::FromStr;
+
+use chrono::Duration;
+
+use crate::clock::Timestamp;
+use crate::ids::{AuditId, SecretId};
+use crate::keys::Mode;
+use crate::provision::seal_new_secret;
+use crate::secrets::SigningSecret;
+use crate::server::AppState;
+use crate::store::{NewAuditEvent, StoreError, StoredCommand};
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickReport {
+    pub completed: usize,
+    pub initiated: usize,
+    pub destroyed: usize,
+}
+
+/// Parses a six-field cron expression (seconds first) and gives its next fire time after
+/// `after`; the error is the parser's reason.
+pub fn next_fire(expression: &str, after: Timestamp) -> Result<Timestamp, String> {
+    let schedule = cron::Schedule::from_str(expression).map_err(|err| err.to_string())?;
+    schedule
+        .after(&after)
+        .next()
+        .ok_or_else(|| "the expression never fires again".to_owned())
+}
+
+fn system_event(merchant: crate::ids::MerchantId, mode: Mode, action: &'static str, target: String, details: serde_json::Value, now: Timestamp) -> NewAuditEvent {
+    NewAuditEvent {
+        id: AuditId::new(),
+        merchant_id: Some(merchant),
+        mode: Some(mode),
+        actor_key_id: None,
+        action,
+        target,
+        request_id: None,
+        details,
+        created_at: now,
+    }
+}
+
+/// Runs one tick at the state's clock time.
+pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
+    let now = state.clock.now();
+    let window = Duration::seconds(state.config.secrets.revert_window_secs as i64);
+    let store = state.store.as_ref();
+    let mut report = TickReport::default();
+
+    for (merchant, mode) in store.due_completions(now).await? {
+        let audit = system_event(merchant, mode, "signing_secret.complete", merchant.to_string(), serde_json::json!({ "scheduled": true }), now);
+        match store.rotate(merchant, mode, StoredCommand::CompleteDue, now, window, &audit).await {
+            Ok(_) => report.completed += 1,
+            Err(StoreError::Rotation(_)) => {} // another daemon got there first
+            Err(err) => return Err(err),
+        }
+    }
+
+    for policy in store.due_policies(now).await? {
+        let next = match next_fire(&policy.cron, now) {
+            Ok(next) => next,
+            Err(reason) => {
+                tracing::error!(merchant = %policy.merchant_id, mode = %policy.mode, %reason, "rotation policy cannot fire");
+                continue;
+            }
+        };
+        let secret = seal_new_secret(&state.encryptor, &SigningSecret::generate(), SecretId::new(), policy.merchant_id, policy.mode, now);
+        let details = serde_json::json!({ "scheduled": true, "cron": policy.cron, "secret": secret.id.to_string() });
+        let audit = system_event(policy.merchant_id, policy.mode, "signing_secret.initiate", secret.id.to_string(), details, now);
+        let complete_at = now + Duration::seconds(policy.grace_secs);
+        if store.fire_policy(&policy, next, secret, complete_at, now, window, &audit).await? {
+            report.initiated += 1;
+        }
+    }
+
+    for (merchant, mode) in store.expired_previous(now).await? {
+        let audit = system_event(
+            merchant,
+            mode,
+            "signing_secret.destroy",
+            merchant.to_string(),
+            serde_json::json!({ "reason": "revert window expired" }),
+            now,
+        );
+        match store.rotate(merchant, mode, StoredCommand::Sweep, now, window, &audit).await {
+            Ok(_) => report.destroyed += 1,
+            Err(StoreError::Rotation(_)) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn cron_expressions_have_seconds_first() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 30).unwrap();
+        let next = next_fire("0 0 3 * * *", at).unwrap();
+        assert_eq!(next, Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap());
+        assert!(next_fire("not cron", at).is_err());
+        assert!(next_fire("0 0 3 * * * 2020", at).unwrap_err().contains("never"));
+    }
+}
