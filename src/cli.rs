@@ -201,8 +201,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(cli.command, Command::Sign { .. } | Command::Verify { .. }) {
         // Offline commands: no configuration, no database.
         return match cli.command {
-            Command::Sign { secret, pending_secret, scheme, id, timestamp } => sign(&secret, pending_secret.as_deref(), scheme, &id, timestamp),
-            Command::Verify { secrets, headers, now } => verify(&secrets, &headers, now),
+            Command::Sign {
+                secret,
+                pending_secret,
+                scheme,
+                id,
+                timestamp,
+            } => sign(&secret, pending_secret.as_deref(), scheme, &id, timestamp),
+            Command::Verify {
+                secrets,
+                headers,
+                now,
+            } => verify(&secrets, &headers, now),
             _ => unreachable!("matched above"),
         };
     }
@@ -247,7 +257,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             eprintln!("the API keys above are shown once; store them now");
         }
-        Command::Sign { .. } | Command::Verify { .. } => unreachable!("handled before loading configuration"),
+        Command::Sign { .. } | Command::Verify { .. } => {
+            unreachable!("handled before loading configuration")
+        }
         Command::Rekey { new_key_file } => return rekey(&config, &new_key_file).await,
         Command::Audit(AuditCommand::Verify) => {
             let store = crate::store::connect(&config).await?;
@@ -286,7 +298,13 @@ fn secret_key(text: &str) -> anyhow::Result<Vec<u8>> {
     Ok(secret.key().to_vec())
 }
 
-fn sign(secret: &str, pending: Option<&str>, scheme: crate::signing::Scheme, id: &str, timestamp: Option<i64>) -> anyhow::Result<ExitCode> {
+fn sign(
+    secret: &str,
+    pending: Option<&str>,
+    scheme: crate::signing::Scheme,
+    id: &str,
+    timestamp: Option<i64>,
+) -> anyhow::Result<ExitCode> {
     let active = secret_key(secret)?;
     let pending = pending.map(secret_key).transpose()?;
     let body = read_stdin()?;
@@ -311,7 +329,9 @@ fn verify(secrets: &[String], headers: &[String], now: Option<i64>) -> anyhow::R
         pairs.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     let body = read_stdin()?;
-    let standard = pairs.iter().any(|(name, _)| name.eq_ignore_ascii_case(crate::verify::WEBHOOK_SIGNATURE));
+    let standard = pairs
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case(crate::verify::WEBHOOK_SIGNATURE));
     let outcome = if standard {
         let now = now.unwrap_or_else(|| chrono::Utc::now().timestamp());
         verifier.verify_standard(pairs.as_slice(), &body, now)
@@ -320,7 +340,11 @@ fn verify(secrets: &[String], headers: &[String], now: Option<i64>) -> anyhow::R
     };
     match outcome {
         Ok(matched) => {
-            println!("valid: secret #{} matched ({:?} header)", matched.secret_index + 1, matched.header);
+            println!(
+                "valid: secret #{} matched ({:?} header)",
+                matched.secret_index + 1,
+                matched.header
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(reason) => {
@@ -334,7 +358,9 @@ async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Resul
     use crate::secrets::{load_previous_master_key, read_key_file};
     let (current, _) = load_master_key(config)?;
     let target = read_key_file(new_key_file)?;
-    let known: Vec<_> = std::iter::once(current).chain(load_previous_master_key(config)?).collect();
+    let known: Vec<_> = std::iter::once(current)
+        .chain(load_previous_master_key(config)?)
+        .collect();
     let opener = Encryptor::new(&target).with_older(&known);
     let sealer = Encryptor::new(&target);
     let store = crate::store::connect(config).await?;
@@ -352,14 +378,20 @@ async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Resul
                 mode: row.mode,
             };
             let sealed = sealer.seal(&open.secret, &aad);
-            if store.reseal_secret(row.id, &row.key_id, sealer.key_id(), &sealed).await? {
+            if store
+                .reseal_secret(row.id, &row.key_id, sealer.key_id(), &sealed)
+                .await?
+            {
                 resealed += 1;
             } else {
                 skipped += 1; // changed or destroyed meanwhile; a re-run picks up the rest
             }
         }
     }
-    println!("re-encrypted {resealed} signing secrets under {} ({skipped} changed meanwhile)", target.id());
+    println!(
+        "re-encrypted {resealed} signing secrets under {} ({skipped} changed meanwhile)",
+        target.id()
+    );
     println!("next: set master_key to the new key on every instance, keeping the old one as master_key_previous until all have restarted");
     Ok(ExitCode::SUCCESS)
 }

@@ -112,7 +112,14 @@ pub async fn create_merchant(
             ScopeSet::all(),
             now,
         ));
-        secrets.push(seal_new_secret(encryptor, &SigningSecret::generate(), SecretId::new(), id, mode, now));
+        secrets.push(seal_new_secret(
+            encryptor,
+            &SigningSecret::generate(),
+            SecretId::new(),
+            id,
+            mode,
+            now,
+        ));
     }
     let merchant = NewMerchant {
         id,

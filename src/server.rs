@@ -140,7 +140,10 @@ impl App {
             }
         };
         stop.cancel();
-        for (name, task) in [("housekeeping", housekeeping), ("rotation scheduler", scheduler)] {
+        for (name, task) in [
+            ("housekeeping", housekeeping),
+            ("rotation scheduler", scheduler),
+        ] {
             if let Err(err) = task.await {
                 tracing::error!(%err, task = name, "background task failed");
             }
@@ -185,7 +188,9 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
 
 /// Runs the rotation scheduler every `secrets.scheduler_interval_secs` until stopped.
 async fn rotation_scheduler(state: AppState, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(state.config.secrets.scheduler_interval_secs));
+    let mut ticks = tokio::time::interval(Duration::from_secs(
+        state.config.secrets.scheduler_interval_secs,
+    ));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

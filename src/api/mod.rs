@@ -70,8 +70,14 @@ fn v1_routes() -> Router<AppState> {
         .route("/v1/api-keys/{id}/revoke", post(api_keys::revoke))
         .route("/v1/api-keys/{id}/roll", post(api_keys::roll))
         .route("/v1/signing-secret", get(signing_secret::get_status))
-        .route("/v1/signing-secret/initiate", post(signing_secret::initiate))
-        .route("/v1/signing-secret/complete", post(signing_secret::complete))
+        .route(
+            "/v1/signing-secret/initiate",
+            post(signing_secret::initiate),
+        )
+        .route(
+            "/v1/signing-secret/complete",
+            post(signing_secret::complete),
+        )
         .route("/v1/signing-secret/revert", post(signing_secret::revert))
         .route("/v1/signing-secret/cancel", post(signing_secret::cancel))
         .route("/v1/signing-secret/reveal", post(signing_secret::reveal))

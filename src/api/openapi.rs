@@ -4,7 +4,9 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{api_keys, merchants, ops, pagination, sign, signing_secret, ErrorBody, ErrorEnvelope, ErrorType};
+use super::{
+    api_keys, merchants, ops, pagination, sign, signing_secret, ErrorBody, ErrorEnvelope, ErrorType,
+};
 
 #[derive(OpenApi)]
 #[openapi(

@@ -57,19 +57,39 @@ pub async fn sign(
 ) -> ApiResult<Json<Signature>> {
     auth.require(Scope::EventsWrite)?;
     let webhook_id = match params.id {
-        Some(id) if !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()) => id,
-        Some(_) => return Err(ApiError::bad_request("invalid_id", "id must be 1 to 255 printable ASCII characters")),
+        Some(id)
+            if !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_id",
+                "id must be 1 to 255 printable ASCII characters",
+            ))
+        }
         None => EventId::new().to_string(),
     };
     let scheme = params.scheme.unwrap_or_default();
-    let keyring = load_keyring(state.store.as_ref(), &state.encryptor, auth.merchant_id, auth.mode)
-        .await
-        .map_err(ApiError::internal)?;
+    let keyring = load_keyring(
+        state.store.as_ref(),
+        &state.encryptor,
+        auth.merchant_id,
+        auth.mode,
+    )
+    .await
+    .map_err(ApiError::internal)?;
     let timestamp = state.clock.now().timestamp();
-    let headers = signature_headers(scheme, &keyring.signing_keys(), &body, &webhook_id, timestamp)
-        .into_iter()
-        .map(|(name, value)| (name.to_owned(), value))
-        .collect();
+    let headers = signature_headers(
+        scheme,
+        &keyring.signing_keys(),
+        &body,
+        &webhook_id,
+        timestamp,
+    )
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
     Ok(Json(Signature {
         object: "signature",
         livemode: auth.mode.is_live(),

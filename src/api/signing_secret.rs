@@ -36,11 +36,17 @@ pub struct SecretView {
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// Pending only: when the rotation completes by itself.
-    #[serde(with = "serde_rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "serde_rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub complete_at: Option<Timestamp>,
     /// Previous only: the last moment `revert` works.
-    #[serde(with = "serde_rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        with = "serde_rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub revert_until: Option<Timestamp>,
     /// Previous only: seconds left to revert.
@@ -126,7 +132,9 @@ const MIN_GRACE_SECS: i64 = 60;
 const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
 
 fn view(row: &SecretRecord, now: Timestamp) -> SecretView {
-    let left = row.revert_until.map(|until| (until - now).num_seconds().max(0));
+    let left = row
+        .revert_until
+        .map(|until| (until - now).num_seconds().max(0));
     SecretView {
         id: row.id,
         fingerprint: row.fingerprint.clone(),
@@ -139,13 +147,19 @@ fn view(row: &SecretRecord, now: Timestamp) -> SecretView {
     }
 }
 
-async fn status(state: &AppState, auth: &MerchantAuth, rows: &[SecretRecord]) -> ApiResult<SigningSecretStatus> {
+async fn status(
+    state: &AppState,
+    auth: &MerchantAuth,
+    rows: &[SecretRecord],
+) -> ApiResult<SigningSecretStatus> {
     let now = state.clock.now();
     let find = |wanted: &str| rows.iter().find(|row| row.state == wanted);
-    let active = find("active").ok_or_else(|| ApiError::internal("merchant has no active signing secret"))?;
+    let active = find("active")
+        .ok_or_else(|| ApiError::internal("merchant has no active signing secret"))?;
     // An expired previous secret is gone for every purpose, whether or not the sweeper has
     // deleted its row yet.
-    let previous = find("previous").filter(|row| row.revert_until.is_some_and(|until| now <= until));
+    let previous =
+        find("previous").filter(|row| row.revert_until.is_some_and(|until| now <= until));
     let schedule = state
         .store
         .get_policy(auth.merchant_id, auth.mode)
@@ -167,7 +181,12 @@ async fn status(state: &AppState, auth: &MerchantAuth, rows: &[SecretRecord]) ->
     })
 }
 
-fn audit(auth: &MerchantAuth, action: &'static str, details: serde_json::Value, now: Timestamp) -> NewAuditEvent {
+fn audit(
+    auth: &MerchantAuth,
+    action: &'static str,
+    details: serde_json::Value,
+    now: Timestamp,
+) -> NewAuditEvent {
     NewAuditEvent {
         id: AuditId::new(),
         merchant_id: Some(auth.merchant_id),
@@ -188,12 +207,18 @@ fn rotation_error(err: StoreError, mode: Mode) -> ApiError {
         }
         StoreError::Rotation(rule) => {
             let message = match rule {
-                RotationError::RotationInProgress => format!(
-                    "a rotation is in progress in {mode} mode: complete or cancel it first"
-                ),
-                RotationError::NoPendingSecret => format!("there is no pending {mode}-mode secret; initiate a rotation first"),
-                RotationError::NothingToRevert => format!("there is no previous {mode}-mode secret to revert to"),
-                RotationError::RevertWindowExpired => "the revert window has expired; the previous secret is gone".to_owned(),
+                RotationError::RotationInProgress => {
+                    format!("a rotation is in progress in {mode} mode: complete or cancel it first")
+                }
+                RotationError::NoPendingSecret => {
+                    format!("there is no pending {mode}-mode secret; initiate a rotation first")
+                }
+                RotationError::NothingToRevert => {
+                    format!("there is no previous {mode}-mode secret to revert to")
+                }
+                RotationError::RevertWindowExpired => {
+                    "the revert window has expired; the previous secret is gone".to_owned()
+                }
                 other => other.to_string(),
             };
             ApiError::conflict(rule.code(), message)
@@ -206,12 +231,25 @@ fn revert_window(state: &AppState) -> Duration {
     Duration::seconds(state.config.secrets.revert_window_secs as i64)
 }
 
-async fn run(state: &AppState, auth: &MerchantAuth, command: StoredCommand, action: &'static str, details: serde_json::Value) -> ApiResult<Vec<SecretRecord>> {
+async fn run(
+    state: &AppState,
+    auth: &MerchantAuth,
+    command: StoredCommand,
+    action: &'static str,
+    details: serde_json::Value,
+) -> ApiResult<Vec<SecretRecord>> {
     let now = state.clock.now();
     let event = audit(auth, action, details, now);
     state
         .store
-        .rotate(auth.merchant_id, auth.mode, command, now, revert_window(state), &event)
+        .rotate(
+            auth.merchant_id,
+            auth.mode,
+            command,
+            now,
+            revert_window(state),
+            &event,
+        )
         .await
         .map_err(|err| rotation_error(err, auth.mode))
 }
@@ -219,9 +257,16 @@ async fn run(state: &AppState, auth: &MerchantAuth, command: StoredCommand, acti
 /// Shows the active, pending and previous secrets (without their values) and the schedule.
 #[utoipa::path(get, path = "/v1/signing-secret", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SigningSecretStatus), (status = 403, body = ErrorEnvelope)))]
-pub async fn get_status(State(state): State<AppState>, auth: MerchantAuth) -> ApiResult<Json<SigningSecretStatus>> {
+pub async fn get_status(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+) -> ApiResult<Json<SigningSecretStatus>> {
     auth.require(Scope::SigningSecretRead)?;
-    let rows = state.store.signing_secrets(auth.merchant_id, auth.mode).await.map_err(ApiError::internal)?;
+    let rows = state
+        .store
+        .signing_secrets(auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(status(&state, &auth, &rows).await?))
 }
 
@@ -243,15 +288,37 @@ pub async fn initiate(
         .map(|text| {
             chrono::DateTime::parse_from_rfc3339(text)
                 .map(|at| at.with_timezone(&chrono::Utc))
-                .map_err(|err| ApiError::unprocessable("invalid_complete_at", format!("complete_at is not an RFC 3339 time: {err}")))
+                .map_err(|err| {
+                    ApiError::unprocessable(
+                        "invalid_complete_at",
+                        format!("complete_at is not an RFC 3339 time: {err}"),
+                    )
+                })
         })
         .transpose()?;
     let now = state.clock.now();
     let secret = SigningSecret::generate();
-    let sealed = seal_new_secret(&state.encryptor, &secret, SecretId::new(), auth.merchant_id, auth.mode, now);
+    let sealed = seal_new_secret(
+        &state.encryptor,
+        &secret,
+        SecretId::new(),
+        auth.merchant_id,
+        auth.mode,
+        now,
+    );
     let id = sealed.id;
     let details = json!({ "secret": id.to_string(), "fingerprint": secret.fingerprint(), "complete_at": complete_at.map(crate::clock::rfc3339) });
-    let rows = run(&state, &auth, StoredCommand::Initiate { secret: sealed, complete_at }, "signing_secret.initiate", details).await?;
+    let rows = run(
+        &state,
+        &auth,
+        StoredCommand::Initiate {
+            secret: sealed,
+            complete_at,
+        },
+        "signing_secret.initiate",
+        details,
+    )
+    .await?;
     let mut answer = status(&state, &auth, &rows).await?;
     if let Some(pending) = answer.pending.as_mut().filter(|pending| pending.id == id) {
         pending.secret = Some(secret.expose().to_owned());
@@ -299,17 +366,33 @@ fn revealed(open: &OpenSecret) -> RevealedSecret {
 /// Shows the active and pending secret values. Audited.
 #[utoipa::path(post, path = "/v1/signing-secret/reveal", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = RevealedSecrets), (status = 403, body = ErrorEnvelope, description = "needs signing_secret:write")))]
-pub async fn reveal(State(state): State<AppState>, auth: MerchantAuth) -> ApiResult<Json<RevealedSecrets>> {
+pub async fn reveal(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+) -> ApiResult<Json<RevealedSecrets>> {
     auth.require(Scope::SigningSecretWrite)?;
-    let keyring = load_keyring(state.store.as_ref(), &state.encryptor, auth.merchant_id, auth.mode)
-        .await
-        .map_err(ApiError::internal)?;
+    let keyring = load_keyring(
+        state.store.as_ref(),
+        &state.encryptor,
+        auth.merchant_id,
+        auth.mode,
+    )
+    .await
+    .map_err(ApiError::internal)?;
     let now = state.clock.now();
-    let ids: Vec<String> = std::iter::once(keyring.active.id).chain(keyring.pending.as_ref().map(|p| p.id)).map(|id| id.to_string()).collect();
+    let ids: Vec<String> = std::iter::once(keyring.active.id)
+        .chain(keyring.pending.as_ref().map(|p| p.id))
+        .map(|id| id.to_string())
+        .collect();
     // Recording the reveal is part of revealing: no audit entry, no secret.
     state
         .store
-        .record_audit(&audit(&auth, "signing_secret.reveal", json!({ "secrets": ids }), now))
+        .record_audit(&audit(
+            &auth,
+            "signing_secret.reveal",
+            json!({ "secrets": ids }),
+            now,
+        ))
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(RevealedSecrets {
@@ -338,9 +421,14 @@ pub async fn put_schedule(
         ));
     }
     let now = state.clock.now();
-    let next_fire_at = next_fire(&cron, now).map_err(|reason| ApiError::unprocessable("invalid_cron", format!("invalid cron expression: {reason}")))?;
+    let next_fire_at = next_fire(&cron, now).map_err(|reason| {
+        ApiError::unprocessable("invalid_cron", format!("invalid cron expression: {reason}"))
+    })?;
     if !(MIN_GRACE_SECS..=MAX_GRACE_SECS).contains(&body.grace) {
-        return Err(ApiError::unprocessable("invalid_grace", "grace must be between 60 seconds and 30 days (2592000)"));
+        return Err(ApiError::unprocessable(
+            "invalid_grace",
+            "grace must be between 60 seconds and 30 days (2592000)",
+        ));
     }
     let policy = PolicyRecord {
         merchant_id: auth.merchant_id,
@@ -349,22 +437,47 @@ pub async fn put_schedule(
         grace_secs: body.grace,
         next_fire_at,
     };
-    let event = audit(&auth, "signing_secret.schedule.set", json!({ "cron": cron, "grace": body.grace }), now);
-    state.store.put_policy(&policy, now, &event).await.map_err(ApiError::internal)?;
-    let rows = state.store.signing_secrets(auth.merchant_id, auth.mode).await.map_err(ApiError::internal)?;
+    let event = audit(
+        &auth,
+        "signing_secret.schedule.set",
+        json!({ "cron": cron, "grace": body.grace }),
+        now,
+    );
+    state
+        .store
+        .put_policy(&policy, now, &event)
+        .await
+        .map_err(ApiError::internal)?;
+    let rows = state
+        .store
+        .signing_secrets(auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(status(&state, &auth, &rows).await?))
 }
 
 /// Removes the rotation policy.
 #[utoipa::path(delete, path = "/v1/signing-secret/schedule", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SigningSecretStatus), (status = 404, body = ErrorEnvelope)))]
-pub async fn delete_schedule(State(state): State<AppState>, auth: MerchantAuth) -> ApiResult<Json<SigningSecretStatus>> {
+pub async fn delete_schedule(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+) -> ApiResult<Json<SigningSecretStatus>> {
     auth.require(Scope::SigningSecretWrite)?;
     let now = state.clock.now();
     let event = audit(&auth, "signing_secret.schedule.delete", json!({}), now);
-    if !state.store.delete_policy(auth.merchant_id, auth.mode, &event).await.map_err(ApiError::internal)? {
+    if !state
+        .store
+        .delete_policy(auth.merchant_id, auth.mode, &event)
+        .await
+        .map_err(ApiError::internal)?
+    {
         return Err(ApiError::not_found("rotation schedule", auth.mode.as_str()));
     }
-    let rows = state.store.signing_secrets(auth.merchant_id, auth.mode).await.map_err(ApiError::internal)?;
+    let rows = state
+        .store
+        .signing_secrets(auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(status(&state, &auth, &rows).await?))
 }

@@ -78,7 +78,12 @@ impl Encryptor {
         self.older = older
             .iter()
             .filter(|key| key.id() != self.key_id)
-            .map(|key| (key.id().to_owned(), XChaCha20Poly1305::new(key.bytes().into())))
+            .map(|key| {
+                (
+                    key.id().to_owned(),
+                    XChaCha20Poly1305::new(key.bytes().into()),
+                )
+            })
             .collect();
         self
     }
@@ -87,7 +92,10 @@ impl Encryptor {
         if key_id == self.key_id {
             return Some(&self.cipher);
         }
-        self.older.iter().find(|(id, _)| id == key_id).map(|(_, cipher)| cipher)
+        self.older
+            .iter()
+            .find(|(id, _)| id == key_id)
+            .map(|(_, cipher)| cipher)
     }
 
     /// The id stored beside every ciphertext this encryptor seals.
@@ -124,7 +132,9 @@ impl Encryptor {
         sealed: &[u8],
         aad: &SecretAad,
     ) -> Result<SigningSecret, CryptoError> {
-        let cipher = self.cipher_for(key_id).ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
+        let cipher = self
+            .cipher_for(key_id)
+            .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
         if sealed.len() <= NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
@@ -217,7 +227,10 @@ mod tests {
         let new = Encryptor::new(&MasterKey::generate()).with_older(&[old_key]);
         assert_eq!(new.open(old.key_id(), &sealed, &aad).unwrap(), secret);
         let resealed = new.seal(&secret, &aad);
-        assert!(old.open(new.key_id(), &resealed, &aad).is_err(), "new seals use the new key");
+        assert!(
+            old.open(new.key_id(), &resealed, &aad).is_err(),
+            "new seals use the new key"
+        );
     }
 
     #[test]

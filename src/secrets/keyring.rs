@@ -65,10 +65,17 @@ pub fn open_row(encryptor: &Encryptor, row: &SecretRecord) -> Result<OpenSecret,
 }
 
 /// Loads and decrypts the active and pending secrets.
-pub async fn load_keyring(store: &dyn Store, encryptor: &Encryptor, merchant: MerchantId, mode: Mode) -> Result<Keyring, KeyringError> {
+pub async fn load_keyring(
+    store: &dyn Store,
+    encryptor: &Encryptor,
+    merchant: MerchantId,
+    mode: Mode,
+) -> Result<Keyring, KeyringError> {
     let rows = store.signing_secrets(merchant, mode).await?;
     let find = |state: &str| rows.iter().find(|row| row.state == state);
     let active = open_row(encryptor, find("active").ok_or(KeyringError::NoActive)?)?;
-    let pending = find("pending").map(|row| open_row(encryptor, row)).transpose()?;
+    let pending = find("pending")
+        .map(|row| open_row(encryptor, row))
+        .transpose()?;
     Ok(Keyring { active, pending })
 }

@@ -4,15 +4,15 @@
 //! module; everything here is free of storage and HTTP.
 
 mod crypto;
+pub mod keyring;
 mod master_key;
 mod material;
-pub mod keyring;
 pub mod rotation;
 pub mod scheduler;
 
 pub use crypto::{CryptoError, Encryptor, SecretAad};
 pub use master_key::{
-    load_previous_master_key,
-    load_master_key, read_key_file, write_private_file, MasterKey, MasterKeyError, MasterKeySource,
+    load_master_key, load_previous_master_key, read_key_file, write_private_file, MasterKey,
+    MasterKeyError, MasterKeySource,
 };
 pub use material::SigningSecret;

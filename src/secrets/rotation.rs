@@ -51,7 +51,10 @@ pub struct RotationState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// Make `new` pending; completes by itself at `complete_at` when given.
-    Initiate { new: Slot, complete_at: Option<Timestamp> },
+    Initiate {
+        new: Slot,
+        complete_at: Option<Timestamp>,
+    },
     /// Promote the pending secret.
     Complete,
     /// Complete only if the pending secret's `complete_at` has come (the scheduler's command).
@@ -109,7 +112,12 @@ pub fn revertible(previous: &Previous, now: Timestamp) -> bool {
 
 /// Applies `command` at `now`. `revert_window` is how long a completed rotation stays
 /// revertible.
-pub fn apply(state: &RotationState, command: Command, now: Timestamp, revert_window: Duration) -> Result<Transition, RotationError> {
+pub fn apply(
+    state: &RotationState,
+    command: Command,
+    now: Timestamp,
+    revert_window: Duration,
+) -> Result<Transition, RotationError> {
     let mut next = *state;
     let mut destroyed = Vec::new();
     match command {
@@ -120,7 +128,10 @@ pub fn apply(state: &RotationState, command: Command, now: Timestamp, revert_win
             if complete_at.is_some_and(|at| at <= now) {
                 return Err(RotationError::CompleteAtInPast);
             }
-            next.pending = Some(Pending { slot: new, complete_at });
+            next.pending = Some(Pending {
+                slot: new,
+                complete_at,
+            });
         }
         Command::Complete | Command::CompleteDue => {
             let pending = state.pending.ok_or(RotationError::NoPendingSecret)?;
@@ -162,7 +173,10 @@ pub fn apply(state: &RotationState, command: Command, now: Timestamp, revert_win
             None => return Err(RotationError::NothingToRevert),
         },
     }
-    Ok(Transition { state: next, destroyed })
+    Ok(Transition {
+        state: next,
+        destroyed,
+    })
 }
 
 #[cfg(test)]
@@ -179,11 +193,18 @@ mod tests {
     }
 
     fn slot(at: i64) -> Slot {
-        Slot { id: SecretId::new(), created_at: t(at) }
+        Slot {
+            id: SecretId::new(),
+            created_at: t(at),
+        }
     }
 
     fn start() -> RotationState {
-        RotationState { active: slot(0), pending: None, previous: None }
+        RotationState {
+            active: slot(0),
+            pending: None,
+            previous: None,
+        }
     }
 
     fn window() -> Duration {
@@ -194,27 +215,84 @@ mod tests {
     fn initiate_complete_revert_round_trip() {
         let a = start();
         let b = slot(1);
-        let pending = apply(&a, Command::Initiate { new: b, complete_at: None }, t(1), window()).unwrap().state;
-        assert_eq!(apply(&pending, Command::Initiate { new: slot(2), complete_at: None }, t(2), window()).unwrap_err(), RotationError::RotationInProgress);
+        let pending = apply(
+            &a,
+            Command::Initiate {
+                new: b,
+                complete_at: None,
+            },
+            t(1),
+            window(),
+        )
+        .unwrap()
+        .state;
+        assert_eq!(
+            apply(
+                &pending,
+                Command::Initiate {
+                    new: slot(2),
+                    complete_at: None
+                },
+                t(2),
+                window()
+            )
+            .unwrap_err(),
+            RotationError::RotationInProgress
+        );
         let done = apply(&pending, Command::Complete, t(10), window()).unwrap();
         assert_eq!(done.state.active, b);
         assert_eq!(done.state.previous.unwrap().revert_until, t(10 + WINDOW));
         let reverted = apply(&done.state, Command::Revert, t(10 + WINDOW), window()).unwrap();
-        assert_eq!(reverted.state.active, a.active, "revert works at revert_until");
+        assert_eq!(
+            reverted.state.active, a.active,
+            "revert works at revert_until"
+        );
         assert_eq!(reverted.destroyed, vec![b.id]);
-        assert_eq!(apply(&done.state, Command::Revert, t(11 + WINDOW), window()).unwrap_err(), RotationError::RevertWindowExpired, "and fails one second after");
+        assert_eq!(
+            apply(&done.state, Command::Revert, t(11 + WINDOW), window()).unwrap_err(),
+            RotationError::RevertWindowExpired,
+            "and fails one second after"
+        );
     }
 
     #[test]
     fn errors_are_typed() {
         let a = start();
-        assert_eq!(apply(&a, Command::Complete, t(1), window()).unwrap_err(), RotationError::NoPendingSecret);
-        assert_eq!(apply(&a, Command::Cancel, t(1), window()).unwrap_err(), RotationError::NoPendingSecret);
-        assert_eq!(apply(&a, Command::Revert, t(1), window()).unwrap_err(), RotationError::NothingToRevert);
-        let past = Command::Initiate { new: slot(1), complete_at: Some(t(0)) };
-        assert_eq!(apply(&a, past, t(1), window()).unwrap_err(), RotationError::CompleteAtInPast);
-        let scheduled = apply(&a, Command::Initiate { new: slot(1), complete_at: Some(t(100)) }, t(1), window()).unwrap().state;
-        assert_eq!(apply(&scheduled, Command::CompleteDue, t(99), window()).unwrap_err(), RotationError::NotDue);
+        assert_eq!(
+            apply(&a, Command::Complete, t(1), window()).unwrap_err(),
+            RotationError::NoPendingSecret
+        );
+        assert_eq!(
+            apply(&a, Command::Cancel, t(1), window()).unwrap_err(),
+            RotationError::NoPendingSecret
+        );
+        assert_eq!(
+            apply(&a, Command::Revert, t(1), window()).unwrap_err(),
+            RotationError::NothingToRevert
+        );
+        let past = Command::Initiate {
+            new: slot(1),
+            complete_at: Some(t(0)),
+        };
+        assert_eq!(
+            apply(&a, past, t(1), window()).unwrap_err(),
+            RotationError::CompleteAtInPast
+        );
+        let scheduled = apply(
+            &a,
+            Command::Initiate {
+                new: slot(1),
+                complete_at: Some(t(100)),
+            },
+            t(1),
+            window(),
+        )
+        .unwrap()
+        .state;
+        assert_eq!(
+            apply(&scheduled, Command::CompleteDue, t(99), window()).unwrap_err(),
+            RotationError::NotDue
+        );
         assert!(apply(&scheduled, Command::CompleteDue, t(100), window()).is_ok());
         let revert_while_pending = apply(&scheduled, Command::Revert, t(2), window()).unwrap_err();
         assert_eq!(revert_while_pending, RotationError::RotationInProgress);
@@ -223,9 +301,29 @@ mod tests {
     #[test]
     fn a_second_completion_destroys_the_older_previous() {
         let a = start();
-        let s1 = apply(&a, Command::Initiate { new: slot(1), complete_at: None }, t(1), window()).unwrap().state;
+        let s1 = apply(
+            &a,
+            Command::Initiate {
+                new: slot(1),
+                complete_at: None,
+            },
+            t(1),
+            window(),
+        )
+        .unwrap()
+        .state;
         let s2 = apply(&s1, Command::Complete, t(2), window()).unwrap().state;
-        let s3 = apply(&s2, Command::Initiate { new: slot(3), complete_at: None }, t(3), window()).unwrap().state;
+        let s3 = apply(
+            &s2,
+            Command::Initiate {
+                new: slot(3),
+                complete_at: None,
+            },
+            t(3),
+            window(),
+        )
+        .unwrap()
+        .state;
         let s4 = apply(&s3, Command::Complete, t(4), window()).unwrap();
         assert_eq!(s4.destroyed, vec![a.active.id]);
     }

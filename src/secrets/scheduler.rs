@@ -36,7 +36,14 @@ pub fn next_fire(expression: &str, after: Timestamp) -> Result<Timestamp, String
         .ok_or_else(|| "the expression never fires again".to_owned())
 }
 
-fn system_event(merchant: crate::ids::MerchantId, mode: Mode, action: &'static str, target: String, details: serde_json::Value, now: Timestamp) -> NewAuditEvent {
+fn system_event(
+    merchant: crate::ids::MerchantId,
+    mode: Mode,
+    action: &'static str,
+    target: String,
+    details: serde_json::Value,
+    now: Timestamp,
+) -> NewAuditEvent {
     NewAuditEvent {
         id: AuditId::new(),
         merchant_id: Some(merchant),
@@ -58,8 +65,25 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
     let mut report = TickReport::default();
 
     for (merchant, mode) in store.due_completions(now).await? {
-        let audit = system_event(merchant, mode, "signing_secret.complete", merchant.to_string(), serde_json::json!({ "scheduled": true }), now);
-        match store.rotate(merchant, mode, StoredCommand::CompleteDue, now, window, &audit).await {
+        let audit = system_event(
+            merchant,
+            mode,
+            "signing_secret.complete",
+            merchant.to_string(),
+            serde_json::json!({ "scheduled": true }),
+            now,
+        );
+        match store
+            .rotate(
+                merchant,
+                mode,
+                StoredCommand::CompleteDue,
+                now,
+                window,
+                &audit,
+            )
+            .await
+        {
             Ok(_) => report.completed += 1,
             Err(StoreError::Rotation(_)) => {} // another daemon got there first
             Err(err) => return Err(err),
@@ -74,11 +98,28 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
                 continue;
             }
         };
-        let secret = seal_new_secret(&state.encryptor, &SigningSecret::generate(), SecretId::new(), policy.merchant_id, policy.mode, now);
+        let secret = seal_new_secret(
+            &state.encryptor,
+            &SigningSecret::generate(),
+            SecretId::new(),
+            policy.merchant_id,
+            policy.mode,
+            now,
+        );
         let details = serde_json::json!({ "scheduled": true, "cron": policy.cron, "secret": secret.id.to_string() });
-        let audit = system_event(policy.merchant_id, policy.mode, "signing_secret.initiate", secret.id.to_string(), details, now);
+        let audit = system_event(
+            policy.merchant_id,
+            policy.mode,
+            "signing_secret.initiate",
+            secret.id.to_string(),
+            details,
+            now,
+        );
         let complete_at = now + Duration::seconds(policy.grace_secs);
-        if store.fire_policy(&policy, next, secret, complete_at, now, window, &audit).await? {
+        if store
+            .fire_policy(&policy, next, secret, complete_at, now, window, &audit)
+            .await?
+        {
             report.initiated += 1;
         }
     }
@@ -92,7 +133,10 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
             serde_json::json!({ "reason": "revert window expired" }),
             now,
         );
-        match store.rotate(merchant, mode, StoredCommand::Sweep, now, window, &audit).await {
+        match store
+            .rotate(merchant, mode, StoredCommand::Sweep, now, window, &audit)
+            .await
+        {
             Ok(_) => report.destroyed += 1,
             Err(StoreError::Rotation(_)) => {}
             Err(err) => return Err(err),
@@ -112,6 +156,8 @@ mod tests {
         let next = next_fire("0 0 3 * * *", at).unwrap();
         assert_eq!(next, Utc.with_ymd_and_hms(2026, 1, 1, 3, 0, 0).unwrap());
         assert!(next_fire("not cron", at).is_err());
-        assert!(next_fire("0 0 3 * * * 2020", at).unwrap_err().contains("never"));
+        assert!(next_fire("0 0 3 * * * 2020", at)
+            .unwrap_err()
+            .contains("never"));
     }
 }

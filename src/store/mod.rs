@@ -10,8 +10,8 @@ mod api_keys;
 mod guards;
 mod merchants;
 mod postgres;
-mod secrets;
 pub(crate) mod records;
+mod secrets;
 mod sql;
 mod sqlite;
 
@@ -23,8 +23,8 @@ pub use api_keys::{ApiKeyStore, KeyPatch};
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;
-pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
 pub use records::*;
+pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
 
 use crate::config::{Config, DatabaseKind};
@@ -58,7 +58,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 /// The persistence interface of the daemon.
 #[async_trait]
-pub trait Store: MerchantStore + ApiKeyStore + GuardStore + SecretStore + Send + Sync + std::fmt::Debug {
+pub trait Store:
+    MerchantStore + ApiKeyStore + GuardStore + SecretStore + Send + Sync + std::fmt::Debug
+{
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
@@ -80,7 +82,6 @@ pub trait Store: MerchantStore + ApiKeyStore + GuardStore + SecretStore + Send +
 
     /// The names of every audit chain.
     async fn audit_chains(&self) -> StoreResult<Vec<String>>;
-
 }
 
 /// Opens the configured database (creating a SQLite file and its folder when needed) and

@@ -15,7 +15,10 @@ use crate::secrets::rotation::{Pending, Previous, RotationError, RotationState, 
 /// A rotation command as the store receives it: initiation carries the sealed new secret.
 #[derive(Debug, Clone)]
 pub enum StoredCommand {
-    Initiate { secret: NewSecret, complete_at: Option<Timestamp> },
+    Initiate {
+        secret: NewSecret,
+        complete_at: Option<Timestamp>,
+    },
     Complete,
     CompleteDue,
     Revert,
@@ -37,7 +40,11 @@ pub struct PolicyRecord {
 #[async_trait]
 pub trait SecretStore {
     /// The secret rows of one merchant and mode (sealed).
-    async fn signing_secrets(&self, merchant: MerchantId, mode: Mode) -> StoreResult<Vec<SecretRecord>>;
+    async fn signing_secrets(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+    ) -> StoreResult<Vec<SecretRecord>>;
 
     /// Applies one rotation command atomically; returns the rows afterwards.
     #[allow(clippy::too_many_arguments)]
@@ -58,13 +65,27 @@ pub trait SecretStore {
     async fn expired_previous(&self, now: Timestamp) -> StoreResult<Vec<(MerchantId, Mode)>>;
 
     /// Creates or replaces the policy of a merchant and mode.
-    async fn put_policy(&self, policy: &PolicyRecord, now: Timestamp, audit: &NewAuditEvent) -> StoreResult<()>;
+    async fn put_policy(
+        &self,
+        policy: &PolicyRecord,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
 
     /// Removes a policy; `false` when there was none.
-    async fn delete_policy(&self, merchant: MerchantId, mode: Mode, audit: &NewAuditEvent) -> StoreResult<bool>;
+    async fn delete_policy(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<bool>;
 
     /// The policy of a merchant and mode.
-    async fn get_policy(&self, merchant: MerchantId, mode: Mode) -> StoreResult<Option<PolicyRecord>>;
+    async fn get_policy(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+    ) -> StoreResult<Option<PolicyRecord>>;
 
     /// Policies whose next fire time has come.
     async fn due_policies(&self, now: Timestamp) -> StoreResult<Vec<PolicyRecord>>;
@@ -88,31 +109,58 @@ pub trait SecretStore {
     async fn secrets_sealed_with(&self, key_id: &str) -> StoreResult<Vec<SecretRecord>>;
 
     /// Replaces a row's ciphertext if it is still sealed under `old_key_id`; `false` otherwise.
-    async fn reseal_secret(&self, id: SecretId, old_key_id: &str, new_key_id: &str, ciphertext: &[u8]) -> StoreResult<bool>;
+    async fn reseal_secret(
+        &self,
+        id: SecretId,
+        old_key_id: &str,
+        new_key_id: &str,
+        ciphertext: &[u8],
+    ) -> StoreResult<bool>;
 }
 
 /// Rebuilds the state machine's view from rows. Rows in no state the machine knows, or a
 /// missing active secret, are corrupt.
 pub fn rotation_state(rows: &[SecretRecord]) -> StoreResult<RotationState> {
-    let slot = |row: &SecretRecord| Slot { id: row.id, created_at: row.created_at };
+    let slot = |row: &SecretRecord| Slot {
+        id: row.id,
+        created_at: row.created_at,
+    };
     let mut active = None;
     let mut pending = None;
     let mut previous = None;
     for row in rows {
         match row.state.as_str() {
             "active" => active = Some(slot(row)),
-            "pending" => pending = Some(Pending { slot: slot(row), complete_at: row.complete_at }),
-            "previous" => {
-                let revert_until = row
-                    .revert_until
-                    .ok_or_else(|| super::StoreError::Corrupt(format!("{}: previous without revert_until", row.id)))?;
-                previous = Some(Previous { slot: slot(row), revert_until });
+            "pending" => {
+                pending = Some(Pending {
+                    slot: slot(row),
+                    complete_at: row.complete_at,
+                })
             }
-            other => return Err(super::StoreError::Corrupt(format!("{}: unknown state {other}", row.id))),
+            "previous" => {
+                let revert_until = row.revert_until.ok_or_else(|| {
+                    super::StoreError::Corrupt(format!("{}: previous without revert_until", row.id))
+                })?;
+                previous = Some(Previous {
+                    slot: slot(row),
+                    revert_until,
+                });
+            }
+            other => {
+                return Err(super::StoreError::Corrupt(format!(
+                    "{}: unknown state {other}",
+                    row.id
+                )))
+            }
         }
     }
-    let active = active.ok_or_else(|| super::StoreError::Corrupt("no active signing secret".into()))?;
-    Ok(RotationState { active, pending, previous })
+    let active =
+        active.ok_or_else(|| super::StoreError::Corrupt("no active signing secret".into()))?;
+    Ok(RotationState {
+        active,
+        pending,
+        previous,
+    })
 }
 
 impl From<RotationError> for super::StoreError {

@@ -70,6 +70,10 @@ pub async fn spawn_app_with(
         None => format!("sqlite://{}", dir.path().join("data/hooksign.db").display()),
     };
     config.log.filter = "warn".into();
+    // Tests run the scheduler by hand (`secrets::scheduler::tick`) with a manual clock.
+    config.secrets.scheduler_interval_secs = 3600;
+    // Likewise `last_used_at` is flushed by hand (`state.last_used.flush`) or at shutdown.
+    config.auth.last_used_flush_secs = 3600;
     configure(&mut config);
     Some(start(config, backend, dir, database).await)
 }
@@ -227,6 +231,15 @@ impl TestApp {
             app.run(std::future::pending()).await.expect("server runs");
         });
         Instance { base, server }
+    }
+
+    /// The state of a second daemon on the same database and clock, without serving HTTP
+    /// (for running its background work, such as the scheduler, by hand).
+    pub async fn another_instance_state(&self) -> AppState {
+        let app = App::build_with_clock(self.config.clone(), Arc::new(self.clock.clone()))
+            .await
+            .expect("second instance builds");
+        app.state().clone()
     }
 
     /// Counts rows with a raw query on the app's own database.

@@ -8,4 +8,5 @@ mod auth;
 mod cli;
 mod merchants;
 mod ops;
+mod signing_secret;
 mod store_conformance;

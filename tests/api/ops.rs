@@ -116,6 +116,15 @@ async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
         ("/v1/api-keys/{id}", "delete"),
         ("/v1/api-keys/{id}/revoke", "post"),
         ("/v1/api-keys/{id}/roll", "post"),
+        ("/v1/signing-secret", "get"),
+        ("/v1/signing-secret/initiate", "post"),
+        ("/v1/signing-secret/complete", "post"),
+        ("/v1/signing-secret/revert", "post"),
+        ("/v1/signing-secret/cancel", "post"),
+        ("/v1/signing-secret/reveal", "post"),
+        ("/v1/signing-secret/schedule", "put"),
+        ("/v1/signing-secret/schedule", "delete"),
+        ("/v1/sign", "post"),
     ];
     for (path, method) in expected {
         assert!(

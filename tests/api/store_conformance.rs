@@ -151,8 +151,8 @@ async fn store_refuses_a_second_active_secret(app: TestApp) {
     .unwrap();
     // The partial unique index holds even against a raw insert.
     let sql = format!(
-        "INSERT INTO signing_secrets (id, merchant_id, mode, state, key_id, ciphertext, created_at) \
-         VALUES ('sec_x', '{}', 'live', 'active', 'k', x'00', 0)",
+        "INSERT INTO signing_secrets (id, merchant_id, mode, state, fingerprint, key_id, ciphertext, created_at) \
+         VALUES ('sec_x', '{}', 'live', 'active', 'f', 'k', x'00', 0)",
         created.merchant.id
     );
     let sql = if app.backend == crate::helpers::Backend::Postgres {
