@@ -215,3 +215,133 @@ fn serve_shuts_down_gracefully_on_sigterm() {
         "no longer accepting"
     );
 }
+
+fn run_with_stdin(mut command: Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sign_and_verify_round_trip_and_match_the_shared_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../vectors/bolt-signatures.json")).unwrap();
+    for case in vectors["cases"].as_array().unwrap() {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(case["body_base64"].as_str().unwrap())
+            .unwrap();
+        let active = case["active_secret"].as_str().unwrap();
+        let pending = case["pending_secret"].as_str().unwrap();
+        let mut sign = hooksign(dir.path());
+        sign.args(["sign", "--secret", active, "--pending-secret", pending]);
+        let output = run_with_stdin(sign, &body);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let printed = String::from_utf8(output.stdout).unwrap();
+        for (name, value) in case["headers_during_rotation"].as_object().unwrap() {
+            assert!(
+                printed.contains(&format!("{name}: {}", value.as_str().unwrap())),
+                "{}: {printed}",
+                case["name"]
+            );
+        }
+        // A receiver holding only the new secret accepts via the pending header.
+        let mut verify = hooksign(dir.path());
+        verify.args(["verify", "--secret", pending]);
+        for line in printed.lines() {
+            verify.args(["--header", line]);
+        }
+        let output = run_with_stdin(verify, &body);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(String::from_utf8(output.stdout)
+            .unwrap()
+            .contains("BoltPending"));
+        // A tampered body is refused with a reason and a non-zero exit.
+        let mut verify = hooksign(dir.path());
+        verify.args(["verify", "--secret", active]);
+        for line in printed.lines() {
+            verify.args(["--header", line]);
+        }
+        let output = run_with_stdin(verify, b"tampered");
+        assert_eq!(output.status.code(), Some(1));
+        assert!(String::from_utf8(output.stderr)
+            .unwrap()
+            .contains("invalid"));
+    }
+}
+
+#[test]
+fn rekey_reseals_every_secret_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = hooksign::secrets::MasterKey::generate();
+    let new = hooksign::secrets::MasterKey::generate();
+    let new_file = dir.path().join("new.key");
+    std::fs::write(&new_file, new.to_base64()).unwrap();
+    let with_old = |args: &[&str]| {
+        hooksign(dir.path())
+            .env("HOOKSIGN_MASTER_KEY", old.to_base64())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(with_old(&["merchant", "create", "--name", "A"])
+        .status
+        .success());
+    assert!(with_old(&["merchant", "create", "--name", "B"])
+        .status
+        .success());
+    let first = with_old(&["rekey", "--new-key-file", new_file.to_str().unwrap()]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8(first.stdout)
+        .unwrap()
+        .contains("re-encrypted 4 signing secrets"));
+    let second = with_old(&["rekey", "--new-key-file", new_file.to_str().unwrap()]);
+    assert!(
+        String::from_utf8(second.stdout)
+            .unwrap()
+            .contains("re-encrypted 0 signing secrets"),
+        "idempotent"
+    );
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let url = format!(
+            "sqlite://{}",
+            dir.path().join("hooksign-data/hooksign.db").display()
+        );
+        let store = hooksign::store::SqliteStore::connect(&url, 1)
+            .await
+            .unwrap();
+        use hooksign::store::SecretStore as _;
+        assert!(store
+            .secrets_sealed_with(old.id())
+            .await
+            .unwrap()
+            .is_empty());
+        let rows = store.secrets_sealed_with(new.id()).await.unwrap();
+        assert_eq!(rows.len(), 4);
+        let encryptor = hooksign::secrets::Encryptor::new(&new);
+        for row in &rows {
+            hooksign::secrets::keyring::open_row(&encryptor, row).expect("opens under the new key");
+        }
+    });
+}
