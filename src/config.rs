@@ -29,6 +29,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "secrets",
     "auth",
+    "delivery",
 ];
 
 /// The whole configuration, as loaded.
@@ -51,6 +52,7 @@ pub struct Config {
     pub log: LogConfig,
     pub secrets: SecretsConfig,
     pub auth: AuthConfig,
+    pub delivery: DeliveryConfig,
 }
 
 /// `[database]`
@@ -119,6 +121,56 @@ pub struct AuthConfig {
     pub last_used_flush_secs: u64,
 }
 
+/// `[delivery]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Allow `http://` endpoint URLs in live mode (test mode always allows them).
+    pub allow_http: bool,
+    /// Allow endpoints on loopback, private, link-local and similar addresses (local
+    /// development and tests). Off by default: the SSRF guard refuses them.
+    pub allow_private_networks: bool,
+    /// Deliveries in flight at once across all endpoints (this instance).
+    pub max_in_flight: usize,
+    /// Default per-endpoint in-flight cap for new endpoints.
+    pub default_endpoint_max_in_flight: u32,
+    /// Default request timeout for new endpoints, in milliseconds.
+    pub default_timeout_ms: u32,
+    /// How many due deliveries a worker claims at once.
+    pub batch_size: u32,
+    /// How long a claim lasts before another worker may take the delivery over, in seconds.
+    pub lease_secs: u64,
+    /// Fallback poll interval when no wake-up arrives, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Delay after each failed attempt, in seconds; its length is the number of retries.
+    pub retry_schedule_secs: Vec<u64>,
+    /// ± fraction of jitter on each retry delay.
+    pub retry_jitter: f64,
+    /// The longest `Retry-After` honoured, in seconds.
+    pub retry_after_cap_secs: u64,
+    /// An endpoint failing continuously this long is disabled, in seconds.
+    pub disable_after_secs: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_private_networks: false,
+            max_in_flight: 256,
+            default_endpoint_max_in_flight: 10,
+            default_timeout_ms: 15_000,
+            batch_size: 64,
+            lease_secs: 60,
+            poll_interval_ms: 1_000,
+            retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000, 36_000],
+            retry_jitter: 0.2,
+            retry_after_cap_secs: 3_600,
+            disable_after_secs: 5 * 24 * 3_600,
+        }
+    }
+}
+
 /// A configuration value that must never be printed.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(transparent)]
@@ -146,6 +198,7 @@ impl Default for Config {
             log: LogConfig::default(),
             secrets: SecretsConfig::default(),
             auth: AuthConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -301,6 +354,18 @@ impl Config {
         }
         if let Some(key) = &self.master_key {
             decode_master_key(&key.0).map_err(|message| invalid("master_key", message))?;
+        }
+        if !(0.0..1.0).contains(&self.delivery.retry_jitter) {
+            return Err(invalid(
+                "delivery.retry_jitter",
+                "must be at least 0 and below 1",
+            ));
+        }
+        if self.delivery.lease_secs * 1000 <= u64::from(self.delivery.default_timeout_ms) {
+            return Err(invalid(
+                "delivery.lease_secs",
+                "must be longer than delivery.default_timeout_ms",
+            ));
         }
         if let Some(key) = &self.master_key_previous {
             decode_master_key(&key.0).map_err(|message| invalid("master_key_previous", message))?;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::delivery::engine::DeliveryEngine;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
 use crate::store::Store;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// Batched `last_used_at` updates.
     pub last_used: Arc<LastUsed>,
+    /// The delivery engine (worker loop, HTTP client, caches).
+    pub delivery: Arc<DeliveryEngine>,
 }
 
 /// A built, bound, not yet serving daemon.
@@ -71,6 +74,7 @@ impl App {
         let previous_key: Vec<_> = load_previous_master_key(&config)?.into_iter().collect();
         let store = crate::store::connect(&config).await?;
         let config_auth = config.auth.clone();
+        let config_delivery = config.delivery.clone();
         let state = AppState {
             config: Arc::new(config),
             store,
@@ -79,6 +83,7 @@ impl App {
             metrics: crate::telemetry::prometheus(),
             limits: Arc::new(Limits::new(&config_auth)),
             last_used: Arc::new(LastUsed::default()),
+            delivery: Arc::new(DeliveryEngine::new(&config_delivery)?),
         };
         let operator_key_file = ensure_operator_key(&state).await?;
         let addr = state.config.listen_addr()?;
@@ -124,6 +129,12 @@ impl App {
         let mut server = tokio::spawn(async move { server.await });
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
         let scheduler = tokio::spawn(rotation_scheduler(state.clone(), stop.clone()));
+        let workers = tokio::spawn(
+            state
+                .delivery
+                .clone()
+                .run(state.clone(), stop.clone(), grace),
+        );
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
             () = shutdown => {
@@ -143,6 +154,7 @@ impl App {
         for (name, task) in [
             ("housekeeping", housekeeping),
             ("rotation scheduler", scheduler),
+            ("delivery workers", workers),
         ] {
             if let Err(err) = task.await {
                 tracing::error!(%err, task = name, "background task failed");

@@ -4,7 +4,10 @@
 //! cursor pagination in [`pagination`].
 
 pub mod api_keys;
+pub mod deliveries;
+pub mod endpoints;
 mod error;
+pub mod events;
 mod extract;
 pub mod merchants;
 pub mod openapi;
@@ -86,6 +89,23 @@ fn v1_routes() -> Router<AppState> {
             put(signing_secret::put_schedule).delete(signing_secret::delete_schedule),
         )
         .route("/v1/sign", post(sign::sign))
+        .route(
+            "/v1/endpoints",
+            get(endpoints::list).post(endpoints::create),
+        )
+        .route(
+            "/v1/endpoints/{id}",
+            get(endpoints::retrieve)
+                .patch(endpoints::update)
+                .delete(endpoints::delete),
+        )
+        .route("/v1/endpoints/{id}/test", post(endpoints::test))
+        .route("/v1/endpoints/{id}/replay", post(endpoints::replay))
+        .route("/v1/events", get(events::list).post(events::create))
+        .route("/v1/events/{id}", get(events::retrieve))
+        .route("/v1/deliveries", get(deliveries::list))
+        .route("/v1/deliveries/{id}", get(deliveries::retrieve))
+        .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
 }
 
 /// Wraps routes in the daemon's middleware: request ids, deadline, panic catching, metrics,

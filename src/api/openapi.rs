@@ -5,7 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, merchants, ops, pagination, sign, signing_secret, ErrorBody, ErrorEnvelope, ErrorType,
+    api_keys, deliveries, endpoints, events, merchants, ops, pagination, sign, signing_secret,
+    ErrorBody, ErrorEnvelope, ErrorType,
 };
 
 #[derive(OpenApi)]
@@ -19,6 +20,9 @@ use super::{
         signing_secret::get_status, signing_secret::initiate, signing_secret::complete,
         signing_secret::revert, signing_secret::cancel, signing_secret::reveal,
         signing_secret::put_schedule, signing_secret::delete_schedule, sign::sign,
+        endpoints::create, endpoints::list, endpoints::retrieve, endpoints::update, endpoints::delete,
+        endpoints::test, endpoints::replay, events::create, events::list, events::retrieve,
+        deliveries::list, deliveries::retrieve, deliveries::retry,
     ),
     components(schemas(
         ErrorEnvelope, ErrorBody, ErrorType,
@@ -30,12 +34,19 @@ use super::{
         signing_secret::SigningSecretStatus, signing_secret::SecretView, signing_secret::ScheduleView,
         signing_secret::InitiateRotation, signing_secret::PutSchedule, signing_secret::RevealedSecrets,
         signing_secret::RevealedSecret, sign::Signature,
+        endpoints::EndpointObject, endpoints::EndpointBody, endpoints::ReplayBody, endpoints::PingResult,
+        events::CreateEvent, events::EventObject, deliveries::DeliveryObject, deliveries::AttemptObject,
+        crate::store::DeliveryStatus, pagination::List<endpoints::EndpointObject>,
+        pagination::List<events::EventObject>, pagination::List<deliveries::DeliveryObject>,
     )),
     modifiers(&SecuritySchemes),
     tags(
         (name = "operator", description = "Managing merchants (operator keys only)"),
         (name = "signing secret", description = "The signing secret of the calling key's mode and its rotation"),
         (name = "signing", description = "Signing bytes you send yourself"),
+        (name = "endpoints", description = "Where webhooks go"),
+        (name = "events", description = "What happened: each event is delivered to every matching endpoint"),
+        (name = "deliveries", description = "One event to one endpoint, with every attempt"),
         (name = "api keys", description = "A merchant's API keys in the calling key's mode: at most five active"),
         (name = "ops", description = "Health, readiness, metrics; no authentication"),
     )

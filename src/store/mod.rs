@@ -7,6 +7,7 @@
 //! database transaction, and the ones that can be are also enforced by indexes.
 
 mod api_keys;
+mod deliveries;
 mod guards;
 mod merchants;
 mod postgres;
@@ -20,6 +21,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use api_keys::{ApiKeyStore, KeyPatch};
+pub use deliveries::{
+    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
+    DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
+};
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;
@@ -59,7 +64,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The persistence interface of the daemon.
 #[async_trait]
 pub trait Store:
-    MerchantStore + ApiKeyStore + GuardStore + SecretStore + Send + Sync + std::fmt::Debug
+    MerchantStore
+    + ApiKeyStore
+    + GuardStore
+    + SecretStore
+    + DeliveryStore
+    + Send
+    + Sync
+    + std::fmt::Debug
 {
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;

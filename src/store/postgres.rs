@@ -38,5 +38,6 @@ impl PgStore {
 super::merchants::impl_merchant_store!(PgStore);
 super::api_keys::impl_api_key_store!(PgStore, sqlx::Postgres);
 super::guards::impl_guard_store!(PgStore);
+super::deliveries::impl_delivery_store!(PgStore, sqlx::Postgres, "FOR UPDATE OF d SKIP LOCKED");
 super::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 impl_store!(PgStore, sqlx::Postgres, "postgres", MIGRATOR);

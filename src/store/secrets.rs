@@ -254,6 +254,11 @@ macro_rules! impl_secret_store {
                     .await
                     .map_err($crate::store::sql::conflict_on_unique("a pending secret already exists"))?;
                 }
+                // Senders cache decrypted secrets by this version.
+                sqlx::query("UPDATE merchants SET secrets_version = secrets_version + 1 WHERE id = $1")
+                    .bind(merchant.to_string())
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             }
 

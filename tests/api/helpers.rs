@@ -74,6 +74,10 @@ pub async fn spawn_app_with(
     config.secrets.scheduler_interval_secs = 3600;
     // Likewise `last_used_at` is flushed by hand (`state.last_used.flush`) or at shutdown.
     config.auth.last_used_flush_secs = 3600;
+    // Receivers run on loopback; a short schedule (two retries) keeps dead-letter tests short.
+    config.delivery.allow_private_networks = true;
+    config.delivery.retry_schedule_secs = vec![5, 300];
+    config.delivery.poll_interval_ms = 100;
     configure(&mut config);
     Some(start(config, backend, dir, database).await)
 }

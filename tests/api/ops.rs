@@ -125,6 +125,19 @@ async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
         ("/v1/signing-secret/schedule", "put"),
         ("/v1/signing-secret/schedule", "delete"),
         ("/v1/sign", "post"),
+        ("/v1/endpoints", "get"),
+        ("/v1/endpoints", "post"),
+        ("/v1/endpoints/{id}", "get"),
+        ("/v1/endpoints/{id}", "patch"),
+        ("/v1/endpoints/{id}", "delete"),
+        ("/v1/endpoints/{id}/test", "post"),
+        ("/v1/endpoints/{id}/replay", "post"),
+        ("/v1/events", "get"),
+        ("/v1/events", "post"),
+        ("/v1/events/{id}", "get"),
+        ("/v1/deliveries", "get"),
+        ("/v1/deliveries/{id}", "get"),
+        ("/v1/deliveries/{id}/retry", "post"),
     ];
     for (path, method) in expected {
         assert!(

@@ -1,0 +1,575 @@
+//! Webhook endpoints of the calling key's merchant and mode: CRUD, a signed test ping, and
+//! bulk replay of past deliveries.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::pagination::{List, ListParams};
+use super::request_id::current_typed_request_id;
+use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
+use crate::auth::MerchantAuth;
+use crate::clock::{serde_rfc3339, Timestamp};
+use crate::delivery::envelope::envelope_bytes;
+use crate::delivery::filter::valid_pattern;
+use crate::delivery::sender::is_reserved_header;
+use crate::delivery::ssrf::check_literal;
+use crate::ids::{AuditId, EndpointId, EventId};
+use crate::keys::{Mode, Scope};
+use crate::server::AppState;
+use crate::signing::Scheme;
+use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, NewAuditEvent, StoreError};
+
+/// An endpoint as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EndpointObject {
+    /// Always `endpoint`.
+    pub object: &'static str,
+    #[schema(value_type = String, example = "ep_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
+    pub id: EndpointId,
+    pub livemode: bool,
+    pub url: String,
+    pub description: String,
+    /// Event type patterns (`order.*`); empty = every event.
+    pub event_types: Vec<String>,
+    /// `bolt`, `standard` or `both`.
+    #[schema(value_type = String)]
+    pub scheme: Scheme,
+    pub enabled: bool,
+    pub max_in_flight: u32,
+    pub timeout_ms: u32,
+    pub headers: BTreeMap<String, String>,
+    /// Why the daemon (or an admin) disabled it.
+    pub disabled_reason: Option<String>,
+    #[serde(with = "serde_rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<Timestamp>,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
+}
+
+impl From<EndpointRecord> for EndpointObject {
+    fn from(e: EndpointRecord) -> Self {
+        Self {
+            object: "endpoint",
+            id: e.id,
+            livemode: e.mode.is_live(),
+            url: e.url,
+            description: e.description,
+            event_types: e.event_types,
+            scheme: e.scheme,
+            enabled: e.enabled,
+            max_in_flight: e.max_in_flight,
+            timeout_ms: e.timeout_ms,
+            headers: e.headers,
+            disabled_reason: e.disabled_reason,
+            disabled_at: e.disabled_at,
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+        }
+    }
+}
+
+/// `POST /v1/endpoints` and `PATCH /v1/endpoints/{id}` (every field optional on PATCH).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointBody {
+    /// Absolute `https://` URL (`http://` in test mode, or with `delivery.allow_http`).
+    #[schema(example = "https://example.com/webhooks")]
+    pub url: Option<String>,
+    pub description: Option<String>,
+    #[schema(example = json!(["order.*"]))]
+    pub event_types: Option<Vec<String>>,
+    #[schema(value_type = Option<String>, example = "bolt")]
+    pub scheme: Option<Scheme>,
+    pub enabled: Option<bool>,
+    /// 1–100 (default 10).
+    pub max_in_flight: Option<u32>,
+    /// 100–60000 ms (default 15000).
+    pub timeout_ms: Option<u32>,
+    /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /v1/endpoints/{id}/replay`
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    /// Which deliveries to send again (default `["failed"]`).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub status: Option<Vec<DeliveryStatus>>,
+    /// Only deliveries created at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only deliveries created before this time (RFC 3339).
+    pub until: Option<String>,
+}
+
+/// The result of a test ping.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PingResult {
+    /// Always `endpoint_test`.
+    pub object: &'static str,
+    /// Whether the endpoint answered 2xx.
+    pub succeeded: bool,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error_class: Option<String>,
+    /// The first KiB of the response.
+    pub response_body: String,
+    /// The signature headers sent (with the pending one during a rotation).
+    pub signature_headers: Vec<String>,
+    /// Whether a rotation is pending (so the new secret was tested too).
+    pub pending_signature: bool,
+}
+
+fn parse_id(id: &str) -> Result<EndpointId, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found("endpoint", id))
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::unprocessable(code, message)
+}
+
+/// Checks a URL for the given mode.
+pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, ApiError> {
+    let url = url.trim();
+    if url.len() > 2048 {
+        return Err(invalid(
+            "invalid_url",
+            "url must be at most 2048 characters",
+        ));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| invalid("invalid_url", format!("url is not an absolute URL: {err}")))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if mode == Mode::Test || state.config.delivery.allow_http => {}
+        "http" => {
+            return Err(invalid(
+                "https_required",
+                "live-mode endpoints must use https://",
+            ))
+        }
+        other => {
+            return Err(invalid(
+                "invalid_url",
+                format!("url scheme must be https or http, not {other}"),
+            ))
+        }
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            "invalid_url",
+            "url must not contain credentials; use endpoint headers instead",
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| invalid("invalid_url", "url has no host"))?;
+    check_literal(host, state.config.delivery.allow_private_networks)
+        .map_err(|err| invalid("forbidden_address", err.to_string()))?;
+    Ok(parsed.to_string())
+}
+
+fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if headers.len() > 20 {
+        return Err(invalid("invalid_headers", "at most 20 custom headers"));
+    }
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::try_from(name.as_str()).is_err() {
+            return Err(invalid(
+                "invalid_headers",
+                format!("`{name}` is not a valid header name"),
+            ));
+        }
+        if is_reserved_header(name) {
+            return Err(invalid(
+                "invalid_headers",
+                format!("`{name}` is set by hooksign and cannot be overridden"),
+            ));
+        }
+        if value.len() > 1024 || reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err(invalid(
+                "invalid_headers",
+                format!("the value of `{name}` is not a valid header value"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
+    if let Some(types) = &body.event_types {
+        if types.len() > 50 {
+            return Err(invalid(
+                "invalid_event_types",
+                "at most 50 event type patterns",
+            ));
+        }
+        if let Some(bad) = types.iter().find(|t| !valid_pattern(t)) {
+            return Err(invalid(
+                "invalid_event_types",
+                format!("`{bad}` is not an event type pattern (lowercase a-z 0-9 . _ -, `*` for a whole segment)"),
+            ));
+        }
+    }
+    if body.max_in_flight.is_some_and(|n| !(1..=100).contains(&n)) {
+        return Err(invalid(
+            "invalid_max_in_flight",
+            "max_in_flight must be between 1 and 100",
+        ));
+    }
+    if body
+        .timeout_ms
+        .is_some_and(|ms| !(100..=60_000).contains(&ms))
+    {
+        return Err(invalid(
+            "invalid_timeout",
+            "timeout_ms must be between 100 and 60000",
+        ));
+    }
+    if body
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 500)
+    {
+        return Err(invalid(
+            "invalid_description",
+            "description must be at most 500 characters",
+        ));
+    }
+    if let Some(headers) = &body.headers {
+        validate_headers(headers)?;
+    }
+    Ok(())
+}
+
+fn audit(
+    auth: &MerchantAuth,
+    action: &'static str,
+    target: EndpointId,
+    details: serde_json::Value,
+    now: Timestamp,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        id: AuditId::new(),
+        merchant_id: Some(auth.merchant_id),
+        mode: Some(auth.mode),
+        actor_key_id: Some(auth.key.id),
+        action,
+        target: target.to_string(),
+        request_id: current_typed_request_id(),
+        details,
+        created_at: now,
+    }
+}
+
+fn store_error(err: StoreError, id: &str) -> ApiError {
+    match err {
+        StoreError::NotFound => ApiError::not_found("endpoint", id),
+        other => ApiError::internal(other),
+    }
+}
+
+pub(super) fn parse_query_time(
+    field: &str,
+    text: Option<&str>,
+) -> Result<Option<Timestamp>, ApiError> {
+    text.map(|text| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .map_err(|_| {
+                ApiError::bad_request("invalid_time", format!("{field} must be an RFC 3339 time"))
+            })
+    })
+    .transpose()
+}
+
+/// Creates an endpoint.
+#[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointBody,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 201, body = EndpointObject), (status = 422, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiJson(body): ApiJson<EndpointBody>,
+) -> ApiResult<(StatusCode, Json<EndpointObject>)> {
+    auth.require(Scope::WebhooksWrite)?;
+    let url = body
+        .url
+        .as_deref()
+        .ok_or_else(|| invalid("invalid_url", "url is required"))?;
+    let url = validate_url(url, auth.mode, &state)?;
+    validate_body(&body)?;
+    let now = state.clock.now();
+    let endpoint = EndpointRecord {
+        id: EndpointId::new(),
+        merchant_id: auth.merchant_id,
+        mode: auth.mode,
+        url,
+        description: body.description.unwrap_or_default(),
+        event_types: body.event_types.unwrap_or_default(),
+        scheme: body.scheme.unwrap_or_default(),
+        enabled: body.enabled.unwrap_or(true),
+        max_in_flight: body
+            .max_in_flight
+            .unwrap_or(state.config.delivery.default_endpoint_max_in_flight),
+        timeout_ms: body
+            .timeout_ms
+            .unwrap_or(state.config.delivery.default_timeout_ms),
+        headers: body.headers.unwrap_or_default(),
+        disabled_reason: None,
+        disabled_at: None,
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let event = audit(
+        &auth,
+        "endpoint.create",
+        endpoint.id,
+        json!({ "url": endpoint.url }),
+        now,
+    );
+    state
+        .store
+        .create_endpoint(&endpoint, &event)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(endpoint.into())))
+}
+
+/// Lists endpoints, newest first.
+#[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(ListParams),
+    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = List<EndpointObject>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<List<EndpointObject>>> {
+    auth.require(Scope::WebhooksRead)?;
+    let page = params.page()?;
+    let mut endpoints = state
+        .store
+        .list_endpoints(auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
+    endpoints.reverse();
+    let start = match &page.starting_after {
+        Some(cursor) => endpoints
+            .iter()
+            .position(|e| e.id.to_string() == *cursor)
+            .map(|i| i + 1)
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_cursor", "starting_after is not in this list")
+            })?,
+        None => 0,
+    };
+    let rows: Vec<EndpointObject> = endpoints
+        .into_iter()
+        .skip(start)
+        .take(page.limit as usize)
+        .map(Into::into)
+        .collect();
+    Ok(Json(List::from_rows(rows, &page, "/v1/endpoints")))
+}
+
+/// Retrieves an endpoint.
+#[utoipa::path(get, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointObject>> {
+    auth.require(Scope::WebhooksRead)?;
+    let endpoint = state
+        .store
+        .get_endpoint(auth.merchant_id, auth.mode, parse_id(&id)?)
+        .await
+        .map_err(|e| store_error(e, &id))?;
+    Ok(Json(endpoint.into()))
+}
+
+/// Changes an endpoint; `{"enabled": true}` re-enables one the daemon disabled.
+#[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)), request_body = EndpointBody,
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+pub async fn update(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EndpointBody>,
+) -> ApiResult<Json<EndpointObject>> {
+    auth.require(Scope::WebhooksWrite)?;
+    let endpoint_id = parse_id(&id)?;
+    let url = body
+        .url
+        .as_deref()
+        .map(|url| validate_url(url, auth.mode, &state))
+        .transpose()?;
+    validate_body(&body)?;
+    let now = state.clock.now();
+    let patch = EndpointPatch {
+        url,
+        description: body.description,
+        event_types: body.event_types,
+        scheme: body.scheme,
+        enabled: body.enabled,
+        max_in_flight: body.max_in_flight,
+        timeout_ms: body.timeout_ms,
+        headers: body.headers,
+    };
+    let event = audit(
+        &auth,
+        "endpoint.update",
+        endpoint_id,
+        json!({ "enabled": patch.enabled, "url": patch.url }),
+        now,
+    );
+    let endpoint = state
+        .store
+        .update_endpoint(
+            auth.merchant_id,
+            auth.mode,
+            endpoint_id,
+            &patch,
+            now,
+            &event,
+        )
+        .await
+        .map_err(|e| store_error(e, &id))?;
+    if endpoint.enabled {
+        state.delivery.wake();
+    }
+    Ok(Json(endpoint.into()))
+}
+
+/// Deletes an endpoint and its deliveries.
+#[utoipa::path(delete, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "deleted"), (status = 404, body = ErrorEnvelope)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require(Scope::WebhooksWrite)?;
+    let endpoint_id = parse_id(&id)?;
+    let event = audit(
+        &auth,
+        "endpoint.delete",
+        endpoint_id,
+        json!({}),
+        state.clock.now(),
+    );
+    state
+        .store
+        .delete_endpoint(auth.merchant_id, auth.mode, endpoint_id, &event)
+        .await
+        .map_err(|e| store_error(e, &id))?;
+    Ok(Json(
+        json!({ "object": "endpoint", "id": id, "livemode": auth.mode.is_live(), "deleted": true }),
+    ))
+}
+
+/// Sends a signed `ping` event now and reports what happened.
+#[utoipa::path(post, path = "/v1/endpoints/{id}/test", tag = "endpoints", params(("id" = String, Path)),
+    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = PingResult), (status = 404, body = ErrorEnvelope)))]
+pub async fn test(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PingResult>> {
+    auth.require(Scope::WebhooksWrite)?;
+    let endpoint = state
+        .store
+        .get_endpoint(auth.merchant_id, auth.mode, parse_id(&id)?)
+        .await
+        .map_err(|e| store_error(e, &id))?;
+    let event_id = EventId::new();
+    let body = envelope_bytes(
+        event_id,
+        "ping",
+        state.clock.now(),
+        auth.mode.is_live(),
+        &json!({ "endpoint": endpoint.id.to_string() }),
+    );
+    let (result, record, pending) = state
+        .delivery
+        .ping(&state, &endpoint, &body, &event_id.to_string())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(PingResult {
+        object: "endpoint_test",
+        succeeded: result.class() == "success",
+        status_code: record.status_code,
+        latency_ms: record.latency_ms,
+        error_class: record.error_class,
+        response_body: record.response_body,
+        signature_headers: record.signatures,
+        pending_signature: pending,
+    }))
+}
+
+/// Queues an endpoint's past deliveries again (by default the failed ones).
+#[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
+    request_body(content = ReplayBody, description = "optional"), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n}`"), (status = 404, body = ErrorEnvelope)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ReplayBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    auth.require(Scope::WebhooksWrite)?;
+    let endpoint_id = parse_id(&id)?;
+    state
+        .store
+        .get_endpoint(auth.merchant_id, auth.mode, endpoint_id)
+        .await
+        .map_err(|e| store_error(e, &id))?;
+    let statuses = body.status.unwrap_or_else(|| vec![DeliveryStatus::Failed]);
+    if statuses.is_empty() {
+        return Err(invalid("invalid_status", "give at least one status"));
+    }
+    let since = parse_query_time("since", body.since.as_deref())?;
+    let until = parse_query_time("until", body.until.as_deref())?;
+    let now = state.clock.now();
+    let requeued = state
+        .store
+        .replay_endpoint(
+            auth.merchant_id,
+            auth.mode,
+            endpoint_id,
+            &statuses,
+            since,
+            until,
+            now,
+        )
+        .await
+        .map_err(ApiError::internal)?;
+    let event = audit(
+        &auth,
+        "endpoint.replay",
+        endpoint_id,
+        json!({ "requeued": requeued }),
+        now,
+    );
+    state
+        .store
+        .record_audit(&event)
+        .await
+        .map_err(ApiError::internal)?;
+    state.delivery.wake();
+    Ok(Json(
+        json!({ "object": "replay", "endpoint": id, "requeued": requeued }),
+    ))
+}

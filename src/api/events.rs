@@ -1,0 +1,182 @@
+//! Events: `POST /v1/events` ingests one (202: durable, delivered in the background) and fans
+//! it out to every enabled endpoint whose filter matches; `GET` lists and shows them with their
+//! deliveries.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::deliveries::DeliveryObject;
+use super::pagination::{List, ListParams};
+use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope};
+use crate::auth::MerchantAuth;
+use crate::clock::{serde_rfc3339, Timestamp};
+use crate::delivery::envelope::envelope_bytes;
+use crate::delivery::filter::valid_event_type;
+use crate::ids::EventId;
+use crate::keys::Scope;
+use crate::server::AppState;
+use crate::store::{EventRecord, NewEvent, StoreError};
+
+/// `POST /v1/events`
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEvent {
+    /// 1–100 characters of `[a-z0-9._-]`, e.g. `order.created`.
+    #[serde(rename = "type")]
+    #[schema(example = "order.created")]
+    pub event_type: String,
+    /// Any JSON value; delivered as the envelope's `data`.
+    #[schema(value_type = Object, example = json!({"order_id": "ord_1", "amount": 1299}))]
+    pub payload: serde_json::Value,
+}
+
+/// An event.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventObject {
+    /// Always `event`.
+    pub object: &'static str,
+    #[schema(value_type = String, example = "evt_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub livemode: bool,
+    #[serde(with = "serde_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// The payload as delivered.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    /// How many deliveries the event created (on create), or the deliveries (on retrieve).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<Vec<DeliveryObject>>,
+}
+
+fn object(record: &EventRecord) -> EventObject {
+    let envelope: serde_json::Value = serde_json::from_slice(&record.body).unwrap_or_default();
+    EventObject {
+        object: "event",
+        id: record.id,
+        event_type: record.event_type.clone(),
+        livemode: record.mode.is_live(),
+        created_at: record.created_at,
+        data: envelope.get("data").cloned().unwrap_or_default(),
+        delivery_count: None,
+        deliveries: None,
+    }
+}
+
+/// Accepts an event. Once this answers 202 the event and its deliveries are stored.
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = CreateEvent,
+    params(("Idempotency-Key" = Option<String>, Header, description = "send the same key to retry safely")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 202, body = EventObject), (status = 422, body = ErrorEnvelope)))]
+pub async fn create(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiJson(body): ApiJson<CreateEvent>,
+) -> ApiResult<(StatusCode, Json<EventObject>)> {
+    auth.require(Scope::EventsWrite)?;
+    if !valid_event_type(&body.event_type) {
+        return Err(ApiError::unprocessable(
+            "invalid_event_type",
+            "type must be 1 to 100 characters of lowercase a-z, 0-9, `.`, `_` and `-`",
+        ));
+    }
+    let now = state.clock.now();
+    let id = EventId::new();
+    let event = NewEvent {
+        id,
+        merchant_id: auth.merchant_id,
+        mode: auth.mode,
+        event_type: body.event_type.clone(),
+        body: envelope_bytes(
+            id,
+            &body.event_type,
+            now,
+            auth.mode.is_live(),
+            &body.payload,
+        ),
+        created_at: now,
+    };
+    let deliveries = state
+        .store
+        .ingest_event(&event)
+        .await
+        .map_err(ApiError::internal)?;
+    if !deliveries.is_empty() {
+        state.delivery.wake();
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EventObject {
+            object: "event",
+            id,
+            event_type: body.event_type,
+            livemode: auth.mode.is_live(),
+            created_at: now,
+            data: body.payload,
+            delivery_count: Some(deliveries.len()),
+            deliveries: None,
+        }),
+    ))
+}
+
+/// Lists events, newest first.
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = List<EventObject>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> ApiResult<Json<List<EventObject>>> {
+    auth.require(Scope::EventsRead)?;
+    if let Some(cursor) = &params.starting_after {
+        cursor.parse::<EventId>().map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "starting_after is not an event id")
+        })?;
+    }
+    let page = params.page()?;
+    let rows = state
+        .store
+        .list_events(auth.merchant_id, auth.mode, &page)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(List::from_rows(
+        rows.iter().map(object).collect(),
+        &page,
+        "/v1/events",
+    )))
+}
+
+/// Retrieves an event with its deliveries.
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = EventObject), (status = 404, body = ErrorEnvelope)))]
+pub async fn retrieve(
+    State(state): State<AppState>,
+    auth: MerchantAuth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventObject>> {
+    auth.require(Scope::EventsRead)?;
+    let event_id: EventId = id.parse().map_err(|_| ApiError::not_found("event", &id))?;
+    let (event, deliveries) = match state
+        .store
+        .get_event(auth.merchant_id, auth.mode, event_id)
+        .await
+    {
+        Ok(found) => found,
+        Err(StoreError::NotFound) => return Err(ApiError::not_found("event", &id)),
+        Err(other) => return Err(ApiError::internal(other)),
+    };
+    let mut answer = object(&event);
+    answer.deliveries = Some(
+        deliveries
+            .into_iter()
+            .map(|d| DeliveryObject::new(d, None))
+            .collect(),
+    );
+    Ok(Json(answer))
+}

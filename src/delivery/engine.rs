@@ -1,0 +1,361 @@
+//! The worker loop. It claims due deliveries in batches (leased, so a crashed daemon's work is
+//! taken over when the lease runs out), sends each one under a global and a per-endpoint
+//! concurrency cap, and records the outcome. New work wakes it at once (an in-process signal,
+//! and `LISTEN/NOTIFY` between PostgreSQL daemons); the poll interval is only a fallback.
+//!
+//! Decrypted secrets are cached per merchant and mode and checked against the version the
+//! claim read from the database, which every rotation bumps: a delivery is never signed with
+//! a secret older than its batch, and unchanged secrets are not re-read per delivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use rand::Rng;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::retry::{AttemptResult, Decision, RetryPolicy};
+use super::sender::{build_client, send_attempt, AttemptContext};
+use crate::config::DeliveryConfig;
+use crate::ids::{AuditId, EndpointId, MerchantId};
+use crate::keys::Mode;
+use crate::secrets::keyring::{load_keyring, Keyring};
+use crate::server::AppState;
+use crate::store::{
+    AttemptRecord, ClaimedDelivery, EndpointRecord, FinishedAttempt, NewAuditEvent,
+};
+
+/// How far a delivery is pushed back when its endpoint is at its in-flight cap, so the next
+/// claim reaches other endpoints' work first.
+const SATURATED_BACKOFF_MS: i64 = 250;
+
+/// Decrypted secrets and the `secrets_version` they were read at.
+type CachedKeyring = (i64, Arc<Keyring>);
+
+/// The delivery engine of one daemon.
+pub struct DeliveryEngine {
+    worker_id: String,
+    client: reqwest::Client,
+    allow_private_networks: bool,
+    wake: Notify,
+    global: Arc<Semaphore>,
+    per_endpoint: Mutex<HashMap<EndpointId, (u32, Arc<Semaphore>)>>,
+    keyrings: Mutex<HashMap<(MerchantId, Mode), CachedKeyring>>,
+    policy: RetryPolicy,
+    tasks: TaskTracker,
+    batches: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for DeliveryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeliveryEngine")
+            .field("worker_id", &self.worker_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeliveryEngine {
+    /// An engine configured from `[delivery]`.
+    pub fn new(config: &DeliveryConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            worker_id: format!("worker-{}", uuid::Uuid::now_v7().simple()),
+            client: build_client(config.allow_private_networks)?,
+            allow_private_networks: config.allow_private_networks,
+            wake: Notify::new(),
+            global: Arc::new(Semaphore::new(config.max_in_flight)),
+            per_endpoint: Mutex::new(HashMap::new()),
+            keyrings: Mutex::new(HashMap::new()),
+            policy: RetryPolicy {
+                schedule: config
+                    .retry_schedule_secs
+                    .iter()
+                    .map(|secs| Duration::seconds(*secs as i64))
+                    .collect(),
+                jitter: config.retry_jitter,
+                retry_after_cap: Duration::seconds(config.retry_after_cap_secs as i64),
+            },
+            tasks: TaskTracker::new(),
+            batches: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Wakes the worker loop: new deliveries are due.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The shared HTTP client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Whether the SSRF guard lets private addresses through.
+    pub fn allows_private_networks(&self) -> bool {
+        self.allow_private_networks
+    }
+
+    /// Deliveries being sent right now by this daemon.
+    pub fn in_flight(&self) -> usize {
+        self.tasks.len()
+    }
+
+    fn endpoint_permit(&self, endpoint: &EndpointRecord) -> Option<OwnedSemaphorePermit> {
+        let mut caps = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = caps.entry(endpoint.id).or_insert_with(|| {
+            (
+                endpoint.max_in_flight,
+                Arc::new(Semaphore::new(endpoint.max_in_flight as usize)),
+            )
+        });
+        if entry.0 != endpoint.max_in_flight {
+            // The cap was changed: new attempts use a fresh semaphore of the new size.
+            *entry = (
+                endpoint.max_in_flight,
+                Arc::new(Semaphore::new(endpoint.max_in_flight as usize)),
+            );
+        }
+        entry.1.clone().try_acquire_owned().ok()
+    }
+
+    async fn keyring(
+        &self,
+        state: &AppState,
+        claim: &ClaimedDelivery,
+    ) -> anyhow::Result<Arc<Keyring>> {
+        let key = (claim.endpoint.merchant_id, claim.endpoint.mode);
+        if let Some((version, keyring)) = self
+            .keyrings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            if *version == claim.secrets_version {
+                return Ok(keyring.clone());
+            }
+        }
+        let keyring =
+            Arc::new(load_keyring(state.store.as_ref(), &state.encryptor, key.0, key.1).await?);
+        self.keyrings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (claim.secrets_version, keyring.clone()));
+        Ok(keyring)
+    }
+
+    /// Claims one batch and starts sending it. Returns how many deliveries were started.
+    pub async fn dispatch_batch(self: &Arc<Self>, state: &AppState) -> anyhow::Result<usize> {
+        let config = &state.config.delivery;
+        let room = self
+            .global
+            .available_permits()
+            .min(config.batch_size as usize);
+        if room == 0 {
+            return Ok(0);
+        }
+        let now = state.clock.now();
+        let lease_until = now + Duration::seconds(config.lease_secs as i64);
+        let batch = self
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let lease = format!("{}/{batch}", self.worker_id);
+        let claimed = state
+            .store
+            .claim_due(&lease, now, lease_until, room as u32)
+            .await?;
+        let mut saturated = Vec::new();
+        let mut started = 0;
+        for claim in claimed {
+            let permits = self.endpoint_permit(&claim.endpoint).and_then(|endpoint| {
+                self.global
+                    .clone()
+                    .try_acquire_owned()
+                    .ok()
+                    .map(|global| (endpoint, global))
+            });
+            let Some(permits) = permits else {
+                saturated.push(claim.id);
+                continue;
+            };
+            started += 1;
+            let engine = Arc::clone(self);
+            let state = state.clone();
+            self.tasks.spawn(async move {
+                engine.deliver(&state, claim).await;
+                drop(permits);
+                engine.wake();
+            });
+        }
+        if !saturated.is_empty() {
+            let later = now + Duration::milliseconds(SATURATED_BACKOFF_MS);
+            state
+                .store
+                .release_claims(&lease, &saturated, later)
+                .await?;
+        }
+        metrics::gauge!("hooksign_deliveries_in_flight").set(self.tasks.len() as f64);
+        Ok(started)
+    }
+
+    async fn deliver(&self, state: &AppState, claim: ClaimedDelivery) {
+        let keyring = match self.keyring(state, &claim).await {
+            Ok(keyring) => keyring,
+            Err(err) => {
+                tracing::error!(delivery = %claim.id, error = %err, "cannot load signing secrets; releasing the delivery");
+                let later = state.clock.now() + Duration::seconds(5);
+                let _ = state
+                    .store
+                    .release_claims(&claim.lease, &[claim.id], later)
+                    .await;
+                return;
+            }
+        };
+        let attempt = claim.attempts + 1;
+        let now = state.clock.now();
+        let (event_id, delivery_id) = (claim.event_id.to_string(), claim.id.to_string());
+        let context = AttemptContext {
+            event_id: &event_id,
+            delivery_id: &delivery_id,
+            attempt,
+            now,
+        };
+        let (result, record) = send_attempt(
+            &self.client,
+            self.allow_private_networks,
+            &claim.endpoint,
+            &keyring.signing_keys(),
+            &claim.body,
+            &context,
+        )
+        .await;
+        let unit: f64 = rand::thread_rng().gen();
+        let decision = self
+            .policy
+            .decide(&result, attempt, state.clock.now(), unit);
+        record_metrics(&result, &record, decision);
+        let finished = FinishedAttempt {
+            delivery_id: claim.id,
+            endpoint_id: claim.endpoint.id,
+            record,
+            decision,
+            now: state.clock.now(),
+            disable_after: Duration::seconds(state.config.delivery.disable_after_secs as i64),
+        };
+        match state.store.finish_attempt(&claim.lease, &finished).await {
+            Ok(Some(reason)) => audit_disabled(state, &claim.endpoint, &reason).await,
+            Ok(None) => {}
+            Err(err) => {
+                tracing::error!(delivery = %claim.id, error = %err, "cannot record a delivery attempt")
+            }
+        }
+    }
+
+    /// The worker loop, until `stop`; then waits up to `grace` for deliveries in flight and
+    /// gives back every lease this daemon still holds.
+    pub async fn run(
+        self: Arc<Self>,
+        state: AppState,
+        stop: CancellationToken,
+        grace: StdDuration,
+    ) {
+        let poll = StdDuration::from_millis(state.config.delivery.poll_interval_ms);
+        loop {
+            let started = tokio::select! {
+                () = stop.cancelled() => break,
+                result = self.dispatch_batch(&state) => result,
+            };
+            let full = match started {
+                Ok(count) => count > 0 && count >= state.config.delivery.batch_size as usize,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot claim deliveries; will retry");
+                    false
+                }
+            };
+            if full {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.tasks.len(),
+                "deliveries still in flight at the shutdown deadline"
+            );
+        }
+        if let Err(err) = state.store.release_worker(&self.worker_id).await {
+            tracing::error!(error = %err, "cannot release delivery leases at shutdown");
+        }
+    }
+
+    /// Sends a signed ping to an endpoint now (not queued, not retried).
+    pub async fn ping(
+        &self,
+        state: &AppState,
+        endpoint: &EndpointRecord,
+        body: &[u8],
+        event_id: &str,
+    ) -> anyhow::Result<(AttemptResult, AttemptRecord, bool)> {
+        let keyring = load_keyring(
+            state.store.as_ref(),
+            &state.encryptor,
+            endpoint.merchant_id,
+            endpoint.mode,
+        )
+        .await?;
+        let context = AttemptContext {
+            event_id,
+            delivery_id: event_id,
+            attempt: 1,
+            now: state.clock.now(),
+        };
+        let (result, record) = send_attempt(
+            &self.client,
+            self.allow_private_networks,
+            endpoint,
+            &keyring.signing_keys(),
+            body,
+            &context,
+        )
+        .await;
+        Ok((result, record, keyring.pending.is_some()))
+    }
+}
+
+fn record_metrics(result: &AttemptResult, record: &AttemptRecord, decision: Decision) {
+    let outcome = match decision {
+        Decision::Delivered => "delivered",
+        Decision::RetryAt(_) => "retry",
+        Decision::Failed | Decision::FailedAndDisableEndpoint => "failed",
+    };
+    metrics::counter!("hooksign_delivery_attempts_total", "outcome" => outcome, "class" => result.class()).increment(1);
+    metrics::histogram!("hooksign_delivery_attempt_duration_seconds")
+        .record(record.latency_ms as f64 / 1000.0);
+}
+
+async fn audit_disabled(state: &AppState, endpoint: &EndpointRecord, reason: &str) {
+    tracing::warn!(endpoint = %endpoint.id, %reason, "endpoint disabled");
+    let event = NewAuditEvent {
+        id: AuditId::new(),
+        merchant_id: Some(endpoint.merchant_id),
+        mode: Some(endpoint.mode),
+        actor_key_id: None,
+        action: "endpoint.disable",
+        target: endpoint.id.to_string(),
+        request_id: None,
+        details: serde_json::json!({ "reason": reason }),
+        created_at: state.clock.now(),
+    };
+    if let Err(err) = state.store.record_audit(&event).await {
+        tracing::error!(error = %err, "cannot audit an endpoint being disabled");
+    }
+}

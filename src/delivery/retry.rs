@@ -1,0 +1,183 @@
+//! What happens after an attempt: delivered, retried later, failed for good, or the endpoint
+//! disabled. A pure function of the attempt's result, the attempt count and the clock, so the
+//! schedule is tested without waiting.
+
+use chrono::Duration;
+
+use crate::clock::Timestamp;
+
+/// The retry schedule and its limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Delay after the 1st, 2nd, … failed attempt; after the last one the delivery fails.
+    pub schedule: Vec<Duration>,
+    /// ± fraction applied to each delay (0.2 = ±20 %), so retries of many deliveries spread out.
+    pub jitter: f64,
+    /// The longest `Retry-After` honoured.
+    pub retry_after_cap: Duration,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The receiver answered.
+    Status {
+        code: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer within the endpoint's timeout.
+    Timeout,
+    /// Could not connect (refused, reset, DNS, TLS, or refused by the SSRF guard).
+    Connection(String),
+}
+
+impl AttemptResult {
+    /// A short class for the attempt record and metrics.
+    pub fn class(&self) -> &'static str {
+        match self {
+            AttemptResult::Status { code, .. } if (200..300).contains(code) => "success",
+            AttemptResult::Status { code, .. } if (300..400).contains(code) => "redirect",
+            AttemptResult::Status { code, .. } if (400..500).contains(code) => "client_error",
+            AttemptResult::Status { .. } => "server_error",
+            AttemptResult::Timeout => "timeout",
+            AttemptResult::Connection(_) => "connection",
+        }
+    }
+}
+
+/// What to do with the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Delivered,
+    RetryAt(Timestamp),
+    /// No more attempts: dead-lettered, can be retried by hand.
+    Failed,
+    /// 410 Gone: fail this delivery and disable the endpoint.
+    FailedAndDisableEndpoint,
+}
+
+impl RetryPolicy {
+    /// `attempts` is how many attempts have now been made (1 after the first). `unit` is a
+    /// random number in [0, 1) for the jitter.
+    pub fn decide(
+        &self,
+        result: &AttemptResult,
+        attempts: u32,
+        now: Timestamp,
+        unit: f64,
+    ) -> Decision {
+        let retry_after = match result {
+            AttemptResult::Status { code, .. } if (200..300).contains(code) => {
+                return Decision::Delivered
+            }
+            AttemptResult::Status { code: 410, .. } => return Decision::FailedAndDisableEndpoint,
+            AttemptResult::Status {
+                code: 429 | 503,
+                retry_after,
+            } => *retry_after,
+            _ => None,
+        };
+        let Some(base) = self.schedule.get(attempts.saturating_sub(1) as usize) else {
+            return Decision::Failed;
+        };
+        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        let jittered =
+            Duration::milliseconds((base.num_milliseconds() as f64 * factor).round() as i64);
+        let delay = match retry_after {
+            Some(asked) => jittered.max(asked.min(self.retry_after_cap)),
+            None => jittered,
+        };
+        Decision::RetryAt(now + delay)
+    }
+}
+
+/// Parses `Retry-After` given as delta-seconds (HTTP dates are rare from webhook receivers and
+/// are ignored, falling back to the schedule).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .map(|secs| Duration::seconds(i64::from(secs)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            schedule: [5, 300, 1800].map(Duration::seconds).to_vec(),
+            jitter: 0.2,
+            retry_after_cap: Duration::seconds(3600),
+        }
+    }
+
+    fn status(code: u16) -> AttemptResult {
+        AttemptResult::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn success_is_delivered_and_gone_disables() {
+        let now = Utc::now();
+        assert_eq!(
+            policy().decide(&status(204), 1, now, 0.5),
+            Decision::Delivered
+        );
+        assert_eq!(
+            policy().decide(&status(410), 1, now, 0.5),
+            Decision::FailedAndDisableEndpoint
+        );
+    }
+
+    #[test]
+    fn failures_follow_the_schedule_with_bounded_jitter() {
+        let now = Utc::now();
+        assert_eq!(
+            policy().decide(&status(500), 1, now, 0.5),
+            Decision::RetryAt(now + Duration::seconds(5))
+        );
+        assert_eq!(
+            policy().decide(&AttemptResult::Timeout, 2, now, 0.0),
+            Decision::RetryAt(now + Duration::seconds(240))
+        );
+        assert_eq!(
+            policy().decide(&status(302), 2, now, 1.0),
+            Decision::RetryAt(now + Duration::seconds(360))
+        );
+        assert_eq!(
+            policy().decide(&status(500), 4, now, 0.5),
+            Decision::Failed,
+            "after the last attempt"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let now = Utc::now();
+        let asked = |secs| AttemptResult::Status {
+            code: 429,
+            retry_after: Some(Duration::seconds(secs)),
+        };
+        assert_eq!(
+            policy().decide(&asked(120), 1, now, 0.5),
+            Decision::RetryAt(now + Duration::seconds(120))
+        );
+        assert_eq!(
+            policy().decide(&asked(1), 1, now, 0.5),
+            Decision::RetryAt(now + Duration::seconds(5)),
+            "never sooner than the schedule"
+        );
+        assert_eq!(
+            policy().decide(&asked(86400), 1, now, 0.5),
+            Decision::RetryAt(now + Duration::seconds(3600)),
+            "capped"
+        );
+        assert_eq!(parse_retry_after(" 30 "), Some(Duration::seconds(30)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! One attempt: build the request (the stored body bytes, the `X-Hooksign-*` headers, the
+//! endpoint's own headers, and the signature headers computed now), send it through the shared
+//! client, and describe what happened.
+
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use super::retry::{parse_retry_after, AttemptResult};
+use super::ssrf::{check_literal, GuardedResolver};
+use crate::clock::Timestamp;
+use crate::signing::{signature_headers, SigningKeys};
+use crate::store::{AttemptRecord, EndpointRecord};
+
+/// How much of a response body is kept with the attempt.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+
+/// The shared HTTP client: pooled keep-alive connections, no redirects, and (unless private
+/// networks are allowed) the SSRF-guarding resolver.
+pub fn build_client(allow_private_networks: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(GuardedResolver::new(allow_private_networks)))
+        .pool_idle_timeout(StdDuration::from_secs(90))
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true)
+        .user_agent(concat!("hooksign/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// What one delivery attempt carries besides the body.
+#[derive(Debug, Clone)]
+pub struct AttemptContext<'a> {
+    pub event_id: &'a str,
+    pub delivery_id: &'a str,
+    pub attempt: u32,
+    pub now: Timestamp,
+}
+
+/// Headers reserved for the daemon: endpoint-configured headers may not set them.
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "content-type"
+            | "content-length"
+            | "user-agent"
+            | "host"
+            | "transfer-encoding"
+            | "connection"
+    ) || name.starts_with("x-hooksign-")
+        || name.starts_with("x-bolt-")
+        || name.starts_with("webhook-")
+}
+
+/// The full header set of an attempt. Returns the headers and the names of the signature
+/// headers among them.
+pub fn attempt_headers(
+    endpoint: &EndpointRecord,
+    keys: &SigningKeys<'_>,
+    body: &[u8],
+    context: &AttemptContext<'_>,
+) -> (HeaderMap, Vec<String>) {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &endpoint.headers {
+        if is_reserved_header(name) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    let timestamp = context.now.timestamp();
+    let fixed = [
+        ("content-type", "application/json".to_owned()),
+        ("x-hooksign-event-id", context.event_id.to_owned()),
+        ("x-hooksign-delivery-id", context.delivery_id.to_owned()),
+        ("x-hooksign-attempt", context.attempt.to_string()),
+        ("x-hooksign-timestamp", timestamp.to_string()),
+    ];
+    let signatures = signature_headers(endpoint.scheme, keys, body, context.event_id, timestamp);
+    let mut names = Vec::new();
+    for (name, value) in fixed
+        .into_iter()
+        .chain(signatures.iter().map(|(n, v)| (*n, v.clone())))
+    {
+        if let (Ok(header), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(&value))
+        {
+            headers.insert(header, value);
+        }
+    }
+    names.extend(signatures.iter().map(|(name, _)| (*name).to_owned()));
+    (headers, names)
+}
+
+/// Sends one attempt and reports its result and record.
+pub async fn send_attempt(
+    client: &reqwest::Client,
+    allow_private_networks: bool,
+    endpoint: &EndpointRecord,
+    keys: &SigningKeys<'_>,
+    body: &[u8],
+    context: &AttemptContext<'_>,
+) -> (AttemptResult, AttemptRecord) {
+    let (headers, signatures) = attempt_headers(endpoint, keys, body, context);
+    let started = Instant::now();
+    let outcome = match literal_host_check(&endpoint.url, allow_private_networks) {
+        Err(reason) => Err(AttemptResult::Connection(reason)),
+        Ok(()) => {
+            let request = client
+                .post(&endpoint.url)
+                .headers(headers)
+                .timeout(StdDuration::from_millis(u64::from(endpoint.timeout_ms)))
+                .body(body.to_vec());
+            request.send().await.map_err(|err| {
+                if err.is_timeout() {
+                    AttemptResult::Timeout
+                } else {
+                    AttemptResult::Connection(error_chain(&err))
+                }
+            })
+        }
+    };
+    let (result, excerpt) = match outcome {
+        Err(result) => {
+            let excerpt = match &result {
+                AttemptResult::Connection(reason) => truncate(reason),
+                _ => String::new(),
+            };
+            (result, excerpt)
+        }
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(parse_retry_after);
+            let excerpt = read_excerpt(response).await;
+            (AttemptResult::Status { code, retry_after }, excerpt)
+        }
+    };
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let record = AttemptRecord {
+        attempt: context.attempt,
+        started_at: context.now,
+        status_code: match &result {
+            AttemptResult::Status { code, .. } => Some(*code),
+            _ => None,
+        },
+        latency_ms,
+        error_class: Some(result.class().to_owned()).filter(|class| class != "success"),
+        response_body: excerpt,
+        signatures,
+    };
+    (result, record)
+}
+
+fn literal_host_check(url: &str, allow_private: bool) -> Result<(), String> {
+    let host = reqwest::Url::parse(url)
+        .map_err(|err| format!("invalid URL: {err}"))?
+        .host_str()
+        .map(str::to_owned)
+        .ok_or_else(|| "URL has no host".to_owned())?;
+    check_literal(&host, allow_private).map_err(|err| err.to_string())
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+async fn read_excerpt(mut response: reqwest::Response) -> String {
+    let mut kept = Vec::with_capacity(RESPONSE_EXCERPT_BYTES);
+    // Read only what is kept (plus one chunk): a huge response must not be buffered whole.
+    while kept.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    truncate(&String::from_utf8_lossy(&kept))
+}
+
+fn truncate(text: &str) -> String {
+    if text.len() <= RESPONSE_EXCERPT_BYTES {
+        return text.to_owned();
+    }
+    let mut end = RESPONSE_EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}

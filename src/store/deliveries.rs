@@ -1,0 +1,1029 @@
+//! Endpoints, events, deliveries and attempts: the durable queue of the delivery engine.
+//!
+//! An event and its delivery rows are written in one transaction, so once the API answered
+//! 202 nothing is lost. Workers claim due deliveries in batches with a lease (on PostgreSQL
+//! with `FOR UPDATE SKIP LOCKED`, so many daemons share one queue); a lease that runs out is
+//! claimed again (at-least-once delivery).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::Duration;
+
+use super::{NewAuditEvent, Page, StoreResult};
+use crate::clock::Timestamp;
+use crate::delivery::retry::Decision;
+use crate::ids::{DeliveryId, EndpointId, EventId, MerchantId};
+use crate::keys::Mode;
+use crate::signing::Scheme;
+
+/// A webhook endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointRecord {
+    pub id: EndpointId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub url: String,
+    pub description: String,
+    /// Patterns such as `order.*`; empty = every event.
+    pub event_types: Vec<String>,
+    pub scheme: Scheme,
+    pub enabled: bool,
+    pub max_in_flight: u32,
+    pub timeout_ms: u32,
+    /// Extra headers sent with every delivery.
+    pub headers: BTreeMap<String, String>,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<Timestamp>,
+    pub failing_since: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A partial update of an endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    pub scheme: Option<Scheme>,
+    pub enabled: Option<bool>,
+    pub max_in_flight: Option<u32>,
+    pub timeout_ms: Option<u32>,
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// An event to ingest; `body` is the exact bytes every delivery will carry.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub id: EventId,
+    pub mode: Mode,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// Where a delivery stands.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Waiting for its next attempt (or being attempted).
+    Pending,
+    Delivered,
+    /// Every attempt failed (dead letter); can be retried by hand.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryRecord {
+    pub id: DeliveryId,
+    pub event_id: EventId,
+    pub endpoint_id: EndpointId,
+    pub mode: Mode,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error_class: Option<String>,
+    /// The first KiB of the response body.
+    pub response_body: String,
+    /// Names of the signature headers sent.
+    pub signatures: Vec<String>,
+}
+
+/// A claimed delivery with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct ClaimedDelivery {
+    pub id: DeliveryId,
+    /// The claim this delivery was taken under (one per batch): only its holder records the
+    /// outcome.
+    pub lease: String,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub body: Vec<u8>,
+    pub attempts: u32,
+    pub endpoint: EndpointRecord,
+    /// Bumped by every rotation: the sender's secret cache compares it.
+    pub secrets_version: i64,
+}
+
+/// The end of one attempt.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    pub delivery_id: DeliveryId,
+    pub endpoint_id: EndpointId,
+    pub record: AttemptRecord,
+    pub decision: Decision,
+    pub now: Timestamp,
+    /// An endpoint failing continuously this long is disabled.
+    pub disable_after: Duration,
+}
+
+/// Filters of the delivery list.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub endpoint: Option<EndpointId>,
+    pub event: Option<EventId>,
+    pub status: Option<DeliveryStatus>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// Why the engine disabled an endpoint after an attempt.
+pub type DisabledReason = Option<String>;
+
+/// The delivery engine's storage.
+#[async_trait]
+pub trait DeliveryStore {
+    /// Stores a new endpoint.
+    async fn create_endpoint(
+        &self,
+        endpoint: &EndpointRecord,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+    /// Every endpoint of a merchant and mode, oldest first.
+    async fn list_endpoints(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+    ) -> StoreResult<Vec<EndpointRecord>>;
+    /// One endpoint of a merchant and mode.
+    async fn get_endpoint(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: EndpointId,
+    ) -> StoreResult<EndpointRecord>;
+    /// Applies a patch; re-enabling clears the disabled reason and the failure streak.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_endpoint(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: EndpointId,
+        patch: &EndpointPatch,
+        now: Timestamp,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<EndpointRecord>;
+    /// Deletes an endpoint and its deliveries.
+    async fn delete_endpoint(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: EndpointId,
+        audit: &NewAuditEvent,
+    ) -> StoreResult<()>;
+
+    /// Writes the event and one delivery per enabled endpoint whose filter matches, in one
+    /// transaction. Returns the deliveries created.
+    async fn ingest_event(&self, event: &NewEvent) -> StoreResult<Vec<DeliveryId>>;
+    /// Events of a merchant and mode, newest first.
+    async fn list_events(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        page: &Page,
+    ) -> StoreResult<Vec<EventRecord>>;
+    /// One event and its deliveries.
+    async fn get_event(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: EventId,
+    ) -> StoreResult<(EventRecord, Vec<DeliveryRecord>)>;
+
+    /// Claims up to `limit` due deliveries under the claim `lease` (unique per batch, prefixed
+    /// by the worker's id and `/`) until `lease_until`.
+    async fn claim_due(
+        &self,
+        lease: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+    /// Gives claimed deliveries back unattempted, due again at `due_at`.
+    async fn release_claims(
+        &self,
+        lease: &str,
+        ids: &[DeliveryId],
+        due_at: Timestamp,
+    ) -> StoreResult<()>;
+    /// Gives back every lease a worker holds (at shutdown).
+    async fn release_worker(&self, worker: &str) -> StoreResult<u64>;
+    /// Records an attempt and its consequence for the delivery and the endpoint's health.
+    /// Returns the reason when the endpoint was disabled by it.
+    async fn finish_attempt(
+        &self,
+        lease: &str,
+        attempt: &FinishedAttempt,
+    ) -> StoreResult<DisabledReason>;
+
+    /// Deliveries of a merchant and mode, newest first.
+    async fn list_deliveries(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        filter: &DeliveryFilter,
+        page: &Page,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
+    /// One delivery and its attempts.
+    async fn get_delivery(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: DeliveryId,
+    ) -> StoreResult<(DeliveryRecord, Vec<AttemptRecord>)>;
+    /// Makes a delivery due now again.
+    async fn retry_delivery(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        id: DeliveryId,
+        now: Timestamp,
+    ) -> StoreResult<DeliveryRecord>;
+    /// Makes an endpoint's deliveries in `statuses` created in [since, until) due now again.
+    #[allow(clippy::too_many_arguments)]
+    async fn replay_endpoint(
+        &self,
+        merchant: MerchantId,
+        mode: Mode,
+        endpoint: EndpointId,
+        statuses: &[DeliveryStatus],
+        since: Option<Timestamp>,
+        until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> StoreResult<u64>;
+    /// Pending deliveries and the due time of the oldest, for metrics.
+    async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
+}
+
+pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.merchant_id, e.mode, e.url, e.description, e.event_types, e.scheme, \
+     e.enabled, e.max_in_flight, e.timeout_ms, e.headers, e.disabled_reason, e.disabled_at, e.failing_since, \
+     e.created_at, e.updated_at";
+pub(super) const DELIVERY_COLUMNS: &str =
+    "d.id, d.event_id, d.endpoint_id, d.mode, d.status, d.attempts, \
+     d.next_attempt_at, d.last_status, d.last_error, d.delivered_at, d.created_at, d.updated_at";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EndpointRow {
+    id: String,
+    merchant_id: String,
+    mode: String,
+    url: String,
+    description: String,
+    event_types: String,
+    scheme: String,
+    enabled: bool,
+    max_in_flight: i64,
+    timeout_ms: i64,
+    headers: String,
+    disabled_reason: Option<String>,
+    disabled_at: Option<i64>,
+    failing_since: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<EndpointRow> for EndpointRecord {
+    type Error = super::StoreError;
+
+    fn try_from(row: EndpointRow) -> Result<Self, super::StoreError> {
+        use super::records::{opt_time, parse_id};
+        let corrupt =
+            |what: &str| super::StoreError::Corrupt(format!("endpoint {}: {what}", row.id));
+        Ok(EndpointRecord {
+            id: parse_id(&row.id)?,
+            merchant_id: parse_id(&row.merchant_id)?,
+            mode: row.mode.parse().map_err(super::StoreError::Corrupt)?,
+            url: row.url.clone(),
+            description: row.description.clone(),
+            event_types: row
+                .event_types
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            scheme: row.scheme.parse().map_err(|_| corrupt("scheme"))?,
+            enabled: row.enabled,
+            max_in_flight: u32::try_from(row.max_in_flight)
+                .map_err(|_| corrupt("max_in_flight"))?,
+            timeout_ms: u32::try_from(row.timeout_ms).map_err(|_| corrupt("timeout_ms"))?,
+            headers: serde_json::from_str(&row.headers).map_err(|_| corrupt("headers"))?,
+            disabled_reason: row.disabled_reason.clone(),
+            disabled_at: opt_time(row.disabled_at),
+            failing_since: opt_time(row.failing_since),
+            created_at: crate::clock::from_millis(row.created_at),
+            updated_at: crate::clock::from_millis(row.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct DeliveryRow {
+    id: String,
+    event_id: String,
+    endpoint_id: String,
+    mode: String,
+    status: String,
+    attempts: i64,
+    next_attempt_at: i64,
+    last_status: Option<i64>,
+    last_error: Option<String>,
+    delivered_at: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(super) fn parse_status(text: &str) -> Result<DeliveryStatus, super::StoreError> {
+    match text {
+        "pending" => Ok(DeliveryStatus::Pending),
+        "delivered" => Ok(DeliveryStatus::Delivered),
+        "failed" => Ok(DeliveryStatus::Failed),
+        other => Err(super::StoreError::Corrupt(format!(
+            "delivery status {other}"
+        ))),
+    }
+}
+
+impl TryFrom<DeliveryRow> for DeliveryRecord {
+    type Error = super::StoreError;
+
+    fn try_from(row: DeliveryRow) -> Result<Self, super::StoreError> {
+        use super::records::{opt_time, parse_id};
+        Ok(DeliveryRecord {
+            id: parse_id(&row.id)?,
+            event_id: parse_id(&row.event_id)?,
+            endpoint_id: parse_id(&row.endpoint_id)?,
+            mode: row.mode.parse().map_err(super::StoreError::Corrupt)?,
+            status: parse_status(&row.status)?,
+            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            next_attempt_at: crate::clock::from_millis(row.next_attempt_at),
+            last_status: row.last_status.and_then(|s| u16::try_from(s).ok()),
+            last_error: row.last_error,
+            delivered_at: opt_time(row.delivered_at),
+            created_at: crate::clock::from_millis(row.created_at),
+            updated_at: crate::clock::from_millis(row.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ClaimRow {
+    #[sqlx(flatten)]
+    endpoint: EndpointRow,
+    delivery_id: String,
+    leased_by: String,
+    event_id: String,
+    event_type: String,
+    body: Vec<u8>,
+    attempts: i64,
+    secrets_version: i64,
+}
+
+impl TryFrom<ClaimRow> for ClaimedDelivery {
+    type Error = super::StoreError;
+
+    fn try_from(row: ClaimRow) -> Result<Self, super::StoreError> {
+        use super::records::parse_id;
+        Ok(ClaimedDelivery {
+            id: parse_id(&row.delivery_id)?,
+            lease: row.leased_by,
+            event_id: parse_id(&row.event_id)?,
+            event_type: row.event_type,
+            body: row.body,
+            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            endpoint: row.endpoint.try_into()?,
+            secrets_version: row.secrets_version,
+        })
+    }
+}
+
+/// Implements [`DeliveryStore`]; `$lock` is the row-locking clause of the claim subquery
+/// (`FOR UPDATE OF d SKIP LOCKED` on PostgreSQL, nothing on SQLite, whose writes are serial).
+macro_rules! impl_delivery_store {
+    ($store:ty, $db:ty, $lock:literal) => {
+        impl $store {
+            async fn endpoint_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::EndpointId,
+            ) -> $crate::store::StoreResult<$crate::store::EndpointRecord> {
+                let sql = format!(
+                    "SELECT {} FROM endpoints e WHERE e.id = $1 AND e.merchant_id = $2 AND e.mode = $3",
+                    $crate::store::deliveries::ENDPOINT_COLUMNS
+                );
+                let row: Option<$crate::store::deliveries::EndpointRow> = sqlx::query_as(&sql)
+                    .bind(id.to_string())
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+            }
+
+            async fn delivery_in(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::DeliveryId,
+            ) -> $crate::store::StoreResult<$crate::store::DeliveryRecord> {
+                let sql = format!(
+                    "SELECT {} FROM deliveries d WHERE d.id = $1 AND d.merchant_id = $2 AND d.mode = $3",
+                    $crate::store::deliveries::DELIVERY_COLUMNS
+                );
+                let row: Option<$crate::store::deliveries::DeliveryRow> = sqlx::query_as(&sql)
+                    .bind(id.to_string())
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+            }
+
+            async fn write_endpoint(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                endpoint: &$crate::store::EndpointRecord,
+                insert: bool,
+            ) -> $crate::store::StoreResult<()> {
+                let sql = if insert {
+                    "INSERT INTO endpoints (id, merchant_id, mode, url, description, event_types, scheme, enabled, \
+                     max_in_flight, timeout_ms, headers, disabled_reason, disabled_at, failing_since, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                } else {
+                    "UPDATE endpoints SET url = $4, description = $5, event_types = $6, scheme = $7, enabled = $8, \
+                     max_in_flight = $9, timeout_ms = $10, headers = $11, disabled_reason = $12, disabled_at = $13, \
+                     failing_since = $14, updated_at = $16 WHERE id = $1 AND merchant_id = $2 AND mode = $3 AND created_at = $15"
+                };
+                sqlx::query(sql)
+                    .bind(endpoint.id.to_string())
+                    .bind(endpoint.merchant_id.to_string())
+                    .bind(endpoint.mode.as_str())
+                    .bind(&endpoint.url)
+                    .bind(&endpoint.description)
+                    .bind(endpoint.event_types.join(" "))
+                    .bind(endpoint.scheme.as_str())
+                    .bind(endpoint.enabled)
+                    .bind(i64::from(endpoint.max_in_flight))
+                    .bind(i64::from(endpoint.timeout_ms))
+                    .bind(serde_json::to_string(&endpoint.headers).unwrap_or_else(|_| "{}".into()))
+                    .bind(endpoint.disabled_reason.as_deref())
+                    .bind(endpoint.disabled_at.map($crate::clock::to_millis))
+                    .bind(endpoint.failing_since.map($crate::clock::to_millis))
+                    .bind($crate::clock::to_millis(endpoint.created_at))
+                    .bind($crate::clock::to_millis(endpoint.updated_at))
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::DeliveryStore for $store {
+            async fn create_endpoint(
+                &self,
+                endpoint: &$crate::store::EndpointRecord,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, endpoint.merchant_id).await?;
+                Self::write_endpoint(&mut tx, endpoint, true).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_endpoints(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::EndpointRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM endpoints e WHERE e.merchant_id = $1 AND e.mode = $2 ORDER BY e.id",
+                    $crate::store::deliveries::ENDPOINT_COLUMNS
+                );
+                let rows: Vec<$crate::store::deliveries::EndpointRow> =
+                    sqlx::query_as(&sql).bind(merchant.to_string()).bind(mode.as_str()).fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn get_endpoint(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::EndpointId,
+            ) -> $crate::store::StoreResult<$crate::store::EndpointRecord> {
+                let mut conn = self.pool.acquire().await?;
+                Self::endpoint_in(&mut conn, merchant, mode, id).await
+            }
+
+            async fn update_endpoint(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::EndpointId,
+                patch: &$crate::store::EndpointPatch,
+                now: $crate::clock::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::EndpointRecord> {
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let mut endpoint = Self::endpoint_in(&mut tx, merchant, mode, id).await?;
+                if let Some(url) = &patch.url {
+                    endpoint.url = url.clone();
+                }
+                if let Some(description) = &patch.description {
+                    endpoint.description = description.clone();
+                }
+                if let Some(types) = &patch.event_types {
+                    endpoint.event_types = types.clone();
+                }
+                if let Some(scheme) = patch.scheme {
+                    endpoint.scheme = scheme;
+                }
+                if let Some(max) = patch.max_in_flight {
+                    endpoint.max_in_flight = max;
+                }
+                if let Some(timeout) = patch.timeout_ms {
+                    endpoint.timeout_ms = timeout;
+                }
+                if let Some(headers) = &patch.headers {
+                    endpoint.headers = headers.clone();
+                }
+                match patch.enabled {
+                    Some(true) => {
+                        endpoint.enabled = true;
+                        endpoint.disabled_reason = None;
+                        endpoint.disabled_at = None;
+                        endpoint.failing_since = None;
+                    }
+                    Some(false) if endpoint.enabled => {
+                        endpoint.enabled = false;
+                        endpoint.disabled_reason = Some("disabled by an admin".into());
+                        endpoint.disabled_at = Some(now);
+                    }
+                    _ => {}
+                }
+                endpoint.updated_at = now;
+                Self::write_endpoint(&mut tx, &endpoint, false).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(endpoint)
+            }
+
+            async fn delete_endpoint(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::EndpointId,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                Self::endpoint_in(&mut tx, merchant, mode, id).await?;
+                sqlx::query("DELETE FROM endpoints WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+                Self::append_audit(&mut tx, audit).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn ingest_event(
+                &self,
+                event: &$crate::store::NewEvent,
+            ) -> $crate::store::StoreResult<Vec<$crate::ids::DeliveryId>> {
+                let now = $crate::clock::to_millis(event.created_at);
+                let mut tx = self.pool.begin().await?;
+                // The write comes first: on SQLite it takes the write lock before any read.
+                sqlx::query(
+                    "INSERT INTO events (id, merchant_id, mode, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(event.id.to_string())
+                .bind(event.merchant_id.to_string())
+                .bind(event.mode.as_str())
+                .bind(&event.event_type)
+                .bind(&event.body)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let targets: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT id, event_types FROM endpoints WHERE merchant_id = $1 AND mode = $2 AND enabled = TRUE",
+                )
+                .bind(event.merchant_id.to_string())
+                .bind(event.mode.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut created = Vec::new();
+                for (endpoint_id, types) in targets {
+                    let filter: Vec<String> = types.split_whitespace().map(str::to_owned).collect();
+                    if !$crate::delivery::filter::accepts(&filter, &event.event_type) {
+                        continue;
+                    }
+                    let id = $crate::ids::DeliveryId::new();
+                    sqlx::query(
+                        "INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, mode, status, attempts, \
+                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
+                    )
+                    .bind(id.to_string())
+                    .bind(event.id.to_string())
+                    .bind(&endpoint_id)
+                    .bind(event.merchant_id.to_string())
+                    .bind(event.mode.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    created.push(id);
+                }
+                tx.commit().await?;
+                Ok(created)
+            }
+
+            async fn list_events(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                page: &$crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::EventRecord>> {
+                let rows: Vec<(String, String, Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT id, type, body, created_at FROM events WHERE merchant_id = $1 AND mode = $2 \
+                     AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+                )
+                .bind(merchant.to_string())
+                .bind(mode.as_str())
+                .bind(page.starting_after.as_deref())
+                .bind(i64::from(page.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, event_type, body, created_at)| {
+                        Ok($crate::store::EventRecord {
+                            id: $crate::store::records::parse_id(&id)?,
+                            mode,
+                            event_type,
+                            body,
+                            created_at: $crate::clock::from_millis(created_at),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn get_event(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::EventId,
+            ) -> $crate::store::StoreResult<($crate::store::EventRecord, Vec<$crate::store::DeliveryRecord>)> {
+                let row: Option<(String, Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT type, body, created_at FROM events WHERE id = $1 AND merchant_id = $2 AND mode = $3",
+                )
+                .bind(id.to_string())
+                .bind(merchant.to_string())
+                .bind(mode.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+                let (event_type, body, created_at) = row.ok_or($crate::store::StoreError::NotFound)?;
+                let sql = format!(
+                    "SELECT {} FROM deliveries d WHERE d.event_id = $1 ORDER BY d.id",
+                    $crate::store::deliveries::DELIVERY_COLUMNS
+                );
+                let deliveries: Vec<$crate::store::deliveries::DeliveryRow> =
+                    sqlx::query_as(&sql).bind(id.to_string()).fetch_all(&self.pool).await?;
+                let event = $crate::store::EventRecord {
+                    id,
+                    mode,
+                    event_type,
+                    body,
+                    created_at: $crate::clock::from_millis(created_at),
+                };
+                Ok((event, deliveries.into_iter().map(TryInto::try_into).collect::<Result<_, _>>()?))
+            }
+
+            async fn claim_due(
+                &self,
+                worker: &str,
+                now: $crate::clock::Timestamp,
+                lease_until: $crate::clock::Timestamp,
+                limit: u32,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::ClaimedDelivery>> {
+                let now = $crate::clock::to_millis(now);
+                let lease = $crate::clock::to_millis(lease_until);
+                let claim = format!(
+                    "UPDATE deliveries SET lease_until = $1, leased_by = $2 WHERE id IN (\
+                     SELECT d.id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
+                     JOIN merchants m ON m.id = d.merchant_id \
+                     WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+                     AND (d.lease_until IS NULL OR d.lease_until < $3) AND e.enabled = TRUE AND m.disabled = FALSE \
+                     ORDER BY d.next_attempt_at LIMIT $4 {})",
+                    $lock
+                );
+                let claimed = sqlx::query(&claim)
+                    .bind(lease)
+                    .bind(worker)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .execute(&self.pool)
+                    .await?;
+                if claimed.rows_affected() == 0 {
+                    return Ok(Vec::new());
+                }
+                let details = format!(
+                    "SELECT {}, d.id AS delivery_id, d.leased_by, d.event_id, ev.type AS event_type, ev.body, d.attempts, \
+                     m.secrets_version FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
+                     JOIN events ev ON ev.id = d.event_id JOIN merchants m ON m.id = d.merchant_id \
+                     WHERE d.leased_by = $1 AND d.status = 'pending' ORDER BY d.next_attempt_at",
+                    $crate::store::deliveries::ENDPOINT_COLUMNS
+                );
+                let rows: Vec<$crate::store::deliveries::ClaimRow> =
+                    sqlx::query_as(&details).bind(worker).fetch_all(&self.pool).await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn release_claims(
+                &self,
+                worker: &str,
+                ids: &[$crate::ids::DeliveryId],
+                due_at: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                for id in ids {
+                    sqlx::query(
+                        "UPDATE deliveries SET lease_until = NULL, leased_by = NULL, next_attempt_at = $3 \
+                         WHERE id = $1 AND leased_by = $2",
+                    )
+                    .bind(id.to_string())
+                    .bind(worker)
+                    .bind($crate::clock::to_millis(due_at))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn release_worker(&self, worker: &str) -> $crate::store::StoreResult<u64> {
+                let released = sqlx::query(
+                    "UPDATE deliveries SET lease_until = NULL, leased_by = NULL WHERE leased_by LIKE $1 AND status = 'pending'",
+                )
+                .bind(format!("{worker}/%"))
+                .execute(&self.pool)
+                .await?;
+                Ok(released.rows_affected())
+            }
+
+            async fn finish_attempt(
+                &self,
+                worker: &str,
+                attempt: &$crate::store::FinishedAttempt,
+            ) -> $crate::store::StoreResult<$crate::store::DisabledReason> {
+                use $crate::delivery::retry::Decision;
+                let now = $crate::clock::to_millis(attempt.now);
+                let record = &attempt.record;
+                let mut tx = self.pool.begin().await?;
+                // Only the holder of the lease records the outcome (a lease that ran out may
+                // have been taken over; the attempt is still recorded, the state is not).
+                let (status, next, delivered_at) = match attempt.decision {
+                    Decision::Delivered => ("delivered", now, Some(now)),
+                    Decision::RetryAt(at) => ("pending", $crate::clock::to_millis(at), None),
+                    Decision::Failed | Decision::FailedAndDisableEndpoint => ("failed", now, None),
+                };
+                let owned = sqlx::query(
+                    "UPDATE deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, lease_until = NULL, \
+                     leased_by = NULL, last_status = $5, last_error = $6, delivered_at = COALESCE($7, delivered_at), \
+                     updated_at = $8 WHERE id = $1 AND leased_by = $2",
+                )
+                .bind(attempt.delivery_id.to_string())
+                .bind(worker)
+                .bind(status)
+                .bind(next)
+                .bind(record.status_code.map(i64::from))
+                .bind(record.error_class.as_deref())
+                .bind(delivered_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, status_code, latency_ms, \
+                     error_class, response_body, signatures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind($crate::ids::AuditId::new().to_string().replacen("aud_", "att_", 1))
+                .bind(attempt.delivery_id.to_string())
+                .bind(i64::from(record.attempt))
+                .bind($crate::clock::to_millis(record.started_at))
+                .bind(record.status_code.map(i64::from))
+                .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
+                .bind(record.error_class.as_deref())
+                .bind(&record.response_body)
+                .bind(record.signatures.join(" "))
+                .execute(&mut *tx)
+                .await?;
+                let mut disabled = None;
+                if owned.rows_affected() == 1 {
+                    let endpoint = attempt.endpoint_id.to_string();
+                    if attempt.decision == Decision::Delivered {
+                        sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                            .bind(&endpoint)
+                            .execute(&mut *tx)
+                            .await?;
+                    } else {
+                        let since: Option<Option<i64>> = sqlx::query_scalar(
+                            "UPDATE endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
+                        )
+                        .bind(&endpoint)
+                        .bind(now)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        let failing_for = since.flatten().map(|since| now - since).unwrap_or(0);
+                        let reason = if attempt.decision == Decision::FailedAndDisableEndpoint {
+                            Some("the endpoint answered 410 Gone".to_owned())
+                        } else if failing_for >= attempt.disable_after.num_milliseconds() {
+                            Some(format!("every delivery failed for {} hours", failing_for / 3_600_000))
+                        } else {
+                            None
+                        };
+                        if let Some(reason) = reason {
+                            let changed = sqlx::query(
+                                "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 \
+                                 WHERE id = $1 AND enabled = TRUE",
+                            )
+                            .bind(&endpoint)
+                            .bind(&reason)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            if changed.rows_affected() == 1 {
+                                disabled = Some(reason);
+                            }
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(disabled)
+            }
+
+            async fn list_deliveries(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                filter: &$crate::store::DeliveryFilter,
+                page: &$crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::DeliveryRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM deliveries d WHERE d.merchant_id = $1 AND d.mode = $2 \
+                     AND ($3 IS NULL OR d.endpoint_id = $3) AND ($4 IS NULL OR d.event_id = $4) \
+                     AND ($5 IS NULL OR d.status = $5) AND ($6 IS NULL OR d.created_at >= $6) \
+                     AND ($7 IS NULL OR d.created_at < $7) AND ($8 IS NULL OR d.id < $8) ORDER BY d.id DESC LIMIT $9",
+                    $crate::store::deliveries::DELIVERY_COLUMNS
+                );
+                let rows: Vec<$crate::store::deliveries::DeliveryRow> = sqlx::query_as(&sql)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .bind(filter.endpoint.map(|id| id.to_string()))
+                    .bind(filter.event.map(|id| id.to_string()))
+                    .bind(filter.status.map(|s| s.as_str()))
+                    .bind(filter.since.map($crate::clock::to_millis))
+                    .bind(filter.until.map($crate::clock::to_millis))
+                    .bind(page.starting_after.as_deref())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter().map(TryInto::try_into).collect()
+            }
+
+            async fn get_delivery(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::DeliveryId,
+            ) -> $crate::store::StoreResult<($crate::store::DeliveryRecord, Vec<$crate::store::AttemptRecord>)> {
+                let mut conn = self.pool.acquire().await?;
+                let delivery = Self::delivery_in(&mut conn, merchant, mode, id).await?;
+                let rows: Vec<(i64, i64, Option<i64>, i64, Option<String>, String, String)> = sqlx::query_as(
+                    "SELECT attempt, started_at, status_code, latency_ms, error_class, response_body, signatures \
+                     FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt, started_at",
+                )
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await?;
+                let attempts = rows
+                    .into_iter()
+                    .map(|(attempt, started_at, status, latency, class, body, signatures)| $crate::store::AttemptRecord {
+                        attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                        started_at: $crate::clock::from_millis(started_at),
+                        status_code: status.and_then(|s| u16::try_from(s).ok()),
+                        latency_ms: u64::try_from(latency).unwrap_or(0),
+                        error_class: class,
+                        response_body: body,
+                        signatures: signatures.split_whitespace().map(str::to_owned).collect(),
+                    })
+                    .collect();
+                Ok((delivery, attempts))
+            }
+
+            async fn retry_delivery(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::DeliveryId,
+                now: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<$crate::store::DeliveryRecord> {
+                let mut tx = self.pool.begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL, leased_by = NULL, \
+                     updated_at = $4 WHERE id = $1 AND merchant_id = $2 AND mode = $3",
+                )
+                .bind(id.to_string())
+                .bind(merchant.to_string())
+                .bind(mode.as_str())
+                .bind($crate::clock::to_millis(now))
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                let record = Self::delivery_in(&mut tx, merchant, mode, id).await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
+            async fn replay_endpoint(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                endpoint: $crate::ids::EndpointId,
+                statuses: &[$crate::store::DeliveryStatus],
+                since: Option<$crate::clock::Timestamp>,
+                until: Option<$crate::clock::Timestamp>,
+                now: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<u64> {
+                let mut total = 0;
+                let mut tx = self.pool.begin().await?;
+                for status in statuses {
+                    let updated = sqlx::query(
+                        "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL, \
+                         leased_by = NULL, updated_at = $4 WHERE merchant_id = $1 AND mode = $2 AND endpoint_id = $3 \
+                         AND status = $5 AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7)",
+                    )
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .bind(endpoint.to_string())
+                    .bind($crate::clock::to_millis(now))
+                    .bind(status.as_str())
+                    .bind(since.map($crate::clock::to_millis))
+                    .bind(until.map($crate::clock::to_millis))
+                    .execute(&mut *tx)
+                    .await?;
+                    total += updated.rows_affected();
+                }
+                tx.commit().await?;
+                Ok(total)
+            }
+
+            async fn queue_stats(&self) -> $crate::store::StoreResult<(i64, Option<$crate::clock::Timestamp>)> {
+                let (depth, oldest): (i64, Option<i64>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(next_attempt_at) FROM deliveries WHERE status = 'pending'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((depth, oldest.map($crate::clock::from_millis)))
+            }
+        }
+    };
+}
+
+pub(super) use impl_delivery_store;

@@ -1,0 +1,777 @@
+//! The delivery engine end to end: real receivers on loopback, signatures at send time through
+//! a rotation, retries on a manual clock, dead letters, replay, 410, filters and the test ping.
+
+use chrono::Duration;
+use hooksign::verify::{MatchedHeader, Verifier};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp, TestMerchant};
+use crate::on_both_stores;
+use crate::receiver::Receiver;
+
+on_both_stores!(
+    endpoints_are_validated_and_managed,
+    an_event_is_delivered_once_signed_with_every_header,
+    signatures_follow_the_rotation_at_send_time,
+    failures_are_retried_on_the_schedule_and_recorded,
+    a_delivery_fails_after_the_last_attempt_and_can_be_retried_or_replayed,
+    gone_disables_the_endpoint_until_re_enabled,
+    filters_choose_which_endpoints_receive_an_event,
+    the_test_ping_reports_the_attempt,
+    bad_events_are_refused_and_store_nothing,
+    events_honour_idempotency_keys,
+);
+
+pub async fn endpoint(app: &TestApp, token: &str, body: Value) -> Value {
+    let response = app
+        .authed(Method::POST, "/v1/endpoints", token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+pub async fn send_event(app: &TestApp, token: &str, event_type: &str, payload: Value) -> Value {
+    let response = app
+        .authed(Method::POST, "/v1/events", token)
+        .json(&json!({ "type": event_type, "payload": payload }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.authed(Method::GET, path, token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+async fn secret(app: &TestApp, merchant: &TestMerchant) -> String {
+    let response = app
+        .authed(
+            Method::POST,
+            "/v1/signing-secret/reveal",
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    response.json::<Value>().await.unwrap()["active"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Waits until the delivery reaches `status` (the worker records it after the receiver answers).
+async fn wait_status(app: &TestApp, token: &str, delivery: &str, status: &str) -> Value {
+    for _ in 0..300 {
+        let body = get(app, token, &format!("/v1/deliveries/{delivery}")).await;
+        if body["status"] == status
+            && body["attempt_history"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("delivery {delivery} never became {status}");
+}
+
+async fn first_delivery(app: &TestApp, token: &str, event: &Value) -> String {
+    let body = get(
+        app,
+        token,
+        &format!("/v1/events/{}", event["id"].as_str().unwrap()),
+    )
+    .await;
+    body["deliveries"][0]["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the delivery has made `attempts` attempts.
+async fn wait_attempts(app: &TestApp, token: &str, delivery: &str, attempts: u64) -> Value {
+    for _ in 0..300 {
+        let body = get(app, token, &format!("/v1/deliveries/{delivery}")).await;
+        if body["attempts"].as_u64() == Some(attempts) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("delivery {delivery} never reached {attempts} attempts");
+}
+
+async fn endpoints_are_validated_and_managed(app: TestApp) {
+    let merchant = app.create_merchant("Endpoints").await;
+    let created = endpoint(&app, &merchant.test_token, json!({ "url": "http://127.0.0.1:9/hook", "description": "orders", "event_types": ["order.*"], "headers": { "X-Team": "payments" } })).await;
+    assert_eq!(created["object"], "endpoint");
+    assert_eq!(created["livemode"], false);
+    assert_eq!(created["scheme"], "bolt");
+    assert_eq!(created["max_in_flight"], 10);
+    assert_eq!(created["timeout_ms"], 15000);
+    assert_eq!(created["enabled"], true);
+    let id = created["id"].as_str().unwrap();
+    let cases = [
+        (
+            json!({ "url": "http://example.com/hook" }),
+            &merchant.live_token,
+            "https_required",
+        ),
+        (
+            json!({ "url": "ftp://example.com/hook" }),
+            &merchant.test_token,
+            "invalid_url",
+        ),
+        (
+            json!({ "url": "not a url" }),
+            &merchant.test_token,
+            "invalid_url",
+        ),
+        (
+            json!({ "url": "https://user:pw@example.com/hook" }),
+            &merchant.test_token,
+            "invalid_url",
+        ),
+        (json!({}), &merchant.test_token, "invalid_url"),
+        (
+            json!({ "url": "https://example.com", "event_types": ["Order.Created"] }),
+            &merchant.test_token,
+            "invalid_event_types",
+        ),
+        (
+            json!({ "url": "https://example.com", "max_in_flight": 0 }),
+            &merchant.test_token,
+            "invalid_max_in_flight",
+        ),
+        (
+            json!({ "url": "https://example.com", "timeout_ms": 10 }),
+            &merchant.test_token,
+            "invalid_timeout",
+        ),
+        (
+            json!({ "url": "https://example.com", "headers": { "X-Bolt-Hmac-Sha256": "forged" } }),
+            &merchant.test_token,
+            "invalid_headers",
+        ),
+        (
+            json!({ "url": "https://example.com", "scheme": "fancy" }),
+            &merchant.test_token,
+            "invalid_body",
+        ),
+        (
+            json!({ "url": "https://example.com", "secret": "x" }),
+            &merchant.test_token,
+            "invalid_body",
+        ),
+    ];
+    for (body, token, code) in cases {
+        let response = app
+            .authed(Method::POST, "/v1/endpoints", token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 422, "invalid_request", code).await;
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM endpoints").await,
+        1,
+        "bad input created nothing"
+    );
+    let patched = app
+        .authed(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            &merchant.test_token,
+        )
+        .json(&json!({ "scheme": "both", "enabled": false }))
+        .send()
+        .await
+        .unwrap();
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(patched["scheme"], "both");
+    assert_eq!(patched["enabled"], false);
+    assert_eq!(patched["disabled_reason"], "disabled by an admin");
+    let list = get(&app, &merchant.test_token, "/v1/endpoints").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    // The live mode sees none of test mode's endpoints.
+    assert!(
+        get(&app, &merchant.live_token, "/v1/endpoints").await["data"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let hidden = app
+        .authed(
+            Method::GET,
+            &format!("/v1/endpoints/{id}"),
+            &merchant.live_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(hidden, 404, "invalid_request", "resource_missing").await;
+    let deleted = app
+        .authed(
+            Method::DELETE,
+            &format!("/v1/endpoints/{id}"),
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+}
+
+async fn an_event_is_delivered_once_signed_with_every_header(app: TestApp) {
+    let merchant = app.create_merchant("Deliver").await;
+    let receiver = Receiver::start().await;
+    let ep = endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": receiver.url, "headers": { "X-Team": "payments" } }),
+    )
+    .await;
+    let event = send_event(
+        &app,
+        &merchant.test_token,
+        "order.created",
+        json!({ "order": "ord_1", "amount": 1299 }),
+    )
+    .await;
+    assert_eq!(event["object"], "event");
+    assert_eq!(event["delivery_count"], 1);
+    let got = receiver.wait_for(1).await;
+    let request = &got[0];
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["id"], event["id"]);
+    assert_eq!(body["object"], "event");
+    assert_eq!(body["type"], "order.created");
+    assert_eq!(body["livemode"], false);
+    assert_eq!(body["data"], json!({ "order": "ord_1", "amount": 1299 }));
+    assert_eq!(request.header("content-type"), Some("application/json"));
+    assert!(request
+        .header("user-agent")
+        .unwrap()
+        .starts_with("hooksign/"));
+    assert_eq!(request.header("x-hooksign-event-id"), event["id"].as_str());
+    assert!(request
+        .header("x-hooksign-delivery-id")
+        .unwrap()
+        .starts_with("dlv_"));
+    assert_eq!(request.header("x-hooksign-attempt"), Some("1"));
+    assert!(request
+        .header("x-hooksign-timestamp")
+        .unwrap()
+        .parse::<i64>()
+        .is_ok());
+    assert_eq!(request.header("x-team"), Some("payments"));
+    assert!(request.header("x-bolt-hmac-sha256-pending").is_none());
+    let secret = secret(&app, &merchant).await;
+    let matched = Verifier::new([&secret])
+        .unwrap()
+        .verify_bolt(request.headers.as_slice(), &request.body)
+        .expect("signature verifies");
+    assert_eq!(matched.header, MatchedHeader::Bolt);
+    let delivery = wait_status(
+        &app,
+        &merchant.test_token,
+        request.header("x-hooksign-delivery-id").unwrap(),
+        "delivered",
+    )
+    .await;
+    assert_eq!(delivery["endpoint_id"], ep["id"]);
+    assert_eq!(delivery["attempts"], 1);
+    let attempt = &delivery["attempt_history"][0];
+    assert_eq!(attempt["status_code"], 200);
+    assert!(attempt["error_class"].is_null());
+    assert_eq!(attempt["response_body"], "ok");
+    assert_eq!(attempt["signature_headers"], json!(["X-Bolt-Hmac-Sha256"]));
+    // Delivered once.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1);
+}
+
+async fn signatures_follow_the_rotation_at_send_time(app: TestApp) {
+    let merchant = app.create_merchant("Rotating").await;
+    let receiver = Receiver::start().await;
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": receiver.url, "scheme": "both" }),
+    )
+    .await;
+    let old = secret(&app, &merchant).await;
+    let started = app
+        .authed(
+            Method::POST,
+            "/v1/signing-secret/initiate",
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    let new = started.json::<Value>().await.unwrap()["pending"]["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    send_event(
+        &app,
+        &merchant.test_token,
+        "order.created",
+        json!({ "n": 1 }),
+    )
+    .await;
+    let during = receiver.wait_for(1).await[0].clone();
+    let now = app.clock_now().timestamp();
+    for (secret, header) in [
+        (&old, MatchedHeader::Bolt),
+        (&new, MatchedHeader::BoltPending),
+    ] {
+        let verifier = Verifier::new([secret]).unwrap();
+        assert_eq!(
+            verifier
+                .verify_bolt(during.headers.as_slice(), &during.body)
+                .unwrap()
+                .header,
+            header
+        );
+        verifier
+            .verify_standard(during.headers.as_slice(), &during.body, now)
+            .expect("standard signature too");
+    }
+    assert_eq!(
+        during
+            .header("webhook-signature")
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+
+    app.authed(
+        Method::POST,
+        "/v1/signing-secret/complete",
+        &merchant.test_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    send_event(
+        &app,
+        &merchant.test_token,
+        "order.created",
+        json!({ "n": 2 }),
+    )
+    .await;
+    let after = receiver.wait_for(2).await[1].clone();
+    assert!(after.header("x-bolt-hmac-sha256-pending").is_none());
+    assert!(Verifier::new([&new])
+        .unwrap()
+        .verify_bolt(after.headers.as_slice(), &after.body)
+        .is_ok());
+    assert!(Verifier::new([&old])
+        .unwrap()
+        .verify_bolt(after.headers.as_slice(), &after.body)
+        .is_err());
+
+    app.authed(
+        Method::POST,
+        "/v1/signing-secret/revert",
+        &merchant.test_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    send_event(
+        &app,
+        &merchant.test_token,
+        "order.created",
+        json!({ "n": 3 }),
+    )
+    .await;
+    let reverted = receiver.wait_for(3).await[2].clone();
+    assert!(Verifier::new([&old])
+        .unwrap()
+        .verify_bolt(reverted.headers.as_slice(), &reverted.body)
+        .is_ok());
+    assert!(Verifier::new([&new])
+        .unwrap()
+        .verify_bolt(reverted.headers.as_slice(), &reverted.body)
+        .is_err());
+}
+
+async fn failures_are_retried_on_the_schedule_and_recorded(app: TestApp) {
+    let merchant = app.create_merchant("Retry").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500]);
+    receiver.script_with_headers(429, &[("Retry-After", "1000")]);
+    endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let event = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    receiver.wait_for(1).await;
+    let delivery = first_delivery(&app, &merchant.test_token, &event).await;
+    let after_first = wait_attempts(&app, &merchant.test_token, &delivery, 1).await;
+    assert_eq!(after_first["status"], "pending");
+    assert_eq!(after_first["last_status"], 500);
+    // The second attempt is due about 5 s later (±20 %): not before.
+    app.clock.advance(Duration::seconds(3));
+    app.state.delivery.wake();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1, "not retried early");
+    app.clock.advance(Duration::seconds(4));
+    app.state.delivery.wake();
+    receiver.wait_for(2).await;
+    let after_second = wait_attempts(&app, &merchant.test_token, &delivery, 2).await;
+    // 429 with Retry-After: 1000 waits longer than the schedule's 300 s (±20 %).
+    let next: chrono::DateTime<chrono::Utc> = after_second["next_attempt_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(next - app.clock_now(), Duration::seconds(1000));
+    app.clock.advance(Duration::seconds(999));
+    app.state.delivery.wake();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 2, "Retry-After honoured");
+    app.clock.advance(Duration::seconds(1));
+    app.state.delivery.wake();
+    let got = receiver.wait_for(3).await;
+    let done = wait_status(&app, &merchant.test_token, &delivery, "delivered").await;
+    let history = done["attempt_history"].as_array().unwrap();
+    let codes: Vec<_> = history
+        .iter()
+        .map(|a| a["status_code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [500, 429, 200]);
+    assert_eq!(history[0]["error_class"], "server_error");
+    assert_eq!(history[1]["error_class"], "client_error");
+    // The delivery id is stable across retries; the attempt number counts up.
+    let ids: Vec<_> = got
+        .iter()
+        .map(|r| r.header("x-hooksign-delivery-id").unwrap().to_owned())
+        .collect();
+    assert!(ids.iter().all(|id| id == &delivery));
+    let attempts: Vec<_> = got
+        .iter()
+        .map(|r| r.header("x-hooksign-attempt").unwrap().to_owned())
+        .collect();
+    assert_eq!(attempts, ["1", "2", "3"]);
+    // The same bytes every time.
+    assert!(got.iter().all(|r| r.body == got[0].body));
+}
+
+async fn a_delivery_fails_after_the_last_attempt_and_can_be_retried_or_replayed(app: TestApp) {
+    let merchant = app.create_merchant("Dead letters").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500, 502, 500, 500]);
+    let ep = endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let event = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    let delivery = first_delivery(&app, &merchant.test_token, &event).await;
+    wait_attempts(&app, &merchant.test_token, &delivery, 1).await;
+    // The test daemons retry twice (after 5 s and 300 s, ±20 %); then the delivery fails.
+    app.clock.advance(Duration::seconds(10));
+    app.state.delivery.wake();
+    wait_attempts(&app, &merchant.test_token, &delivery, 2).await;
+    app.clock.advance(Duration::seconds(400));
+    app.state.delivery.wake();
+    let failed = wait_status(&app, &merchant.test_token, &delivery, "failed").await;
+    assert_eq!(failed["attempts"], 3);
+    let listed = get(&app, &merchant.test_token, "/v1/deliveries?status=failed").await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    // Retry one by hand: it goes again now.
+    let retried = app
+        .authed(
+            Method::POST,
+            &format!("/v1/deliveries/{delivery}/retry"),
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retried.json::<Value>().await.unwrap()["status"], "pending");
+    // A hand retry is one more attempt; it failed (500) and has no retries left.
+    wait_attempts(&app, &merchant.test_token, &delivery, 4).await;
+    wait_status(&app, &merchant.test_token, &delivery, "failed").await;
+    // Replay the endpoint's failed deliveries in bulk: the receiver now answers 200.
+    let replay = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{}/replay", ep["id"].as_str().unwrap()),
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.json::<Value>().await.unwrap()["requeued"], 1);
+    wait_status(&app, &merchant.test_token, &delivery, "delivered").await;
+    assert_eq!(receiver.received().len(), 5);
+}
+
+async fn gone_disables_the_endpoint_until_re_enabled(app: TestApp) {
+    let merchant = app.create_merchant("Gone").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[410]);
+    let ep = endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let id = ep["id"].as_str().unwrap();
+    let event = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    let delivery = first_delivery(&app, &merchant.test_token, &event).await;
+    wait_status(&app, &merchant.test_token, &delivery, "failed").await;
+    let disabled = get(&app, &merchant.test_token, &format!("/v1/endpoints/{id}")).await;
+    assert_eq!(disabled["enabled"], false);
+    assert!(disabled["disabled_reason"]
+        .as_str()
+        .unwrap()
+        .contains("410"));
+    assert!(disabled["disabled_at"].is_string());
+    let chain = app.state.store.audit_chain(&merchant.id).await.unwrap();
+    assert!(chain
+        .iter()
+        .any(|e| e.action == "endpoint.disable" && e.target == id));
+    // A disabled endpoint receives no new events.
+    let quiet = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    assert_eq!(quiet["delivery_count"], 0);
+    let enabled = app
+        .authed(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            &merchant.test_token,
+        )
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap();
+    let enabled: Value = enabled.json().await.unwrap();
+    assert_eq!(enabled["enabled"], true);
+    assert!(enabled["disabled_reason"].is_null());
+    assert_eq!(
+        send_event(&app, &merchant.test_token, "order.created", json!({})).await["delivery_count"],
+        1
+    );
+    receiver.wait_for(2).await;
+}
+
+async fn filters_choose_which_endpoints_receive_an_event(app: TestApp) {
+    let merchant = app.create_merchant("Filters").await;
+    let orders = Receiver::start().await;
+    let everything = Receiver::start().await;
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": orders.url, "event_types": ["order.*"] }),
+    )
+    .await;
+    endpoint(&app, &merchant.test_token, json!({ "url": everything.url })).await;
+    assert_eq!(
+        send_event(&app, &merchant.test_token, "order.created", json!({})).await["delivery_count"],
+        2
+    );
+    assert_eq!(
+        send_event(&app, &merchant.test_token, "refund.created", json!({})).await["delivery_count"],
+        1
+    );
+    everything.wait_for(2).await;
+    orders.wait_for(1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(orders.received().len(), 1);
+    // Live events never reach test endpoints.
+    assert_eq!(
+        send_event(&app, &merchant.live_token, "order.created", json!({})).await["delivery_count"],
+        0
+    );
+}
+
+async fn the_test_ping_reports_the_attempt(app: TestApp) {
+    let merchant = app.create_merchant("Ping").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[200, 503]);
+    let ep = endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let path = format!("/v1/endpoints/{}/test", ep["id"].as_str().unwrap());
+    let ok: Value = app
+        .authed(Method::POST, &path, &merchant.test_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ok["succeeded"], true);
+    assert_eq!(ok["status_code"], 200);
+    assert_eq!(ok["pending_signature"], false);
+    assert_eq!(ok["signature_headers"], json!(["X-Bolt-Hmac-Sha256"]));
+    let ping = &receiver.received()[0];
+    assert_eq!(
+        serde_json::from_slice::<Value>(&ping.body).unwrap()["type"],
+        "ping"
+    );
+    app.authed(
+        Method::POST,
+        "/v1/signing-secret/initiate",
+        &merchant.test_token,
+    )
+    .send()
+    .await
+    .unwrap();
+    let failed: Value = app
+        .authed(Method::POST, &path, &merchant.test_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(failed["succeeded"], false);
+    assert_eq!(failed["status_code"], 503);
+    assert_eq!(failed["pending_signature"], true);
+    assert_eq!(
+        failed["signature_headers"],
+        json!(["X-Bolt-Hmac-Sha256", "X-Bolt-Hmac-Sha256-Pending"])
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries").await,
+        0,
+        "a ping is not queued"
+    );
+}
+
+async fn bad_events_are_refused_and_store_nothing(app: TestApp) {
+    let merchant = app.create_merchant("Bad events").await;
+    let cases = [
+        (
+            json!({ "type": "Order Created", "payload": {} }),
+            422,
+            "invalid_event_type",
+        ),
+        (
+            json!({ "type": "", "payload": {} }),
+            422,
+            "invalid_event_type",
+        ),
+        (json!({ "type": "order.created" }), 422, "invalid_body"),
+        (
+            json!({ "type": "order.created", "payload": {}, "extra": 1 }),
+            422,
+            "invalid_body",
+        ),
+        (json!({ "type": 5, "payload": {} }), 422, "invalid_body"),
+    ];
+    for (body, status, code) in cases {
+        let response = app
+            .authed(Method::POST, "/v1/events", &merchant.test_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, status, "invalid_request", code).await;
+    }
+    let too_big = json!({ "type": "order.created", "payload": "x".repeat(300 * 1024) });
+    let response = app
+        .authed(Method::POST, "/v1/events", &merchant.test_token)
+        .json(&too_big)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 413, "invalid_request", "body_too_large").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 0);
+    let reader = app
+        .authed(Method::POST, "/v1/api-keys", &merchant.test_token)
+        .json(&json!({ "name": "r", "scopes": ["events:read"] }))
+        .send()
+        .await
+        .unwrap();
+    let reader: Value = reader.json().await.unwrap();
+    let denied = app
+        .authed(
+            Method::POST,
+            "/v1/events",
+            reader["token"].as_str().unwrap(),
+        )
+        .json(&json!({ "type": "a", "payload": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(denied, 403, "permission", "missing_scope").await;
+}
+
+async fn events_honour_idempotency_keys(app: TestApp) {
+    let merchant = app.create_merchant("Idempotent events").await;
+    let receiver = Receiver::start().await;
+    endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let post = || {
+        app.authed(Method::POST, "/v1/events", &merchant.test_token)
+            .header("idempotency-key", "order-1-created")
+            .json(&json!({ "type": "order.created", "payload": { "order": 1 } }))
+            .send()
+    };
+    let first = post().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again = post().await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
+    receiver.wait_for(1).await;
+    let listed = get(&app, &merchant.test_token, "/v1/events").await;
+    assert_eq!(listed["data"][0]["id"], first["id"]);
+    assert_eq!(listed["data"][0]["data"], json!({ "order": 1 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_when_the_guard_is_on() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.delivery.allow_private_networks = false
+    })
+    .await
+    .unwrap();
+    let merchant = app.create_merchant("Guarded").await;
+    for url in [
+        "http://127.0.0.1:8080/hook",
+        "http://10.0.0.5/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest",
+        "http://[::ffff:127.0.0.1]/x",
+    ] {
+        let response = app
+            .authed(Method::POST, "/v1/endpoints", &merchant.test_token)
+            .json(&json!({ "url": url }))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 422, "invalid_request", "forbidden_address").await;
+    }
+    // A name that resolves to loopback passes creation but is refused at connection time.
+    let receiver = Receiver::start().await;
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let ep = endpoint(&app, &merchant.test_token, json!({ "url": url })).await;
+    let ping: Value = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{}/test", ep["id"].as_str().unwrap()),
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ping["succeeded"], false);
+    assert_eq!(ping["error_class"], "connection");
+    assert!(
+        ping["response_body"].as_str().unwrap().contains("loopback"),
+        "{ping}"
+    );
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+}
