@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::delivery::engine::DeliveryEngine;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
-use crate::store::Store;
+use crate::store::{PgStore, Store};
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
@@ -37,6 +37,9 @@ pub struct AppState {
     pub last_used: Arc<LastUsed>,
     /// The delivery engine (worker loop, HTTP client, caches).
     pub delivery: Arc<DeliveryEngine>,
+    /// The PostgreSQL store, when that is the backend: the daemon `LISTEN`s on it for work
+    /// queued by other instances.
+    pub postgres: Option<PgStore>,
 }
 
 /// A built, bound, not yet serving daemon.
@@ -72,7 +75,7 @@ impl App {
             ),
         }
         let previous_key: Vec<_> = load_previous_master_key(&config)?.into_iter().collect();
-        let store = crate::store::connect(&config).await?;
+        let (store, postgres) = crate::store::connect_with_postgres(&config).await?;
         let config_auth = config.auth.clone();
         let config_delivery = config.delivery.clone();
         let state = AppState {
@@ -84,6 +87,7 @@ impl App {
             limits: Arc::new(Limits::new(&config_auth)),
             last_used: Arc::new(LastUsed::default()),
             delivery: Arc::new(DeliveryEngine::new(&config_delivery)?),
+            postgres,
         };
         let operator_key_file = ensure_operator_key(&state).await?;
         let addr = state.config.listen_addr()?;
@@ -135,6 +139,7 @@ impl App {
                 .clone()
                 .run(state.clone(), stop.clone(), grace),
         );
+        let work_listener = tokio::spawn(listen_for_work(state.clone(), stop.clone()));
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
             () = shutdown => {
@@ -155,6 +160,7 @@ impl App {
             ("housekeeping", housekeeping),
             ("rotation scheduler", scheduler),
             ("delivery workers", workers),
+            ("work listener", work_listener),
         ] {
             if let Err(err) = task.await {
                 tracing::error!(%err, task = name, "background task failed");
@@ -172,7 +178,7 @@ impl App {
 async fn housekeeping(state: AppState, stop: CancellationToken) {
     let mut flush =
         tokio::time::interval(Duration::from_secs(state.config.auth.last_used_flush_secs));
-    let mut prune = tokio::time::interval(Duration::from_secs(60));
+    let mut prune = tokio::time::interval(Duration::from_secs(15));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -190,11 +196,30 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
                     Err(err) => tracing::warn!(error = %err, "cannot prune expired nonces and idempotency keys"),
                 }
                 state.limits.shrink();
+                match state.store.queue_stats().await {
+                    Ok((depth, oldest)) => {
+                        metrics::gauge!("hooksign_delivery_queue_depth").set(depth as f64);
+                        let age = oldest.map_or(0.0, |at| (state.clock.now() - at).num_milliseconds().max(0) as f64 / 1000.0);
+                        metrics::gauge!("hooksign_delivery_oldest_due_age_seconds").set(age);
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot read the delivery queue depth"),
+                }
             }
         }
     }
     if let Err(err) = state.last_used.flush(state.store.as_ref()).await {
         tracing::error!(error = %err, "cannot write last_used_at at shutdown");
+    }
+}
+
+/// Wakes the delivery workers when another daemon on the same PostgreSQL queues work.
+async fn listen_for_work(state: AppState, stop: CancellationToken) {
+    match state.postgres.clone() {
+        Some(postgres) => {
+            let engine = state.delivery.clone();
+            postgres.listen_for_work(move || engine.wake(), stop).await;
+        }
+        None => stop.cancelled().await,
     }
 }
 

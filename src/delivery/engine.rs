@@ -262,10 +262,12 @@ impl DeliveryEngine {
     ) {
         let poll = StdDuration::from_millis(state.config.delivery.poll_interval_ms);
         loop {
-            let started = tokio::select! {
-                () = stop.cancelled() => break,
-                result = self.dispatch_batch(&state) => result,
-            };
+            // A claim is never cancelled half-way: a dropped query may still commit its leases
+            // after the release below, leaving them to expire instead of being given back.
+            if stop.is_cancelled() {
+                break;
+            }
+            let started = self.dispatch_batch(&state).await;
             let full = match started {
                 Ok(count) => count > 0 && count >= state.config.delivery.batch_size as usize,
                 Err(err) => {

@@ -436,9 +436,11 @@ impl TryFrom<ClaimRow> for ClaimedDelivery {
 }
 
 /// Implements [`DeliveryStore`]; `$lock` is the row-locking clause of the claim subquery
-/// (`FOR UPDATE OF d SKIP LOCKED` on PostgreSQL, nothing on SQLite, whose writes are serial).
+/// (`FOR UPDATE OF d SKIP LOCKED` on PostgreSQL, nothing on SQLite, whose writes are serial),
+/// and `$notify` the statement that wakes other daemons when work is queued (PostgreSQL's
+/// `NOTIFY`; SQLite has one daemon and the in-process signal suffices).
 macro_rules! impl_delivery_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $notify:literal) => {
         impl $store {
             async fn endpoint_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -670,6 +672,10 @@ macro_rules! impl_delivery_store {
                     .await?;
                     created.push(id);
                 }
+                if !created.is_empty() && !$notify.is_empty() {
+                    // Delivered to listening daemons when the transaction commits.
+                    sqlx::query($notify).execute(&mut *tx).await?;
+                }
                 tx.commit().await?;
                 Ok(created)
             }
@@ -872,7 +878,8 @@ macro_rules! impl_delivery_store {
                         let reason = if attempt.decision == Decision::FailedAndDisableEndpoint {
                             Some("the endpoint answered 410 Gone".to_owned())
                         } else if failing_for >= attempt.disable_after.num_milliseconds() {
-                            Some(format!("every delivery failed for {} hours", failing_for / 3_600_000))
+                            let since = $crate::clock::rfc3339($crate::clock::from_millis(now - failing_for));
+                            Some(format!("every delivery attempt has failed since {since}"))
                         } else {
                             None
                         };

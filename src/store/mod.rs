@@ -99,14 +99,26 @@ pub trait Store:
 /// Opens the configured database (creating a SQLite file and its folder when needed) and
 /// applies migrations.
 pub async fn connect(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(connect_with_postgres(config).await?.0)
+}
+
+/// Like [`connect`], also handing back the PostgreSQL store itself when that is the backend
+/// (the daemon uses it to `LISTEN` for work queued by other instances).
+pub async fn connect_with_postgres(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
+    let mut postgres = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
         DatabaseKind::Sqlite => Arc::new(
             SqliteStore::connect(&config.database.url, config.database.max_connections).await?,
         ),
         DatabaseKind::Postgres => {
-            Arc::new(PgStore::connect(&config.database.url, config.database.max_connections).await?)
+            let store =
+                PgStore::connect(&config.database.url, config.database.max_connections).await?;
+            postgres = Some(store.clone());
+            Arc::new(store)
         }
     };
     store.migrate().await?;
-    Ok(store)
+    Ok((store, postgres))
 }

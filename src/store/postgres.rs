@@ -33,11 +33,52 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Calls `wake` whenever another daemon queues deliveries (`LISTEN hooksign_deliveries`),
+    /// until `stop`. Reconnects after errors; a missed notification only costs one poll interval.
+    pub async fn listen_for_work(
+        &self,
+        wake: impl Fn() + Send,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        while !stop.is_cancelled() {
+            let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pool).await {
+                Ok(listener) => listener,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot LISTEN for new deliveries; retrying");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+            };
+            if let Err(err) = listener.listen("hooksign_deliveries").await {
+                tracing::warn!(error = %err, "cannot LISTEN for new deliveries; retrying");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    received = listener.recv() => match received {
+                        Ok(_) => wake(),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+    }
 }
 
 super::merchants::impl_merchant_store!(PgStore);
 super::api_keys::impl_api_key_store!(PgStore, sqlx::Postgres);
 super::guards::impl_guard_store!(PgStore);
-super::deliveries::impl_delivery_store!(PgStore, sqlx::Postgres, "FOR UPDATE OF d SKIP LOCKED");
+super::deliveries::impl_delivery_store!(
+    PgStore,
+    sqlx::Postgres,
+    "FOR UPDATE OF d SKIP LOCKED",
+    "SELECT pg_notify('hooksign_deliveries', '')"
+);
 super::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 impl_store!(PgStore, sqlx::Postgres, "postgres", MIGRATOR);

@@ -49,6 +49,6 @@ impl SqliteStore {
 super::merchants::impl_merchant_store!(SqliteStore);
 super::api_keys::impl_api_key_store!(SqliteStore, sqlx::Sqlite);
 super::guards::impl_guard_store!(SqliteStore);
-super::deliveries::impl_delivery_store!(SqliteStore, sqlx::Sqlite, "");
+super::deliveries::impl_delivery_store!(SqliteStore, sqlx::Sqlite, "", "");
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);

@@ -88,6 +88,9 @@ async fn start(
     dir: tempfile::TempDir,
     database: Option<PgDatabase>,
 ) -> TestApp {
+    if std::env::var("HOOKSIGN_TEST_LOG").is_ok() {
+        hooksign::telemetry::init_logging(hooksign::config::LogFormat::Human, "info");
+    }
     let clock = ManualClock::new(chrono::Utc::now());
     let app = App::build_with_clock(config.clone(), Arc::new(clock.clone()))
         .await
@@ -184,7 +187,8 @@ impl TestApp {
     pub async fn restart(mut self) -> (TestApp, Option<PathBuf>) {
         self.stop().await;
         let config = self.config.clone();
-        let clock = ManualClock::new(chrono::Utc::now());
+        // The same machine's clock: a restart does not move time back.
+        let clock = self.clock.clone();
         let app = App::build_with_clock(config.clone(), Arc::new(clock.clone()))
             .await
             .expect("app rebuilds");

@@ -7,6 +7,7 @@ mod api_keys;
 mod auth;
 mod cli;
 mod delivery;
+mod durability;
 mod merchants;
 mod ops;
 mod receiver;

@@ -30,6 +30,7 @@ impl Received {
 struct Inner {
     received: Vec<Received>,
     script: VecDeque<(u16, Vec<(String, String)>)>,
+    delay: Duration,
 }
 
 /// A running receiver.
@@ -97,6 +98,19 @@ impl Receiver {
             .push_back((status, headers));
     }
 
+    /// Answers only after `delay` (a slow receiver).
+    pub fn set_delay(&self, delay: Duration) {
+        self.inner.lock().unwrap().delay = delay;
+    }
+
+    /// Distinct values of a header over everything received.
+    pub fn distinct(&self, header: &str) -> std::collections::HashSet<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| r.header(header).map(str::to_owned))
+            .collect()
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
@@ -104,7 +118,12 @@ impl Receiver {
 
     /// Waits (up to 15 s) until `count` requests have arrived and returns them.
     pub async fn wait_for(&self, count: usize) -> Vec<Received> {
-        for _ in 0..300 {
+        self.wait_for_within(count, 300).await
+    }
+
+    /// Waits up to `polls` × 50 ms until `count` requests have arrived.
+    pub async fn wait_for_within(&self, count: usize, polls: usize) -> Vec<Received> {
+        for _ in 0..polls {
             let received = self.received();
             if received.len() >= count {
                 return received;

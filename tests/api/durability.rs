@@ -1,0 +1,318 @@
+//! Nothing lost, nothing doubled: `kill -9` mid-flood, two daemons sharing one queue, graceful
+//! shutdown giving leases back, and endpoints disabled after failing for too long.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::delivery::{endpoint, send_event};
+use crate::helpers::{assert_error, TestApp};
+use crate::on_both_stores;
+use crate::receiver::Receiver;
+
+on_both_stores!(
+    two_daemons_share_the_queue_without_doubling,
+    graceful_shutdown_finishes_in_flight_work_and_releases_leases,
+    an_endpoint_failing_for_too_long_is_disabled,
+    an_accepted_event_survives_kill_9,
+);
+
+async fn two_daemons_share_the_queue_without_doubling(app: TestApp) {
+    let merchant = app.create_merchant("Shared queue").await;
+    let receiver = Receiver::start().await;
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": receiver.url, "max_in_flight": 20 }),
+    )
+    .await;
+    let other = app.another_instance().await;
+    let mut ids = HashSet::new();
+    for n in 0..60 {
+        // Alternate the daemon that ingests; both deliver.
+        let base = if n % 2 == 0 {
+            app.base.clone()
+        } else {
+            other.base.clone()
+        };
+        let response = app
+            .client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&merchant.test_token)
+            .json(&json!({ "type": "order.created", "payload": { "n": n } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        ids.insert(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let got = receiver.wait_for(60).await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    let got_after = receiver.received();
+    assert_eq!(got_after.len(), 60, "no delivery was sent twice");
+    let deliveries: HashSet<_> = got
+        .iter()
+        .map(|r| r.header("x-hooksign-delivery-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(deliveries.len(), 60);
+    assert_eq!(receiver.distinct("x-hooksign-event-id"), ids);
+}
+
+async fn graceful_shutdown_finishes_in_flight_work_and_releases_leases(mut app: TestApp) {
+    let merchant = app.create_merchant("Shutdown").await;
+    let receiver = Receiver::start().await;
+    receiver.set_delay(StdDuration::from_millis(400));
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": receiver.url, "max_in_flight": 2 }),
+    )
+    .await;
+    for n in 0..6 {
+        send_event(
+            &app,
+            &merchant.test_token,
+            "order.created",
+            json!({ "n": n }),
+        )
+        .await;
+    }
+    receiver.wait_for(1).await;
+    app.stop().await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE leased_by IS NOT NULL")
+            .await,
+        0,
+        "no lease left behind"
+    );
+    let delivered = app
+        .count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
+        .await;
+    let pending = app
+        .count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+        .await;
+    assert_eq!(delivered + pending, 6);
+    assert!(delivered >= 1, "in-flight deliveries finished");
+    assert_eq!(
+        delivered as usize,
+        receiver.received().len(),
+        "every request that reached the receiver is recorded"
+    );
+    let (app, _) = app.restart().await;
+    // Deliveries put back for a busy endpoint are due a moment later.
+    app.clock.advance(Duration::seconds(1));
+    app.state.delivery.wake();
+    receiver.wait_for(6).await;
+    for _ in 0..100 {
+        if app
+            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
+            .await
+            == 6
+        {
+            return;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    panic!("the rest was not delivered after the restart");
+}
+
+async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
+    let merchant = app.create_merchant("Unhealthy").await;
+    let receiver = Receiver::start().await;
+    receiver.script(&[500, 500, 500]);
+    let ep = endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let id = ep["id"].as_str().unwrap();
+    send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    receiver.wait_for(1).await;
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    // Five days later the retry fails too: the endpoint has failed continuously long enough.
+    app.clock.advance(Duration::days(5));
+    app.state.delivery.wake();
+    receiver.wait_for(2).await;
+    let mut disabled = Value::Null;
+    for _ in 0..100 {
+        disabled = app
+            .authed(
+                Method::GET,
+                &format!("/v1/endpoints/{id}"),
+                &merchant.test_token,
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if disabled["enabled"] == false {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert_eq!(disabled["enabled"], false, "{disabled}");
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("failed since"),
+        "{disabled}"
+    );
+    let chain = app.state.store.audit_chain(&merchant.id).await.unwrap();
+    assert!(chain.iter().any(|e| e.action == "endpoint.disable"));
+    // Its pending deliveries wait (not lost) until it is re-enabled.
+    let pending = app
+        .count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+        .await;
+    assert_eq!(pending, 1);
+    app.clock.advance(Duration::days(1));
+    app.state.delivery.wake();
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "a disabled endpoint gets nothing"
+    );
+    let enabled = app
+        .authed(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            &merchant.test_token,
+        )
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    receiver.wait_for(3).await;
+    let bad = app
+        .authed(
+            Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            &merchant.test_token,
+        )
+        .json(&json!({ "enabled": "yes" }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 422, "invalid_request", "invalid_body").await;
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_daemon(app: &TestApp, dir: &std::path::Path, port: u16) -> Daemon {
+    let master_key = app.config.master_key.as_ref().unwrap().0.clone();
+    let daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_hooksign"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir)
+            .env("HOOKSIGN_DATABASE__URL", &app.config.database.url)
+            .env("HOOKSIGN_MASTER_KEY", master_key)
+            .env("HOOKSIGN_DATA_DIR", dir.join("data"))
+            .env("HOOKSIGN_DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
+            .env("HOOKSIGN_DELIVERY__LEASE_SECS", "2")
+            .env("HOOKSIGN_DELIVERY__DEFAULT_TIMEOUT_MS", "1000")
+            .env("HOOKSIGN_DELIVERY__POLL_INTERVAL_MS", "100")
+            .env("HOOKSIGN_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return daemon;
+        }
+        std::thread::sleep(StdDuration::from_millis(50));
+    }
+    panic!("the daemon did not start");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn an_accepted_event_survives_kill_9(mut app: TestApp) {
+    // The in-process daemon only prepared the database; the real binary does the work.
+    let merchant = app.create_merchant("Crash").await;
+    let receiver = Receiver::start().await;
+    receiver.set_delay(StdDuration::from_millis(20));
+    endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    app.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut daemon = start_daemon(&app, dir.path(), port);
+    // Flood from a task while the daemon is killed under it.
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let flood = {
+        let accepted = accepted.clone();
+        let token = merchant.test_token.clone();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..10_000 {
+                let sent = client
+                    .post(format!("http://127.0.0.1:{port}/v1/events"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "type": "order.created", "payload": { "n": n } }))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 202 => {
+                        if let Ok(body) = response.json::<Value>().await {
+                            accepted
+                                .lock()
+                                .unwrap()
+                                .insert(body["id"].as_str().unwrap_or_default().to_owned());
+                        }
+                    }
+                    _ => break, // the daemon is gone
+                }
+            }
+        })
+    };
+    while accepted.lock().unwrap().len() < 60 {
+        tokio::time::sleep(StdDuration::from_millis(5)).await;
+    }
+    daemon.0.kill().unwrap(); // SIGKILL, mid-flood, with deliveries in flight
+    daemon.0.wait().unwrap();
+    flood.await.unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 60);
+    assert!(receiver.received().len() < accepted.len() * 2, "sanity");
+    let _restarted = start_daemon(&app, dir.path(), port);
+    for _ in 0..400 {
+        if receiver
+            .distinct("x-hooksign-event-id")
+            .is_superset(&accepted)
+        {
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    let arrived = receiver.distinct("x-hooksign-event-id");
+    let missing: Vec<_> = accepted.difference(&arrived).collect();
+    assert!(
+        missing.is_empty(),
+        "lost after kill -9: {} of {}",
+        missing.len(),
+        accepted.len()
+    );
+}
