@@ -4,6 +4,7 @@
 //! cursor pagination in [`pagination`].
 
 pub mod api_keys;
+pub mod audit_events;
 pub mod deliveries;
 pub mod endpoints;
 mod error;
@@ -106,6 +107,7 @@ fn v1_routes() -> Router<AppState> {
         .route("/v1/deliveries", get(deliveries::list))
         .route("/v1/deliveries/{id}", get(deliveries::retrieve))
         .route("/v1/deliveries/{id}/retry", post(deliveries::retry))
+        .route("/v1/audit-events", get(audit_events::list))
 }
 
 /// Wraps routes in the daemon's middleware: request ids, deadline, panic catching, metrics,

@@ -5,8 +5,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    api_keys, deliveries, endpoints, events, merchants, ops, pagination, sign, signing_secret,
-    ErrorBody, ErrorEnvelope, ErrorType,
+    api_keys, audit_events, deliveries, endpoints, events, merchants, ops, pagination, sign,
+    signing_secret, ErrorBody, ErrorEnvelope, ErrorType,
 };
 
 #[derive(OpenApi)]
@@ -22,7 +22,7 @@ use super::{
         signing_secret::put_schedule, signing_secret::delete_schedule, sign::sign,
         endpoints::create, endpoints::list, endpoints::retrieve, endpoints::update, endpoints::delete,
         endpoints::test, endpoints::replay, events::create, events::list, events::retrieve,
-        deliveries::list, deliveries::retrieve, deliveries::retry,
+        deliveries::list, deliveries::retrieve, deliveries::retry, audit_events::list,
     ),
     components(schemas(
         ErrorEnvelope, ErrorBody, ErrorType,
@@ -38,6 +38,7 @@ use super::{
         events::CreateEvent, events::EventObject, deliveries::DeliveryObject, deliveries::AttemptObject,
         crate::store::DeliveryStatus, pagination::List<endpoints::EndpointObject>,
         pagination::List<events::EventObject>, pagination::List<deliveries::DeliveryObject>,
+        audit_events::AuditEventObject, pagination::List<audit_events::AuditEventObject>,
     )),
     modifiers(&SecuritySchemes),
     tags(
@@ -45,6 +46,7 @@ use super::{
         (name = "signing secret", description = "The signing secret of the calling key's mode and its rotation"),
         (name = "signing", description = "Signing bytes you send yourself"),
         (name = "endpoints", description = "Where webhooks go"),
+        (name = "audit", description = "The merchant's hash-chained audit log"),
         (name = "events", description = "What happened: each event is delivered to every matching endpoint"),
         (name = "deliveries", description = "One event to one endpoint, with every attempt"),
         (name = "api keys", description = "A merchant's API keys in the calling key's mode: at most five active"),

@@ -33,6 +33,7 @@ pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
 
 use crate::config::{Config, DatabaseKind};
+use crate::ids::MerchantId;
 
 /// What can go wrong in storage.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,16 @@ pub trait Store:
     /// Appends one audit event on its own (for actions that change nothing else, like a
     /// reveal). The event must name a merchant: its chain is serialised by the merchant lock.
     async fn record_audit(&self, audit: &NewAuditEvent) -> StoreResult<()>;
+
+    /// A merchant's audit entries visible in `mode` (that mode's and the merchant-wide ones),
+    /// newest first, optionally only one action.
+    async fn list_audit_events(
+        &self,
+        merchant: MerchantId,
+        mode: crate::keys::Mode,
+        action: Option<&str>,
+        page: &Page,
+    ) -> StoreResult<Vec<AuditRecord>>;
 
     /// Audit entries of one chain in order, for `hooksign audit verify`.
     async fn audit_chain(&self, chain: &str) -> StoreResult<Vec<AuditRecord>>;

@@ -309,6 +309,29 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn list_audit_events(
+                &self,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                action: Option<&str>,
+                page: &$crate::store::Page,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::AuditRecord>> {
+                let sql = format!(
+                    "SELECT {} FROM audit_events WHERE merchant_id = $1 AND (mode IS NULL OR mode = $2) \
+                     AND ($3 IS NULL OR action = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+                    $crate::store::sql::AUDIT_COLUMNS
+                );
+                let rows: Vec<$crate::store::sql::AuditRow> = sqlx::query_as(&sql)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .bind(action)
+                    .bind(page.starting_after.as_deref())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(Into::into).collect())
+            }
+
             async fn audit_chain(&self, chain: &str) -> $crate::store::StoreResult<Vec<$crate::store::AuditRecord>> {
                 let sql = format!(
                     "SELECT {} FROM audit_events WHERE chain = $1 ORDER BY seq",

@@ -138,6 +138,7 @@ async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
         ("/v1/deliveries", "get"),
         ("/v1/deliveries/{id}", "get"),
         ("/v1/deliveries/{id}/retry", "post"),
+        ("/v1/audit-events", "get"),
     ];
     for (path, method) in expected {
         assert!(
