@@ -173,11 +173,13 @@ impl App {
 }
 
 /// Background upkeep: flushes `last_used_at` every `auth.last_used_flush_secs`, prunes expired
-/// nonces and idempotency keys and idle rate-limit entries every minute, and flushes once more
+/// nonces and idempotency keys, idle rate-limit entries and queue metrics every 15 s, and flushes once more
 /// when stopped.
 async fn housekeeping(state: AppState, stop: CancellationToken) {
+    // The first flush comes one period after start (an interval's first tick is immediate).
+    let flush_every = Duration::from_secs(state.config.auth.last_used_flush_secs);
     let mut flush =
-        tokio::time::interval(Duration::from_secs(state.config.auth.last_used_flush_secs));
+        tokio::time::interval_at(tokio::time::Instant::now() + flush_every, flush_every);
     let mut prune = tokio::time::interval(Duration::from_secs(15));
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

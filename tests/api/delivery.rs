@@ -20,6 +20,7 @@ on_both_stores!(
     filters_choose_which_endpoints_receive_an_event,
     the_test_ping_reports_the_attempt,
     bad_events_are_refused_and_store_nothing,
+    redirects_and_timeouts_are_failures_and_show_in_metrics,
     events_honour_idempotency_keys,
 );
 
@@ -639,6 +640,70 @@ async fn the_test_ping_reports_the_attempt(app: TestApp) {
         app.count("SELECT COUNT(*) FROM deliveries").await,
         0,
         "a ping is not queued"
+    );
+}
+
+async fn redirects_and_timeouts_are_failures_and_show_in_metrics(app: TestApp) {
+    let merchant = app.create_merchant("Redirects").await;
+    let redirecting = Receiver::start().await;
+    redirecting.script_with_headers(302, &[("Location", "http://127.0.0.1:9/elsewhere")]);
+    let slow = Receiver::start().await;
+    slow.set_delay(std::time::Duration::from_millis(800));
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": redirecting.url }),
+    )
+    .await;
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": slow.url, "timeout_ms": 200 }),
+    )
+    .await;
+    let event = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    let detail = get(
+        &app,
+        &merchant.test_token,
+        &format!("/v1/events/{}", event["id"].as_str().unwrap()),
+    )
+    .await;
+    let mut classes = Vec::new();
+    for delivery in detail["deliveries"].as_array().unwrap() {
+        let id = delivery["id"].as_str().unwrap();
+        let done = wait_attempts(&app, &merchant.test_token, id, 1).await;
+        let full = get(&app, &merchant.test_token, &format!("/v1/deliveries/{id}")).await;
+
+        assert_eq!(done["status"], "pending", "retried later: {full}");
+        classes.push(
+            full["attempt_history"][0]["error_class"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    classes.sort();
+    assert_eq!(classes, ["redirect", "timeout"]);
+    assert_eq!(
+        redirecting.received().len(),
+        1,
+        "the redirect was not followed"
+    );
+    let metrics = app
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hooksign_delivery_attempts_total{outcome=\"retry\",class=\"redirect\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hooksign_delivery_attempt_duration_seconds_bucket"),
+        "{metrics}"
     );
 }
 

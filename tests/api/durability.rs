@@ -108,9 +108,16 @@ async fn graceful_shutdown_finishes_in_flight_work_and_releases_leases(mut app: 
         "every request that reached the receiver is recorded"
     );
     let (app, _) = app.restart().await;
-    // Deliveries put back for a busy endpoint are due a moment later.
-    app.clock.advance(Duration::seconds(1));
-    app.state.delivery.wake();
+    // Deliveries put back while their endpoint is busy are due a moment later: let the
+    // (manual) clock move as a real one would.
+    for _ in 0..150 {
+        if receiver.received().len() >= 6 {
+            break;
+        }
+        app.clock.advance(Duration::milliseconds(500));
+        app.state.delivery.wake();
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
     receiver.wait_for(6).await;
     for _ in 0..100 {
         if app
