@@ -8,19 +8,18 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::pagination::List;
-use super::request_id::current_typed_request_id;
+use super::pagination::{page, List};
 use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
-use crate::ids::{ApiKeyId, AuditId};
+use crate::ids::ApiKeyId;
 use crate::keys::rules::{
     filter_and_sort, page_after, KeyQuery, KeyRuleError, SortKey, SortOrder, StatusFilter,
 };
 use crate::keys::{Mode, Scope, ScopeSet, TokenKind, MAX_ACTIVE_KEYS};
 use crate::provision::new_key;
 use crate::server::AppState;
-use crate::store::{ApiKeyRecord, KeyKind, KeyPatch, NewAuditEvent, StoreError};
+use crate::store::{ApiKeyRecord, KeyKind, KeyPatch, StoreError};
 
 /// Where a key stands, derived from its row and the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -208,26 +207,6 @@ fn key_error(err: StoreError, id: &str, mode: Mode) -> ApiError {
     }
 }
 
-fn audit_event(
-    auth: &MerchantAuth,
-    action: &'static str,
-    target: ApiKeyId,
-    details: serde_json::Value,
-    now: Timestamp,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        id: AuditId::new(),
-        merchant_id: Some(auth.merchant_id),
-        mode: Some(auth.mode),
-        actor_key_id: Some(auth.key.id),
-        action,
-        target: target.to_string(),
-        request_id: current_typed_request_id(),
-        details,
-        created_at: now,
-    }
-}
-
 /// The scopes a new key gets: as asked (each held by the caller), or all the caller holds.
 fn granted_scopes(auth: &MerchantAuth, asked: Option<&[String]>) -> Result<ScopeSet, ApiError> {
     let Some(asked) = asked else {
@@ -269,13 +248,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListApiKeys>,
 ) -> ApiResult<Json<List<ApiKeyObject>>> {
     auth.require(Scope::ApiKeysRead)?;
-    let limit = params.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 100",
-        ));
-    }
+    let limit = page(params.limit, None)?.limit - 1;
     let cursor = params
         .starting_after
         .as_deref()
@@ -338,8 +311,7 @@ pub async fn create(
         scopes,
         now,
     );
-    let audit = audit_event(
-        &auth,
+    let audit = auth.audit_event(
         "api_key.create",
         key.id,
         json!({ "name": name, "scopes": key.scopes.names() }),
@@ -400,8 +372,7 @@ pub async fn update(
     }
     let name = body.name.as_deref().map(valid_name).transpose()?;
     let now = state.clock.now();
-    let audit = audit_event(
-        &auth,
+    let audit = auth.audit_event(
         "api_key.update",
         key_id,
         json!({ "name": name, "active": body.active }),
@@ -432,7 +403,7 @@ pub async fn revoke(
     auth.require(Scope::ApiKeysWrite)?;
     let key_id = parse_key_id(&id)?;
     let now = state.clock.now();
-    let audit = audit_event(&auth, "api_key.revoke", key_id, json!({}), now);
+    let audit = auth.audit_event("api_key.revoke", key_id, json!({}), now);
     let record = state
         .store
         .revoke_api_key(auth.merchant_id, auth.mode, key_id, now, &audit)
@@ -454,7 +425,7 @@ pub async fn delete(
     auth.require(Scope::ApiKeysWrite)?;
     let key_id = parse_key_id(&id)?;
     let now = state.clock.now();
-    let audit = audit_event(&auth, "api_key.delete", key_id, json!({}), now);
+    let audit = auth.audit_event("api_key.delete", key_id, json!({}), now);
     state
         .store
         .delete_api_key(auth.merchant_id, auth.mode, key_id, &audit)
@@ -506,8 +477,7 @@ pub async fn roll(
         now,
     );
     let expires_at = now + chrono::Duration::seconds(overlap);
-    let audit = audit_event(
-        &auth,
+    let audit = auth.audit_event(
         "api_key.roll",
         key_id,
         json!({ "successor": successor.id.to_string(), "expires_in": overlap }),

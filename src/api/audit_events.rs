@@ -5,14 +5,14 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::pagination::List;
+use super::pagination::{page, List};
 use super::{ApiError, ApiQuery, ApiResult, ErrorEnvelope};
 use crate::auth::MerchantAuth;
 use crate::clock::{from_millis, serde_rfc3339, Timestamp};
 use crate::ids::AuditId;
 use crate::keys::Scope;
 use crate::server::AppState;
-use crate::store::{AuditRecord, Page};
+use crate::store::AuditRecord;
 
 /// One audit entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -83,17 +83,7 @@ pub async fn list(
             ApiError::bad_request("invalid_cursor", "starting_after is not an audit event id")
         })?;
     }
-    let limit = params.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 100",
-        ));
-    }
-    let page = Page {
-        limit: limit + 1,
-        starting_after: params.starting_after.clone(),
-    };
+    let page = page(params.limit, params.starting_after.as_deref())?;
     let rows = state
         .store
         .list_audit_events(auth.merchant_id, auth.mode, params.action.as_deref(), &page)

@@ -6,16 +6,14 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::endpoints::parse_query_time;
-use super::pagination::List;
+use super::pagination::{page, List};
 use super::{ApiError, ApiQuery, ApiResult, ErrorEnvelope};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::{DeliveryId, EndpointId, EventId};
 use crate::keys::Scope;
 use crate::server::AppState;
-use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, Page, StoreError,
-};
+use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, StoreError};
 
 /// One attempt as shown.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -155,17 +153,7 @@ pub async fn list(
     if let Some(cursor) = &params.starting_after {
         parse_id(cursor).map_err(|_| bad("starting_after"))?;
     }
-    let limit = params.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            "limit must be between 1 and 100",
-        ));
-    }
-    let page = Page {
-        limit: limit + 1,
-        starting_after: params.starting_after.clone(),
-    };
+    let page = page(params.limit, params.starting_after.as_deref())?;
     let rows = state
         .store
         .list_deliveries(auth.merchant_id, auth.mode, &filter, &page)

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::pagination::{List, ListParams};
-use super::request_id::current_typed_request_id;
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
@@ -18,11 +17,11 @@ use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_pattern;
 use crate::delivery::sender::is_reserved_header;
 use crate::delivery::ssrf::check_literal;
-use crate::ids::{AuditId, EndpointId, EventId};
+use crate::ids::{EndpointId, EventId};
 use crate::keys::{Mode, Scope};
 use crate::server::AppState;
 use crate::signing::Scheme;
-use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, NewAuditEvent, StoreError};
+use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, StoreError};
 
 /// An endpoint as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -252,26 +251,6 @@ fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn audit(
-    auth: &MerchantAuth,
-    action: &'static str,
-    target: EndpointId,
-    details: serde_json::Value,
-    now: Timestamp,
-) -> NewAuditEvent {
-    NewAuditEvent {
-        id: AuditId::new(),
-        merchant_id: Some(auth.merchant_id),
-        mode: Some(auth.mode),
-        actor_key_id: Some(auth.key.id),
-        action,
-        target: target.to_string(),
-        request_id: current_typed_request_id(),
-        details,
-        created_at: now,
-    }
-}
-
 fn store_error(err: StoreError, id: &str) -> ApiError {
     match err {
         StoreError::NotFound => ApiError::not_found("endpoint", id),
@@ -332,8 +311,7 @@ pub async fn create(
         created_at: now,
         updated_at: now,
     };
-    let event = audit(
-        &auth,
+    let event = auth.audit_event(
         "endpoint.create",
         endpoint.id,
         json!({ "url": endpoint.url }),
@@ -428,8 +406,7 @@ pub async fn update(
         timeout_ms: body.timeout_ms,
         headers: body.headers,
     };
-    let event = audit(
-        &auth,
+    let event = auth.audit_event(
         "endpoint.update",
         endpoint_id,
         json!({ "enabled": patch.enabled, "url": patch.url }),
@@ -463,13 +440,7 @@ pub async fn delete(
 ) -> ApiResult<Json<serde_json::Value>> {
     auth.require(Scope::WebhooksWrite)?;
     let endpoint_id = parse_id(&id)?;
-    let event = audit(
-        &auth,
-        "endpoint.delete",
-        endpoint_id,
-        json!({}),
-        state.clock.now(),
-    );
+    let event = auth.audit_event("endpoint.delete", endpoint_id, json!({}), state.clock.now());
     state
         .store
         .delete_endpoint(auth.merchant_id, auth.mode, endpoint_id, &event)
@@ -556,8 +527,7 @@ pub async fn replay(
         )
         .await
         .map_err(ApiError::internal)?;
-    let event = audit(
-        &auth,
+    let event = auth.audit_event(
         "endpoint.replay",
         endpoint_id,
         json!({ "requeued": requeued }),

@@ -20,18 +20,24 @@ pub struct ListParams {
 impl ListParams {
     /// Checks the bounds and asks the store for one more than `limit`, to learn `has_more`.
     pub fn page(&self) -> Result<Page, ApiError> {
-        let limit = self.limit.unwrap_or(10);
-        if !(1..=100).contains(&limit) {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                "limit must be between 1 and 100",
-            ));
-        }
-        Ok(Page {
-            limit: limit + 1,
-            starting_after: self.starting_after.clone(),
-        })
+        page(self.limit, self.starting_after.as_deref())
     }
+}
+
+/// The store page for a list's `limit` (1–100, default 10) and cursor: one row more than
+/// asked, so [`List::from_rows`] can tell whether another page follows.
+pub fn page(limit: Option<u32>, starting_after: Option<&str>) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(10);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 100",
+        ));
+    }
+    Ok(Page {
+        limit: limit + 1,
+        starting_after: starting_after.map(str::to_owned),
+    })
 }
 
 /// A page of objects.

@@ -11,11 +11,10 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::request_id::current_typed_request_id;
 use super::{ApiError, ApiJson, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
-use crate::ids::{AuditId, SecretId};
+use crate::ids::SecretId;
 use crate::keys::{Mode, Scope};
 use crate::provision::seal_new_secret;
 use crate::secrets::keyring::{load_keyring, OpenSecret};
@@ -181,23 +180,18 @@ async fn status(
     })
 }
 
-fn audit(
+fn secret_audit(
     auth: &MerchantAuth,
     action: &'static str,
     details: serde_json::Value,
     now: Timestamp,
 ) -> NewAuditEvent {
-    NewAuditEvent {
-        id: AuditId::new(),
-        merchant_id: Some(auth.merchant_id),
-        mode: Some(auth.mode),
-        actor_key_id: Some(auth.key.id),
+    auth.audit_event(
         action,
-        target: format!("signing_secret:{}", auth.mode),
-        request_id: current_typed_request_id(),
+        format!("signing_secret:{}", auth.mode),
         details,
-        created_at: now,
-    }
+        now,
+    )
 }
 
 fn rotation_error(err: StoreError, mode: Mode) -> ApiError {
@@ -239,7 +233,7 @@ async fn run(
     details: serde_json::Value,
 ) -> ApiResult<Vec<SecretRecord>> {
     let now = state.clock.now();
-    let event = audit(auth, action, details, now);
+    let event = secret_audit(auth, action, details, now);
     state
         .store
         .rotate(
@@ -387,7 +381,7 @@ pub async fn reveal(
     // Recording the reveal is part of revealing: no audit entry, no secret.
     state
         .store
-        .record_audit(&audit(
+        .record_audit(&secret_audit(
             &auth,
             "signing_secret.reveal",
             json!({ "secrets": ids }),
@@ -437,7 +431,7 @@ pub async fn put_schedule(
         grace_secs: body.grace,
         next_fire_at,
     };
-    let event = audit(
+    let event = secret_audit(
         &auth,
         "signing_secret.schedule.set",
         json!({ "cron": cron, "grace": body.grace }),
@@ -465,7 +459,7 @@ pub async fn delete_schedule(
 ) -> ApiResult<Json<SigningSecretStatus>> {
     auth.require(Scope::SigningSecretWrite)?;
     let now = state.clock.now();
-    let event = audit(&auth, "signing_secret.schedule.delete", json!({}), now);
+    let event = secret_audit(&auth, "signing_secret.schedule.delete", json!({}), now);
     if !state
         .store
         .delete_policy(auth.merchant_id, auth.mode, &event)

@@ -49,6 +49,27 @@ pub struct MerchantAuth {
 }
 
 impl MerchantAuth {
+    /// An audit event for a change this key makes now, in its merchant's chain and mode.
+    pub fn audit_event(
+        &self,
+        action: &'static str,
+        target: impl ToString,
+        details: serde_json::Value,
+        now: crate::clock::Timestamp,
+    ) -> crate::store::NewAuditEvent {
+        crate::store::NewAuditEvent {
+            id: crate::ids::AuditId::new(),
+            merchant_id: Some(self.merchant_id),
+            mode: Some(self.mode),
+            actor_key_id: Some(self.key.id),
+            action,
+            target: target.to_string(),
+            request_id: crate::api::request_id::current_typed_request_id(),
+            details,
+            created_at: now,
+        }
+    }
+
     /// 403 naming the scope unless the key holds it.
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
         if self.key.scopes.contains(scope) {
