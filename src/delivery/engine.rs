@@ -196,6 +196,16 @@ impl DeliveryEngine {
                 .await?;
         }
         metrics::gauge!("hooksign_deliveries_in_flight").set(self.tasks.len() as f64);
+        // Per-endpoint load without a label per endpoint (unbounded cardinality): how many
+        // endpoints are at their in-flight cap right now.
+        let saturated_endpoints = self
+            .per_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|(_, semaphore)| semaphore.available_permits() == 0)
+            .count();
+        metrics::gauge!("hooksign_endpoints_at_in_flight_cap").set(saturated_endpoints as f64);
         Ok(started)
     }
 
