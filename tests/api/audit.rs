@@ -5,7 +5,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, Backend, TestApp};
+use crate::helpers::{assert_error, TestApp};
 use crate::on_both_stores;
 
 on_both_stores!(
@@ -181,20 +181,7 @@ async fn audit_verify_finds_a_tampered_entry(app: TestApp) {
         "UPDATE audit_events SET target = 'someone else' WHERE chain = '{}' AND seq = 1",
         merchant.id
     );
-    match app.backend {
-        Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            sqlx::query(&tamper).execute(&pool).await.unwrap();
-        }
-        Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            sqlx::query(&tamper).execute(&pool).await.unwrap();
-        }
-    }
+    app.execute(&tamper).await.unwrap();
     let broken = verify();
     assert_eq!(broken.status.code(), Some(1));
     let stderr = String::from_utf8(broken.stderr).unwrap();

@@ -250,6 +250,24 @@ impl TestApp {
         app.state().clone()
     }
 
+    /// Runs a raw statement on the app's own database (to simulate tampering or damage).
+    pub async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.config.database.url).await?;
+                let outcome = sqlx::query(sql).execute(&pool).await.map(|_| ());
+                pool.close().await;
+                outcome
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.config.database.url).await?;
+                let outcome = sqlx::query(sql).execute(&pool).await.map(|_| ());
+                pool.close().await;
+                outcome
+            }
+        }
+    }
+
     /// Counts rows with a raw query on the app's own database.
     pub async fn count(&self, sql: &str) -> i64 {
         match self.backend {

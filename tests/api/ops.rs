@@ -29,26 +29,7 @@ async fn healthz_and_readyz_answer(app: TestApp) {
 
 async fn readyz_reports_missing_migrations(app: TestApp) {
     // Simulate a database the binary has not migrated: forget the applied migrations.
-    match app.backend {
-        crate::helpers::Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM _sqlx_migrations")
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-        crate::helpers::Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            sqlx::query("DELETE FROM _sqlx_migrations")
-                .execute(&pool)
-                .await
-                .unwrap();
-        }
-    }
+    app.execute("DELETE FROM _sqlx_migrations").await.unwrap();
     let ready = app.request(Method::GET, "/readyz").send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();

@@ -160,20 +160,7 @@ async fn store_refuses_a_second_active_secret(app: TestApp) {
     } else {
         sql
     };
-    let outcome = match app.backend {
-        crate::helpers::Backend::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            sqlx::query(&sql).execute(&pool).await.map(|_| ())
-        }
-        crate::helpers::Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            sqlx::query(&sql).execute(&pool).await.map(|_| ())
-        }
-    };
+    let outcome = app.execute(&sql).await;
     let err = outcome.expect_err("a second active secret must be refused");
     assert!(
         err.as_database_error()
