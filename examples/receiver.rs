@@ -1,0 +1,212 @@
+//! An example webhook receiver for hooksign deliveries, built on axum and `hooksign::verify`.
+//!
+//! ```sh
+//! cargo run --example receiver -- --secret <hex secret> [--secret <new hex secret>] --port 9000
+//! ```
+//!
+//! What to copy into your own receiver:
+//! - verify the **raw body bytes**, before any JSON parsing (re-serialised JSON does not verify);
+//! - during a rotation configure the old *and* the new secret: the `matched` index in the log
+//!   tells you when only the new one matches, after which the old one can go;
+//! - answer 401 on a bad signature, and 200 fast otherwise, doing the real work afterwards;
+//! - dedupe on `X-Hooksign-Delivery-Id`: hooksign retries until it gets a 2xx, so the same
+//!   delivery can arrive twice.
+//!
+//! It prints `{"listening":PORT}` once, then one JSON line per request (never a secret), like the
+//! Python and Node receivers in `examples/`, so one harness can drive all three.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, ValueEnum};
+use hooksign::verify::{Verifier, WEBHOOK_SIGNATURE};
+use serde_json::{json, Value};
+
+/// Example hooksign webhook receiver: verifies every POST and answers
+/// 200 {"ok":true,"matched":i,"duplicate":bool} or 401 {"ok":false,"reason":"..."}.
+#[derive(Parser)]
+#[command(name = "receiver")]
+struct Args {
+    /// A signing secret to accept (repeat for old + new during a rotation); the hex string or
+    /// its whsec_ form. HOOKSIGN_SECRETS (space-separated) keeps them out of `ps`.
+    #[arg(
+        long = "secret",
+        value_name = "SECRET",
+        env = "HOOKSIGN_SECRETS",
+        hide_env_values = true,
+        value_delimiter = ' ',
+        required = true
+    )]
+    secrets: Vec<String>,
+    /// Port to listen on; 0 picks a free one.
+    #[arg(long, default_value_t = 9000)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// auto: standard if a webhook-signature header is present, else bolt.
+    #[arg(long, value_enum, default_value_t = Scheme::Auto)]
+    scheme: Scheme,
+    /// Seconds a webhook-timestamp may be off (standard scheme).
+    #[arg(long, default_value_t = 300)]
+    tolerance: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Scheme {
+    Auto,
+    Bolt,
+    Standard,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    verifier: Arc<Verifier>,
+    scheme: Scheme,
+    seen: Arc<Mutex<SeenDeliveries>>,
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    // Fail at start on a mistyped secret, not later as every delivery being refused.
+    let verifier = match Verifier::new(&args.secrets) {
+        Ok(verifier) => verifier,
+        // The message never includes the secret itself.
+        Err(err) => Args::command().error(ErrorKind::InvalidValue, err).exit(),
+    };
+    let receiver = Receiver {
+        verifier: Arc::new(verifier.with_tolerance(Duration::from_secs(args.tolerance))),
+        scheme: args.scheme,
+        seen: Arc::new(Mutex::new(SeenDeliveries::new(100_000))),
+    };
+    // Every path: the endpoint URL registered in hooksign decides which one is used.
+    let app = Router::new().fallback(post(receive)).with_state(receiver);
+    let listener = tokio::net::TcpListener::bind((args.host, args.port)).await?;
+    println!("{}", json!({ "listening": listener.local_addr()?.port() }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn receive(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes, // the raw bytes, exactly as signed
+) -> (StatusCode, Json<Value>) {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = match receiver.scheme {
+        Scheme::Auto if header(WEBHOOK_SIGNATURE).is_some() => Scheme::Standard,
+        Scheme::Auto => Scheme::Bolt,
+        chosen => chosen,
+    };
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
+    let verified = match scheme {
+        Scheme::Standard => receiver.verifier.verify_standard(&pairs, &body, unix_now()),
+        _ => receiver.verifier.verify_bolt(&pairs, &body),
+    };
+    let delivery_id = header("X-Hooksign-Delivery-Id");
+    let (status, answer, matched, duplicate, reason) = match verified {
+        Ok(matched) => {
+            // Only verified deliveries are remembered, so forgeries cannot poison the set.
+            let duplicate = delivery_id.is_some_and(|id| !receiver.seen.lock().unwrap().insert(id));
+            if !duplicate {
+                tokio::spawn(handle_event(body));
+            }
+            let i = matched.secret_index;
+            let answer = json!({ "ok": true, "matched": i, "duplicate": duplicate });
+            (StatusCode::OK, answer, Some(i), duplicate, None)
+        }
+        Err(err) => {
+            let reason = err.to_string();
+            let answer = json!({ "ok": false, "reason": reason });
+            (StatusCode::UNAUTHORIZED, answer, None, false, Some(reason))
+        }
+    };
+    println!(
+        "{}",
+        json!({
+            "delivery_id": delivery_id,
+            "event_id": header("X-Hooksign-Event-Id"),
+            "attempt": header("X-Hooksign-Attempt"),
+            "scheme": if scheme == Scheme::Standard { "standard" } else { "bolt" },
+            "status": status.as_u16(),
+            "ok": status.is_success(),
+            "matched": matched,
+            "duplicate": duplicate,
+            "reason": reason,
+        })
+    );
+    (status, Json(answer))
+}
+
+/// Your work goes here. It runs after the 200 is sent: hooksign waits for the answer (15 s by
+/// default), so slow work in the handler would turn into timeouts and retries.
+async fn handle_event(body: Bytes) {
+    // Parse only now that the signature is verified.
+    if let Ok(event) = serde_json::from_slice::<Value>(&body) {
+        eprintln!("received {} {}", event["type"], event["id"]);
+    }
+}
+
+fn unix_now() -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Delivery ids already accepted, oldest forgotten first. A real app would record them in its
+/// database, in the same transaction as the work the event triggers.
+struct SeenDeliveries {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl SeenDeliveries {
+    fn new(capacity: usize) -> Self {
+        let (ids, order) = (HashSet::new(), VecDeque::new());
+        Self {
+            ids,
+            order,
+            capacity,
+        }
+    }
+
+    /// Records `id`; false if it had been seen already.
+    fn insert(&mut self, id: &str) -> bool {
+        if !self.ids.insert(id.to_owned()) {
+            return false;
+        }
+        self.order.push_back(id.to_owned());
+        if self.order.len() > self.capacity {
+            self.order.pop_front().map(|old| self.ids.remove(&old));
+        }
+        true
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM, so the receiver exits 0 after in-flight requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,405 @@
+//! Interoperability (issue 7): the daemon's deliveries verify in all three example receivers,
+//! Rust (`examples/receiver.rs`), Python and Node, run as child processes, through a whole
+//! rotation.
+//!
+//! Each receiver holds one secret only, the old or the new one, and gets a `bolt` and a
+//! `standard` endpoint. While the rotation is pending every receiver accepts every delivery (the
+//! old-only ones through `X-Bolt-Hmac-Sha256`, the new-only ones through
+//! `X-Bolt-Hmac-Sha256-Pending`; Standard Webhooks carries both in one header); after `complete`
+//! only the new-only receivers accept, after `revert` only the old-only ones. Under `CI=true` a
+//! receiver that cannot start (no python3 or node) fails the test; elsewhere that language is
+//! skipped with a message.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::delivery::{endpoint, send_event};
+use crate::helpers::{spawn_app, Backend, TestApp};
+
+/// Path of the built Rust example receiver. Built here (once per test run) because
+/// `cargo test --test api` does not build examples; under a plain `cargo test` this is a no-op.
+pub fn receiver_example() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // Next to the daemon binary: the same target directory and profile as this test.
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_hooksign"))
+            .parent()
+            .expect("binary directory");
+        let profile = match bin_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .args(["build", "--quiet", "--example", "receiver"])
+            .args(["--profile", profile])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Not with the variables cargo sets for this test run: build scripts watch some of them
+        // (ring's watches CARGO_MANIFEST_DIR), and a change would rebuild half the tree twice.
+        let set_for_tests = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ];
+        for (name, _) in std::env::vars_os() {
+            if set_for_tests
+                .iter()
+                .any(|prefix| name.to_string_lossy().starts_with(prefix))
+            {
+                cargo.env_remove(name);
+            }
+        }
+        let output = cargo.output().expect("run cargo");
+        assert!(
+            output.status.success(),
+            "cargo build --example receiver failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let path = bin_dir
+            .join("examples")
+            .join(format!("receiver{}", std::env::consts::EXE_SUFFIX));
+        assert!(path.is_file(), "no receiver at {}", path.display());
+        path
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Rust,
+    Python,
+    Node,
+}
+
+impl Lang {
+    const ALL: [Lang; 3] = [Lang::Rust, Lang::Python, Lang::Node];
+
+    fn command(self) -> Command {
+        let example = |path: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        match self {
+            Lang::Rust => Command::new(receiver_example()),
+            Lang::Python => {
+                let mut command = Command::new("python3");
+                command.arg(example("examples/python/verify.py"));
+                command
+            }
+            Lang::Node => {
+                let mut command = Command::new("node");
+                command.arg(example("examples/node/verify.mjs"));
+                command
+            }
+        }
+    }
+}
+
+/// Which secret a receiver was configured with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Old,
+    New,
+}
+
+/// A receiver child process, killed when dropped (also when the test panics).
+struct ReceiverProcess {
+    name: String,
+    holds: Holds,
+    port: u16,
+    child: Child,
+    /// Every stdout line, parsed.
+    lines: Arc<Mutex<Vec<Value>>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ReceiverProcess {
+    /// Starts `lang`'s receiver with `secret` on a free port; `None` when the language is
+    /// skipped (see the module docs).
+    async fn start(lang: Lang, holds: Holds, secret: &str) -> Option<ReceiverProcess> {
+        let name = format!("{lang:?} receiver holding the {holds:?} secret");
+        let spawned = lang
+            .command()
+            .args(["--port", "0", "--secret", secret])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(err) => return unavailable(lang, &name, &err.to_string()),
+        };
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let parsed = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                sink.lock().unwrap().push(parsed);
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            sink.lock().unwrap().push_str(&text);
+        });
+        let mut process = ReceiverProcess {
+            name,
+            holds,
+            port: 0,
+            child,
+            lines,
+            stderr,
+        };
+        for _ in 0..400 {
+            let first = process.lines.lock().unwrap().first().cloned();
+            if let Some(port) = first.and_then(|line| line["listening"].as_u64()) {
+                process.port = u16::try_from(port).expect("a port");
+                return Some(process);
+            }
+            if let Ok(Some(status)) = process.child.try_wait() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let why = format!("exited ({status}): {}", process.stderr.lock().unwrap());
+                return unavailable(lang, &process.name, &why);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        unavailable(
+            lang,
+            &process.name,
+            "printed no {\"listening\":PORT} line in 20 s",
+        )
+    }
+
+    /// The lines logged for `delivery`, once there are `count` of them (waits up to 15 s).
+    async fn wait_lines(&self, delivery: &str, count: usize) -> Vec<Value> {
+        for _ in 0..300 {
+            let found: Vec<Value> = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|line| line["delivery_id"] == delivery)
+                .cloned()
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "{} logged fewer than {count} lines for {delivery}; stdout: {:?}; stderr: {}",
+            self.name,
+            self.lines.lock().unwrap(),
+            self.stderr.lock().unwrap()
+        );
+    }
+}
+
+/// A receiver that cannot start: fatal for Rust and under `CI=true`, a skip otherwise.
+fn unavailable<T>(lang: Lang, name: &str, why: &str) -> Option<T> {
+    let in_ci = std::env::var("CI").as_deref() == Ok("true");
+    assert!(
+        lang != Lang::Rust && !in_ci,
+        "{name} could not start: {why}"
+    );
+    eprintln!("skipping the {lang:?} receivers: {name} could not start: {why}");
+    None
+}
+
+/// One endpoint: which receiver it points at, with which scheme.
+struct Target {
+    receiver: usize,
+    holds: Holds,
+    scheme: &'static str,
+    endpoint_id: String,
+}
+
+async fn get(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.authed(Method::GET, path, token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+async fn post(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.authed(Method::POST, path, token).send().await.unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+/// Waits until the delivery has made `attempts` attempts and returns it with its history.
+async fn wait_attempts(app: &TestApp, token: &str, delivery: &str, attempts: usize) -> Value {
+    for _ in 0..300 {
+        let body = get(app, token, &format!("/v1/deliveries/{delivery}")).await;
+        if body["attempt_history"]
+            .as_array()
+            .is_some_and(|history| history.len() >= attempts)
+        {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("delivery {delivery} never made {attempts} attempts");
+}
+
+/// Sends one event to every endpoint and checks each first attempt: 200 where `accepts` says
+/// the receiver's secret is current, 401 elsewhere, as recorded by the daemon and as logged by
+/// the receiver. Returns each target's delivery id.
+async fn send_and_check(
+    app: &TestApp,
+    token: &str,
+    receivers: &[ReceiverProcess],
+    targets: &[Target],
+    phase: &str,
+    accepts: impl Fn(Holds) -> bool,
+) -> Vec<String> {
+    let event = send_event(app, token, "order.created", json!({ "phase": phase })).await;
+    let event_id = event["id"].as_str().unwrap();
+    assert_eq!(event["delivery_count"], targets.len(), "{event}");
+    let listed = get(
+        app,
+        token,
+        &format!("/v1/deliveries?event_id={event_id}&limit=100"),
+    )
+    .await;
+    let listed = listed["data"].as_array().unwrap();
+    let mut deliveries = Vec::new();
+    for target in targets {
+        let receiver = &receivers[target.receiver];
+        let about = format!("{phase}: {} ({} endpoint)", receiver.name, target.scheme);
+        let delivery = listed
+            .iter()
+            .find(|d| d["endpoint_id"] == target.endpoint_id.as_str())
+            .unwrap_or_else(|| panic!("{about}: no delivery in {listed:?}"));
+        let id = delivery["id"].as_str().unwrap().to_owned();
+        let expected = if accepts(target.holds) { 200 } else { 401 };
+
+        let detail = wait_attempts(app, token, &id, 1).await;
+        let attempt = &detail["attempt_history"][0];
+        assert_eq!(attempt["status_code"], expected, "{about}: {detail}");
+        let signed_with = match (target.scheme, phase) {
+            ("bolt", "pending") => json!(["X-Bolt-Hmac-Sha256", "X-Bolt-Hmac-Sha256-Pending"]),
+            ("bolt", _) => json!(["X-Bolt-Hmac-Sha256"]),
+            _ => json!(["webhook-id", "webhook-timestamp", "webhook-signature"]),
+        };
+        assert_eq!(attempt["signature_headers"], signed_with, "{about}");
+
+        let line = receiver.wait_lines(&id, 1).await.remove(0);
+        assert_eq!(line["status"], expected, "{about}: {line}");
+        assert_eq!(line["ok"], expected == 200, "{about}: {line}");
+        assert_eq!(line["scheme"], target.scheme, "{about}: {line}");
+        assert_eq!(line["event_id"], event_id, "{about}: {line}");
+        assert_eq!(line["attempt"], "1", "{about}: {line}");
+        if expected == 200 {
+            assert_eq!(line["matched"], 0, "{about}: {line}");
+            assert_eq!(line["duplicate"], false, "{about}: {line}");
+        } else {
+            // The same reason in every language.
+            assert_eq!(
+                line["reason"], "no signature matches any configured secret",
+                "{about}: {line}"
+            );
+        }
+        deliveries.push(id);
+    }
+    deliveries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_receiver_verifies_through_a_rotation() {
+    receiver_example();
+    let app = spawn_app(Backend::Sqlite).await.expect("sqlite app");
+    let merchant = app.create_merchant("Interop").await;
+    let token = merchant.test_token.as_str();
+    let revealed = post(&app, token, "/v1/signing-secret/reveal").await;
+    let old = revealed["active"]["secret"].as_str().unwrap().to_owned();
+
+    // Old-only receivers first; the new secret exists only once the rotation starts.
+    let mut receivers = Vec::new();
+    for lang in Lang::ALL {
+        receivers.extend(ReceiverProcess::start(lang, Holds::Old, &old).await);
+    }
+    let initiated = post(&app, token, "/v1/signing-secret/initiate").await;
+    let new = initiated["pending"]["secret"].as_str().unwrap().to_owned();
+    assert_ne!(old, new);
+    // A language skipped above is skipped here too (`start` answers the same way).
+    for lang in Lang::ALL {
+        receivers.extend(ReceiverProcess::start(lang, Holds::New, &new).await);
+    }
+
+    let mut targets = Vec::new();
+    for (index, receiver) in receivers.iter().enumerate() {
+        for scheme in ["bolt", "standard"] {
+            let url = format!("http://127.0.0.1:{}/{scheme}", receiver.port);
+            let created = endpoint(&app, token, json!({ "url": url, "scheme": scheme })).await;
+            targets.push(Target {
+                receiver: index,
+                holds: receiver.holds,
+                scheme,
+                endpoint_id: created["id"].as_str().unwrap().to_owned(),
+            });
+        }
+    }
+
+    // Pending: every receiver accepts, whichever secret it holds.
+    let pending = send_and_check(&app, token, &receivers, &targets, "pending", |_| true).await;
+    // A delivery sent again keeps its id, and every receiver reports it as a duplicate.
+    for (target, delivery) in targets.iter().zip(&pending) {
+        post(&app, token, &format!("/v1/deliveries/{delivery}/retry")).await;
+        let lines = receivers[target.receiver].wait_lines(delivery, 2).await;
+        assert_eq!(lines[1]["ok"], true, "{}", lines[1]);
+        assert_eq!(lines[1]["duplicate"], true, "{}", lines[1]);
+    }
+
+    // Complete: only the new secret verifies.
+    post(&app, token, "/v1/signing-secret/complete").await;
+    let completed = send_and_check(&app, token, &receivers, &targets, "complete", |h| {
+        h == Holds::New
+    })
+    .await;
+
+    // Revert: only the old secret verifies again.
+    post(&app, token, "/v1/signing-secret/revert").await;
+    send_and_check(&app, token, &receivers, &targets, "revert", |h| {
+        h == Holds::Old
+    })
+    .await;
+
+    // Signatures are made at send time: what the old-only receivers refused after `complete`
+    // verifies on its retry, now that the old secret is active again.
+    app.clock.advance(chrono::Duration::seconds(10));
+    app.state.delivery.wake();
+    for (target, delivery) in targets.iter().zip(&completed) {
+        if target.holds == Holds::Old {
+            let detail = wait_attempts(&app, token, delivery, 2).await;
+            assert_eq!(detail["attempt_history"][1]["status_code"], 200, "{detail}");
+            let lines = receivers[target.receiver].wait_lines(delivery, 2).await;
+            assert_eq!(lines[1]["ok"], true, "{}", lines[1]);
+        }
+    }
+    eprintln!(
+        "interop checked: {}",
+        receivers
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
