@@ -471,7 +471,8 @@ pub async fn test(
         "ping",
         state.clock.now(),
         auth.mode.is_live(),
-        &json!({ "endpoint": endpoint.id.to_string() }),
+        &serde_json::value::to_raw_value(&json!({ "endpoint": endpoint.id.to_string() }))
+            .map_err(ApiError::internal)?,
     );
     let (result, record, pending) = state
         .delivery

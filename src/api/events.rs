@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::deliveries::DeliveryObject;
 use super::pagination::{List, ListParams};
@@ -29,7 +30,7 @@ pub struct CreateEvent {
     pub event_type: String,
     /// Any JSON value; delivered as the envelope's `data`.
     #[schema(value_type = Object, example = json!({"order_id": "ord_1", "amount": 1299}))]
-    pub payload: serde_json::Value,
+    pub payload: Box<RawValue>,
 }
 
 /// An event.
@@ -47,7 +48,7 @@ pub struct EventObject {
     pub created_at: Timestamp,
     /// The payload as delivered.
     #[schema(value_type = Object)]
-    pub data: serde_json::Value,
+    pub data: Box<RawValue>,
     /// How many deliveries the event created (on create), or the deliveries (on retrieve).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_count: Option<usize>,
@@ -56,14 +57,21 @@ pub struct EventObject {
 }
 
 fn object(record: &EventRecord) -> EventObject {
-    let envelope: serde_json::Value = serde_json::from_slice(&record.body).unwrap_or_default();
+    #[derive(Deserialize)]
+    struct Stored {
+        data: Box<RawValue>,
+    }
+    // The stored envelope is ours and always has `data`; a damaged row shows `null`.
+    let data = serde_json::from_slice::<Stored>(&record.body)
+        .map(|stored| stored.data)
+        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
     EventObject {
         object: "event",
         id: record.id,
         event_type: record.event_type.clone(),
         livemode: record.mode.is_live(),
         created_at: record.created_at,
-        data: envelope.get("data").cloned().unwrap_or_default(),
+        data,
         delivery_count: None,
         deliveries: None,
     }

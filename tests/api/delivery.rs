@@ -22,7 +22,42 @@ on_both_stores!(
     bad_events_are_refused_and_store_nothing,
     redirects_and_timeouts_are_failures_and_show_in_metrics,
     events_honour_idempotency_keys,
+    the_payload_is_delivered_exactly_as_sent,
 );
+
+async fn the_payload_is_delivered_exactly_as_sent(app: TestApp) {
+    let merchant = app.create_merchant("Exact bytes").await;
+    let receiver = Receiver::start().await;
+    endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    // Key order, number formatting and unicode escapes as the platform wrote them.
+    let payload = r#"{"zeta":1,"alpha":1.50,"name":"Zo\u00eb","list":[3,2,1]}"#;
+    let body = format!(r#"{{"type":"order.created","payload":{payload}}}"#);
+    let response = app
+        .authed(Method::POST, "/v1/events", &merchant.test_token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let answer = response.text().await.unwrap();
+    assert!(answer.contains(payload), "{answer}");
+    let got = receiver.wait_for(1).await;
+    let delivered = String::from_utf8(got[0].body.clone()).unwrap();
+    assert!(
+        delivered.ends_with(&format!(r#""data":{payload}}}"#)),
+        "{delivered}"
+    );
+    let listed = app
+        .authed(Method::GET, "/v1/events", &merchant.test_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(listed.contains(payload), "{listed}");
+}
 
 pub async fn endpoint(app: &TestApp, token: &str, body: Value) -> Value {
     let response = app
