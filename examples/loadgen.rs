@@ -1,0 +1,242 @@
+//! End-to-end load generator: runs the daemon in-process on a temporary SQLite database (or a
+//! PostgreSQL URL), starts loopback receivers, creates a merchant and endpoints, posts 1 KiB
+//! JSON events, and reports ingest and delivery throughput, accepted→received latency, RSS and
+//! CPU. Loopback only, bounded in count and time.
+//!
+//! `cargo run --release --example loadgen -- --events 5000 --endpoints 1 --concurrency 32`
+//! `cargo run --release --example loadgen -- --events 500 --rate 50` (paced latency run)
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use clap::Parser;
+use hooksign::config::{Config, Redacted};
+use hooksign::secrets::MasterKey;
+use hooksign::server::App;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+/// Load-test hooksign on this machine.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Events to post.
+    #[arg(long, default_value_t = 5000)]
+    events: usize,
+    /// Endpoints (each with its own receiver) every event goes to.
+    #[arg(long, default_value_t = 1)]
+    endpoints: usize,
+    /// Requests in flight at once when not paced.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Post at this many events per second instead of as fast as possible.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Initiate a rotation first: every delivery carries two signatures.
+    #[arg(long)]
+    rotation_pending: bool,
+    /// PostgreSQL URL (default: a temporary SQLite database).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    max_seconds: u64,
+}
+
+type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
+
+async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> &'static str {
+    let now = Instant::now();
+    if let Some(id) = headers.get("x-hooksign-event-id").and_then(|v| v.to_str().ok()) {
+        arrivals.lock().unwrap().entry(id.to_owned()).or_default().push(now);
+    }
+    "ok"
+}
+
+fn proc_status(field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().join("data"),
+        master_key: Some(Redacted(MasterKey::generate().to_base64())),
+        ..Config::default()
+    };
+    config.database.url = args
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/hooksign.db").display()));
+    config.log.filter = "warn".into();
+    config.auth.rate_per_sec = 1_000_000;
+    config.auth.burst = 1_000_000;
+    config.delivery.allow_private_networks = true;
+    config.delivery.default_endpoint_max_in_flight = 64;
+    hooksign::telemetry::init_logging(config.log.format, &config.log.filter);
+
+    let app = App::build(config).await?;
+    let base = format!("http://{}", app.local_addr()?);
+    let operator = std::fs::read_to_string(app.operator_key_file.clone().expect("fresh database"))?.trim().to_owned();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let merchant: Value = client
+        .post(format!("{base}/v1/merchants"))
+        .bearer_auth(&operator)
+        .json(&json!({ "name": "load" }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = merchant["api_keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["mode"] == "test"))
+        .and_then(|k| k["token"].as_str())
+        .expect("a test key")
+        .to_owned();
+
+    let arrivals: Arrivals = Arc::default();
+    for _ in 0..args.endpoints {
+        let router = axum::Router::new().fallback(receive).with_state(arrivals.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let created = client
+            .post(format!("{base}/v1/endpoints"))
+            .bearer_auth(&token)
+            .json(&json!({ "url": url, "max_in_flight": 64 }))
+            .send()
+            .await?;
+        anyhow::ensure!(created.status() == 201, "endpoint: {}", created.text().await?);
+    }
+    if args.rotation_pending {
+        client.post(format!("{base}/v1/signing-secret/initiate")).bearer_auth(&token).send().await?;
+    }
+
+    // A 1 KiB event: the payload is padded so the whole envelope is about 1,024 bytes.
+    let padding = "x".repeat(860);
+    let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_seconds);
+    let gate = Arc::new(Semaphore::new(args.concurrency));
+    let mut pace = args.rate.map(|rate| tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64)));
+    let mut tasks = Vec::with_capacity(args.events);
+    for n in 0..args.events {
+        if Instant::now() > deadline {
+            break;
+        }
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
+        let permit = gate.clone().acquire_owned().await?;
+        let (client, base, token, accepted, padding) = (client.clone(), base.clone(), token.clone(), accepted.clone(), padding.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({ "type": "load.test", "payload": { "n": n, "order": "ord_load", "padding": padding } });
+            if let Ok(response) = client.post(format!("{base}/v1/events")).bearer_auth(&token).json(&body).send().await {
+                let at = Instant::now();
+                if response.status() == 202 {
+                    if let Ok(value) = response.json::<Value>().await {
+                        accepted.lock().unwrap().insert(value["id"].as_str().unwrap_or_default().to_owned(), at);
+                    }
+                }
+            }
+            drop(permit);
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let accepted_count = accepted.lock().unwrap().len();
+    let expected = accepted_count * args.endpoints;
+    let mut peak_rss_kib = proc_status("VmRSS:").unwrap_or(0);
+    loop {
+        let received: usize = arrivals.lock().unwrap().values().map(Vec::len).sum();
+        peak_rss_kib = peak_rss_kib.max(proc_status("VmRSS:").unwrap_or(0));
+        if received >= expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total_secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+
+    let accepted = accepted.lock().unwrap();
+    let arrivals = arrivals.lock().unwrap();
+    let mut latencies_ms: Vec<f64> = Vec::new();
+    let mut last_arrival = started;
+    for (id, accepted_at) in accepted.iter() {
+        for arrived in arrivals.get(id).map(Vec::as_slice).unwrap_or(&[]) {
+            // A delivery can arrive before the 202 is read by the client: count that as 0.
+            latencies_ms.push(arrived.saturating_duration_since(*accepted_at).as_secs_f64() * 1000.0);
+            last_arrival = last_arrival.max(*arrived);
+        }
+    }
+    latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    let delivered = latencies_ms.len();
+    let delivery_secs = last_arrival.duration_since(started).as_secs_f64();
+    let report = json!({
+        "database": if args.database_url.is_some() { "postgres" } else { "sqlite" },
+        "events_posted": args.events,
+        "events_accepted": accepted_count,
+        "endpoints": args.endpoints,
+        "rotation_pending": args.rotation_pending,
+        "paced_rate": args.rate,
+        "concurrency": args.concurrency,
+        "events_per_sec_accepted": accepted_count as f64 / ingest_secs,
+        "deliveries_expected": expected,
+        "deliveries_received": delivered,
+        "deliveries_per_sec": delivered as f64 / delivery_secs.max(f64::EPSILON),
+        "latency_ms": {
+            "p50": percentile(&latencies_ms, 0.50),
+            "p90": percentile(&latencies_ms, 0.90),
+            "p99": percentile(&latencies_ms, 0.99),
+            "max": latencies_ms.last().copied().unwrap_or(f64::NAN),
+        },
+        "peak_rss_mib": peak_rss_kib as f64 / 1024.0,
+        "cpu_seconds": cpu,
+        "wall_seconds": total_secs,
+        "note": "RSS and CPU are of the whole process: daemon, receivers and client",
+    });
+    println!("{report}");
+    eprintln!(
+        "{accepted_count} events accepted at {:.0}/s; {delivered}/{expected} deliveries at {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; peak RSS {:.1} MiB; CPU {:.1} s over {:.1} s",
+        report["events_per_sec_accepted"].as_f64().unwrap_or(0.0),
+        report["deliveries_per_sec"].as_f64().unwrap_or(0.0),
+        report["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
+        report["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN),
+        report["latency_ms"]["max"].as_f64().unwrap_or(f64::NAN),
+        report["peak_rss_mib"].as_f64().unwrap_or(0.0),
+        cpu,
+        total_secs,
+    );
+    let _ = stop.send(());
+    let _ = daemon.await;
+    Ok(())
+}
