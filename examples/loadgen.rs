@@ -49,8 +49,16 @@ type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
 
 async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> &'static str {
     let now = Instant::now();
-    if let Some(id) = headers.get("x-hooksign-event-id").and_then(|v| v.to_str().ok()) {
-        arrivals.lock().unwrap().entry(id.to_owned()).or_default().push(now);
+    if let Some(id) = headers
+        .get("x-hooksign-event-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        arrivals
+            .lock()
+            .unwrap()
+            .entry(id.to_owned())
+            .or_default()
+            .push(now);
     }
     "ok"
 }
@@ -63,8 +71,18 @@ fn proc_status(field: &str) -> Option<u64> {
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -98,13 +116,17 @@ async fn main() -> anyhow::Result<()> {
 
     let app = App::build(config).await?;
     let base = format!("http://{}", app.local_addr()?);
-    let operator = std::fs::read_to_string(app.operator_key_file.clone().expect("fresh database"))?.trim().to_owned();
+    let operator = std::fs::read_to_string(app.operator_key_file.clone().expect("fresh database"))?
+        .trim()
+        .to_owned();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
 
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let merchant: Value = client
         .post(format!("{base}/v1/merchants"))
         .bearer_auth(&operator)
@@ -122,7 +144,9 @@ async fn main() -> anyhow::Result<()> {
 
     let arrivals: Arrivals = Arc::default();
     for _ in 0..args.endpoints {
-        let router = axum::Router::new().fallback(receive).with_state(arrivals.clone());
+        let router = axum::Router::new()
+            .fallback(receive)
+            .with_state(arrivals.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/hook", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, router).await });
@@ -132,10 +156,18 @@ async fn main() -> anyhow::Result<()> {
             .json(&json!({ "url": url, "max_in_flight": 64 }))
             .send()
             .await?;
-        anyhow::ensure!(created.status() == 201, "endpoint: {}", created.text().await?);
+        anyhow::ensure!(
+            created.status() == 201,
+            "endpoint: {}",
+            created.text().await?
+        );
     }
     if args.rotation_pending {
-        client.post(format!("{base}/v1/signing-secret/initiate")).bearer_auth(&token).send().await?;
+        client
+            .post(format!("{base}/v1/signing-secret/initiate"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
     }
 
     // A 1 KiB event: the payload is padded so the whole envelope is about 1,024 bytes.
@@ -145,7 +177,9 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_seconds);
     let gate = Arc::new(Semaphore::new(args.concurrency));
-    let mut pace = args.rate.map(|rate| tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64)));
+    let mut pace = args
+        .rate
+        .map(|rate| tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64)));
     let mut tasks = Vec::with_capacity(args.events);
     for n in 0..args.events {
         if Instant::now() > deadline {
@@ -155,7 +189,13 @@ async fn main() -> anyhow::Result<()> {
             pace.tick().await;
         }
         let permit = gate.clone().acquire_owned().await?;
-        let (client, base, token, accepted, padding) = (client.clone(), base.clone(), token.clone(), accepted.clone(), padding.clone());
+        let (client, base, token, accepted, padding) = (
+            client.clone(),
+            base.clone(),
+            token.clone(),
+            accepted.clone(),
+            padding.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let body = json!({ "type": "load.test", "payload": { "n": n, "order": "ord_load", "padding": padding } });
             if let Ok(response) = client.post(format!("{base}/v1/events")).bearer_auth(&token).json(&body).send().await {
@@ -187,14 +227,19 @@ async fn main() -> anyhow::Result<()> {
     let total_secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
 
-    let accepted = accepted.lock().unwrap();
-    let arrivals = arrivals.lock().unwrap();
+    let accepted = accepted.lock().unwrap().clone();
+    let arrivals = arrivals.lock().unwrap().clone();
     let mut latencies_ms: Vec<f64> = Vec::new();
     let mut last_arrival = started;
     for (id, accepted_at) in accepted.iter() {
         for arrived in arrivals.get(id).map(Vec::as_slice).unwrap_or(&[]) {
             // A delivery can arrive before the 202 is read by the client: count that as 0.
-            latencies_ms.push(arrived.saturating_duration_since(*accepted_at).as_secs_f64() * 1000.0);
+            latencies_ms.push(
+                arrived
+                    .saturating_duration_since(*accepted_at)
+                    .as_secs_f64()
+                    * 1000.0,
+            );
             last_arrival = last_arrival.max(*arrived);
         }
     }
