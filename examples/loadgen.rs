@@ -43,6 +43,45 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     max_seconds: u64,
+    /// Instead of events: for this many seconds each, hammer the authenticated
+    /// `GET /v1/api-keys` and a bare axum hello route in the same process, and compare.
+    #[arg(long)]
+    api_bench: Option<u64>,
+}
+
+/// Requests per second of `GET url` with `concurrency` loops for `seconds`.
+async fn hammer(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    concurrency: usize,
+    seconds: u64,
+) -> f64 {
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut loops = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, token) = (client.clone(), url.to_owned(), token.map(str::to_owned));
+        loops.push(tokio::spawn(async move {
+            let mut done = 0u64;
+            while Instant::now() < until {
+                let mut request = client.get(&url);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                if let Ok(response) = request.send().await {
+                    if response.status().is_success() && response.bytes().await.is_ok() {
+                        done += 1;
+                    }
+                }
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for handle in loops {
+        total += handle.await.unwrap_or(0);
+    }
+    total as f64 / seconds as f64
 }
 
 type Arrivals = Arc<Mutex<HashMap<String, Vec<Instant>>>>;
@@ -141,6 +180,25 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|k| k["token"].as_str())
         .expect("a test key")
         .to_owned();
+
+    if let Some(seconds) = args.api_bench {
+        let hello = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let hello_url = format!("http://{}/", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, hello).await });
+        let keys_url = format!("{base}/v1/api-keys");
+        let api = hammer(&client, &keys_url, Some(&token), args.concurrency, seconds).await;
+        let bare = hammer(&client, &hello_url, None, args.concurrency, seconds).await;
+        let report = json!({ "api_keys_per_sec": api, "hello_per_sec": bare, "ratio": api / bare, "concurrency": args.concurrency });
+        println!("{report}");
+        eprintln!(
+            "GET /v1/api-keys: {api:.0}/s; hello: {bare:.0}/s; ratio {:.2}",
+            api / bare
+        );
+        let _ = stop.send(());
+        let _ = daemon.await;
+        return Ok(());
+    }
 
     let arrivals: Arrivals = Arc::default();
     for _ in 0..args.endpoints {
