@@ -19,9 +19,10 @@ use crate::auth::{LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::engine::DeliveryEngine;
+use crate::ids::DeliveryId;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
-use crate::store::{PgStore, Store};
+use crate::store::{GroupCommit, NewEvent, PgStore, Store};
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
@@ -37,9 +38,21 @@ pub struct AppState {
     pub last_used: Arc<LastUsed>,
     /// The delivery engine (worker loop, HTTP client, caches).
     pub delivery: Arc<DeliveryEngine>,
+    /// Event ingestion, group-committed: concurrent events share a transaction.
+    pub ingest: Arc<GroupCommit<NewEvent, Vec<DeliveryId>>>,
     /// The PostgreSQL store, when that is the backend: the daemon `LISTEN`s on it for work
     /// queued by other instances.
     pub postgres: Option<PgStore>,
+}
+
+/// The most events one ingest transaction holds.
+const INGEST_BATCH: usize = 128;
+
+fn ingest_queue(store: Arc<dyn Store>) -> GroupCommit<NewEvent, Vec<DeliveryId>> {
+    GroupCommit::spawn(INGEST_BATCH, move |events: Arc<[NewEvent]>| {
+        let store = store.clone();
+        async move { store.ingest_events(&events).await }
+    })
 }
 
 /// A built, bound, not yet serving daemon.
@@ -80,13 +93,14 @@ impl App {
         let config_delivery = config.delivery.clone();
         let state = AppState {
             config: Arc::new(config),
-            store,
+            store: store.clone(),
             encryptor: Arc::new(Encryptor::new(&master_key).with_older(&previous_key)),
             clock,
             metrics: crate::telemetry::prometheus(),
             limits: Arc::new(Limits::new(&config_auth)),
             last_used: Arc::new(LastUsed::default()),
-            delivery: Arc::new(DeliveryEngine::new(&config_delivery)?),
+            delivery: Arc::new(DeliveryEngine::new(&config_delivery, store.clone())?),
+            ingest: Arc::new(ingest_queue(store.clone())),
             postgres,
         };
         let operator_key_file = ensure_operator_key(&state).await?;

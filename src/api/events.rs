@@ -111,8 +111,8 @@ pub async fn create(
         created_at: now,
     };
     let deliveries = state
-        .store
-        .ingest_event(&event)
+        .ingest
+        .submit(event)
         .await
         .map_err(ApiError::internal)?;
     if !deliveries.is_empty() {

@@ -3,11 +3,20 @@
 //! concurrency cap, and records the outcome. New work wakes it at once (an in-process signal,
 //! and `LISTEN/NOTIFY` between PostgreSQL daemons); the poll interval is only a fallback.
 //!
+//! Claims beyond an endpoint's free in-flight permits wait in memory behind that endpoint's
+//! deliveries in flight (each finishing delivery sends the next one with the same permits),
+//! and the claim query skips endpoints that are busy, so a flood to one endpoint neither
+//! starves the others nor churns claims.
+//!
+//! Outcomes are group-committed: concurrent outcomes share one transaction, and each delivery
+//! task waits until its outcome is stored.
+//!
 //! Decrypted secrets are cached per merchant and mode and checked against the version the
 //! claim read from the database, which every rotation bumps: a delivery is never signed with
 //! a secret older than its batch, and unchanged secrets are not re-read per delivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -19,18 +28,39 @@ use tokio_util::task::TaskTracker;
 
 use super::retry::{AttemptResult, Decision, RetryPolicy};
 use super::sender::{build_client, send_attempt, AttemptContext};
+use crate::clock::Timestamp;
 use crate::config::DeliveryConfig;
-use crate::ids::{AuditId, EndpointId, MerchantId};
+use crate::ids::{AuditId, DeliveryId, EndpointId, MerchantId};
 use crate::keys::Mode;
 use crate::secrets::keyring::{load_keyring, Keyring};
 use crate::server::AppState;
 use crate::store::{
-    AttemptRecord, ClaimedDelivery, EndpointRecord, FinishedAttempt, NewAuditEvent,
+    AttemptRecord, ClaimedDelivery, DisabledReason, EndpointRecord, FinishedAttempt, GroupCommit,
+    NewAuditEvent, Store,
 };
 
-/// How far a delivery is pushed back when its endpoint is at its in-flight cap, so the next
-/// claim reaches other endpoints' work first.
+/// How far a claimed delivery is pushed back when it is handed back unsent (its endpoint's queue
+/// is full), so the next claim reaches other endpoints' work first.
 const SATURATED_BACKOFF_MS: i64 = 250;
+
+/// The most outcomes one transaction records.
+const OUTCOME_BATCH: usize = 256;
+
+/// Claims queued in memory behind one endpoint's deliveries in flight, at most.
+const MAX_WAITING_PER_ENDPOINT: usize = 256;
+
+/// Endpoints named in one claim query as busy, at most (the rest are handed back if claimed).
+const MAX_BUSY_SKIPPED: usize = 200;
+
+/// A queued claim is sent only if its attempt can end this long before its lease does.
+const LEASE_MARGIN_MS: i64 = 1_000;
+
+/// One endpoint's in-flight cap on this daemon, and the claims waiting for it.
+struct EndpointSlot {
+    cap: u32,
+    semaphore: Arc<Semaphore>,
+    waiting: VecDeque<(ClaimedDelivery, Timestamp)>,
+}
 
 /// Decrypted secrets and the `secrets_version` they were read at.
 type CachedKeyring = (i64, Arc<Keyring>);
@@ -42,11 +72,14 @@ pub struct DeliveryEngine {
     allow_private_networks: bool,
     wake: Notify,
     global: Arc<Semaphore>,
-    per_endpoint: Mutex<HashMap<EndpointId, (u32, Arc<Semaphore>)>>,
+    per_endpoint: Mutex<HashMap<EndpointId, EndpointSlot>>,
+    stopping: AtomicBool,
     keyrings: Mutex<HashMap<(MerchantId, Mode), CachedKeyring>>,
     policy: RetryPolicy,
+    /// Outcomes of attempts, group-committed: concurrent outcomes share a transaction.
+    outcomes: GroupCommit<(String, FinishedAttempt), DisabledReason>,
     tasks: TaskTracker,
-    batches: std::sync::atomic::AtomicU64,
+    batches: AtomicU64,
 }
 
 impl std::fmt::Debug for DeliveryEngine {
@@ -58,15 +91,25 @@ impl std::fmt::Debug for DeliveryEngine {
 }
 
 impl DeliveryEngine {
-    /// An engine configured from `[delivery]`.
-    pub fn new(config: &DeliveryConfig) -> anyhow::Result<Self> {
+    /// An engine configured from `[delivery]`, recording outcomes in `store`. Starts its
+    /// outcome writer on the current tokio runtime.
+    pub fn new(config: &DeliveryConfig, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let outcomes = GroupCommit::spawn(
+            OUTCOME_BATCH,
+            move |attempts: Arc<[(String, FinishedAttempt)]>| {
+                let store = store.clone();
+                async move { store.finish_attempts(&attempts).await }
+            },
+        );
         Ok(Self {
+            outcomes,
             worker_id: format!("worker-{}", uuid::Uuid::now_v7().simple()),
             client: build_client(config.allow_private_networks)?,
             allow_private_networks: config.allow_private_networks,
             wake: Notify::new(),
             global: Arc::new(Semaphore::new(config.max_in_flight)),
             per_endpoint: Mutex::new(HashMap::new()),
+            stopping: AtomicBool::new(false),
             keyrings: Mutex::new(HashMap::new()),
             policy: RetryPolicy {
                 schedule: config
@@ -78,7 +121,7 @@ impl DeliveryEngine {
                 retry_after_cap: Duration::seconds(config.retry_after_cap_secs as i64),
             },
             tasks: TaskTracker::new(),
-            batches: std::sync::atomic::AtomicU64::new(0),
+            batches: AtomicU64::new(0),
         })
     }
 
@@ -102,22 +145,74 @@ impl DeliveryEngine {
         self.tasks.len()
     }
 
-    fn endpoint_permit(&self, endpoint: &EndpointRecord) -> Option<OwnedSemaphorePermit> {
-        let mut caps = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = caps.entry(endpoint.id).or_insert_with(|| {
-            (
-                endpoint.max_in_flight,
-                Arc::new(Semaphore::new(endpoint.max_in_flight as usize)),
-            )
+    /// Takes one of the endpoint's in-flight permits, or, when it has none free, queues the
+    /// claim behind the endpoint's deliveries in flight (a finishing delivery sends it next).
+    /// Gives the claim back when even the queue is full.
+    fn admit(
+        &self,
+        claim: ClaimedDelivery,
+        lease_until: Timestamp,
+    ) -> Result<Option<(ClaimedDelivery, OwnedSemaphorePermit)>, DeliveryId> {
+        let mut slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        let endpoint = &claim.endpoint;
+        let slot = slots.entry(endpoint.id).or_insert_with(|| EndpointSlot {
+            cap: endpoint.max_in_flight,
+            semaphore: Arc::new(Semaphore::new(endpoint.max_in_flight as usize)),
+            waiting: VecDeque::new(),
         });
-        if entry.0 != endpoint.max_in_flight {
+        if slot.cap != endpoint.max_in_flight {
             // The cap was changed: new attempts use a fresh semaphore of the new size.
-            *entry = (
-                endpoint.max_in_flight,
-                Arc::new(Semaphore::new(endpoint.max_in_flight as usize)),
-            );
+            slot.cap = endpoint.max_in_flight;
+            slot.semaphore = Arc::new(Semaphore::new(endpoint.max_in_flight as usize));
         }
-        entry.1.clone().try_acquire_owned().ok()
+        if slot.waiting.is_empty() {
+            if let Ok(permit) = slot.semaphore.clone().try_acquire_owned() {
+                return Ok(Some((claim, permit)));
+            }
+        }
+        if slot.waiting.len() >= MAX_WAITING_PER_ENDPOINT {
+            return Err(claim.id);
+        }
+        slot.waiting.push_back((claim, lease_until));
+        Ok(None)
+    }
+
+    /// The next claim queued behind an endpoint, for a delivery of that endpoint that has just
+    /// finished and still holds its permits. Claims whose lease would run out before an attempt
+    /// could finish are handed back in `expired` instead.
+    fn next_waiting(
+        &self,
+        endpoint: EndpointId,
+        now: Timestamp,
+        expired: &mut Vec<ClaimedDelivery>,
+    ) -> Option<ClaimedDelivery> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = slots.get_mut(&endpoint)?;
+        while let Some((claim, lease_until)) = slot.waiting.pop_front() {
+            let attempt_ends = now
+                + Duration::milliseconds(i64::from(claim.endpoint.timeout_ms))
+                + Duration::milliseconds(LEASE_MARGIN_MS);
+            if attempt_ends < lease_until {
+                return Some(claim);
+            }
+            expired.push(claim);
+        }
+        None
+    }
+
+    /// Endpoints this daemon cannot start more deliveries to: all permits taken, or claims
+    /// already queued. The claim query skips them.
+    fn busy_endpoints(&self) -> Vec<EndpointId> {
+        let slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter(|(_, slot)| !slot.waiting.is_empty() || slot.semaphore.available_permits() == 0)
+            .map(|(id, _)| *id)
+            .take(MAX_BUSY_SKIPPED)
+            .collect()
     }
 
     async fn keyring(
@@ -132,16 +227,21 @@ impl DeliveryEngine {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            if *version == claim.secrets_version {
+            if *version >= claim.secrets_version {
                 return Ok(keyring.clone());
             }
         }
         let keyring =
             Arc::new(load_keyring(state.store.as_ref(), &state.encryptor, key.0, key.1).await?);
-        self.keyrings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, (claim.secrets_version, keyring.clone()));
+        let mut keyrings = self.keyrings.lock().unwrap_or_else(|p| p.into_inner());
+        // What was just read is at least as new as the claim's version; a newer cached entry
+        // (read for a later claim) is kept.
+        if keyrings
+            .get(&key)
+            .is_none_or(|(version, _)| *version <= claim.secrets_version)
+        {
+            keyrings.insert(key, (claim.secrets_version, keyring.clone()));
+        }
         Ok(keyring)
     }
 
@@ -157,42 +257,55 @@ impl DeliveryEngine {
         }
         let now = state.clock.now();
         let lease_until = now + Duration::seconds(config.lease_secs as i64);
-        let batch = self
-            .batches
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let batch = self.batches.fetch_add(1, Ordering::Relaxed);
         let lease = format!("{}/{batch}", self.worker_id);
+        let busy = self.busy_endpoints();
         let claimed = state
             .store
-            .claim_due(&lease, now, lease_until, room as u32)
+            .claim_due(&lease, now, lease_until, room as u32, &busy)
             .await?;
-        let mut saturated = Vec::new();
+        let mut handed_back = Vec::new();
         let mut started = 0;
         for claim in claimed {
-            let permits = self.endpoint_permit(&claim.endpoint).and_then(|endpoint| {
-                self.global
-                    .clone()
-                    .try_acquire_owned()
-                    .ok()
-                    .map(|global| (endpoint, global))
-            });
-            let Some(permits) = permits else {
-                saturated.push(claim.id);
+            let (claim, endpoint_permit) = match self.admit(claim, lease_until) {
+                Ok(Some(admitted)) => admitted,
+                Ok(None) => continue,
+                Err(id) => {
+                    handed_back.push(id);
+                    continue;
+                }
+            };
+            let Ok(global_permit) = self.global.clone().try_acquire_owned() else {
+                handed_back.push(claim.id);
                 continue;
             };
             started += 1;
             let engine = Arc::clone(self);
             let state = state.clone();
             self.tasks.spawn(async move {
-                engine.deliver(&state, claim).await;
-                drop(permits);
+                // The permits stay with this task while it sends the endpoint's queued claims.
+                let endpoint = claim.endpoint.id;
+                let mut next = Some(claim);
+                let mut expired = Vec::new();
+                while let Some(claim) = next {
+                    engine.deliver(&state, claim).await;
+                    next = engine.next_waiting(endpoint, state.clock.now(), &mut expired);
+                }
+                drop((endpoint_permit, global_permit));
+                for claim in expired {
+                    let _ = state
+                        .store
+                        .release_claims(&claim.lease, &[claim.id], state.clock.now())
+                        .await;
+                }
                 engine.wake();
             });
         }
-        if !saturated.is_empty() {
+        if !handed_back.is_empty() {
             let later = now + Duration::milliseconds(SATURATED_BACKOFF_MS);
             state
                 .store
-                .release_claims(&lease, &saturated, later)
+                .release_claims(&lease, &handed_back, later)
                 .await?;
         }
         metrics::gauge!("hooksign_deliveries_in_flight").set(self.tasks.len() as f64);
@@ -203,7 +316,7 @@ impl DeliveryEngine {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .filter(|(_, semaphore)| semaphore.available_permits() == 0)
+            .filter(|slot| slot.semaphore.available_permits() == 0)
             .count();
         metrics::gauge!("hooksign_endpoints_at_in_flight_cap").set(saturated_endpoints as f64);
         Ok(started)
@@ -253,7 +366,7 @@ impl DeliveryEngine {
             now: state.clock.now(),
             disable_after: Duration::seconds(state.config.delivery.disable_after_secs as i64),
         };
-        match state.store.finish_attempt(&claim.lease, &finished).await {
+        match self.outcomes.submit((claim.lease.clone(), finished)).await {
             Ok(Some(reason)) => audit_disabled(state, &claim.endpoint, &reason).await,
             Ok(None) => {}
             Err(err) => {
@@ -294,6 +407,9 @@ impl DeliveryEngine {
                 () = tokio::time::sleep(poll) => {}
             }
         }
+        // Deliveries in flight finish, but queued claims are not started: their leases are
+        // given back below.
+        self.stopping.store(true, Ordering::Relaxed);
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
             .await
@@ -304,6 +420,11 @@ impl DeliveryEngine {
                 "deliveries still in flight at the shutdown deadline"
             );
         }
+        self.per_endpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values_mut()
+            .for_each(|slot| slot.waiting.clear());
         if let Err(err) = state.store.release_worker(&self.worker_id).await {
             tracing::error!(error = %err, "cannot release delivery leases at shutdown");
         }

@@ -212,9 +212,14 @@ pub trait DeliveryStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
 
-    /// Writes the event and one delivery per enabled endpoint whose filter matches, in one
-    /// transaction. Returns the deliveries created.
-    async fn ingest_event(&self, event: &NewEvent) -> StoreResult<Vec<DeliveryId>>;
+    /// Writes each event and one delivery per enabled endpoint whose filter matches, all in one
+    /// transaction. Returns the deliveries created for each event, in order.
+    async fn ingest_events(&self, events: &[NewEvent]) -> StoreResult<Vec<Vec<DeliveryId>>>;
+    /// [`DeliveryStore::ingest_events`] for one event.
+    async fn ingest_event(&self, event: &NewEvent) -> StoreResult<Vec<DeliveryId>> {
+        let mut created = self.ingest_events(std::slice::from_ref(event)).await?;
+        created.pop().ok_or(super::StoreError::NotFound)
+    }
     /// Events of a merchant and mode, newest first.
     async fn list_events(
         &self,
@@ -231,13 +236,15 @@ pub trait DeliveryStore {
     ) -> StoreResult<(EventRecord, Vec<DeliveryRecord>)>;
 
     /// Claims up to `limit` due deliveries under the claim `lease` (unique per batch, prefixed
-    /// by the worker's id and `/`) until `lease_until`.
+    /// by the worker's id and `/`) until `lease_until`, skipping the endpoints in `busy` (the
+    /// ones this daemon cannot send more to right now).
     async fn claim_due(
         &self,
         lease: &str,
         now: Timestamp,
         lease_until: Timestamp,
         limit: u32,
+        busy: &[EndpointId],
     ) -> StoreResult<Vec<ClaimedDelivery>>;
     /// Gives claimed deliveries back unattempted, due again at `due_at`.
     async fn release_claims(
@@ -248,13 +255,24 @@ pub trait DeliveryStore {
     ) -> StoreResult<()>;
     /// Gives back every lease a worker holds (at shutdown).
     async fn release_worker(&self, worker: &str) -> StoreResult<u64>;
-    /// Records an attempt and its consequence for the delivery and the endpoint's health.
-    /// Returns the reason when the endpoint was disabled by it.
+    /// Records attempts, each under its lease, and their consequences for the deliveries and
+    /// the endpoints' health, all in one transaction. Returns, for each attempt in order, the
+    /// reason when the endpoint was disabled by it.
+    async fn finish_attempts(
+        &self,
+        attempts: &[(String, FinishedAttempt)],
+    ) -> StoreResult<Vec<DisabledReason>>;
+    /// [`DeliveryStore::finish_attempts`] for one attempt.
     async fn finish_attempt(
         &self,
         lease: &str,
         attempt: &FinishedAttempt,
-    ) -> StoreResult<DisabledReason>;
+    ) -> StoreResult<DisabledReason> {
+        let mut disabled = self
+            .finish_attempts(&[(lease.to_owned(), attempt.clone())])
+            .await?;
+        disabled.pop().ok_or(super::StoreError::NotFound)
+    }
 
     /// Deliveries of a merchant and mode, newest first.
     async fn list_deliveries(
@@ -626,58 +644,93 @@ macro_rules! impl_delivery_store {
                 Ok(())
             }
 
-            async fn ingest_event(
+            async fn ingest_events(
                 &self,
-                event: &$crate::store::NewEvent,
-            ) -> $crate::store::StoreResult<Vec<$crate::ids::DeliveryId>> {
-                let now = $crate::clock::to_millis(event.created_at);
+                events: &[$crate::store::NewEvent],
+            ) -> $crate::store::StoreResult<Vec<Vec<$crate::ids::DeliveryId>>> {
+                // Rows per multi-row INSERT: well under either database's bind-parameter limit.
+                const ROWS_PER_INSERT: usize = 256;
                 let mut tx = self.pool.begin().await?;
                 // The write comes first: on SQLite it takes the write lock before any read.
-                sqlx::query(
-                    "INSERT INTO events (id, merchant_id, mode, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(event.id.to_string())
-                .bind(event.merchant_id.to_string())
-                .bind(event.mode.as_str())
-                .bind(&event.event_type)
-                .bind(&event.body)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                let targets: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT id, event_types FROM endpoints WHERE merchant_id = $1 AND mode = $2 AND enabled = TRUE",
-                )
-                .bind(event.merchant_id.to_string())
-                .bind(event.mode.as_str())
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut created = Vec::new();
-                for (endpoint_id, types) in targets {
-                    let filter: Vec<String> = types.split_whitespace().map(str::to_owned).collect();
-                    if !$crate::delivery::filter::accepts(&filter, &event.event_type) {
-                        continue;
-                    }
-                    let id = $crate::ids::DeliveryId::new();
-                    sqlx::query(
-                        "INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, mode, status, attempts, \
-                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
-                    )
-                    .bind(id.to_string())
-                    .bind(event.id.to_string())
-                    .bind(&endpoint_id)
-                    .bind(event.merchant_id.to_string())
-                    .bind(event.mode.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    created.push(id);
+                for chunk in events.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO events (id, merchant_id, mode, type, body, created_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, event| {
+                        row.push_bind(event.id.to_string())
+                            .push_bind(event.merchant_id.to_string())
+                            .push_bind(event.mode.as_str())
+                            .push_bind(event.event_type.clone())
+                            .push_bind(event.body.clone())
+                            .push_bind($crate::clock::to_millis(event.created_at));
+                    });
+                    insert.build().persistent(false).execute(&mut *tx).await?;
                 }
-                if !created.is_empty() && !$notify.is_empty() {
+                // Endpoints are read once per merchant and mode.
+                let mut targets: std::collections::HashMap<(String, &'static str), Vec<(String, Vec<String>)>> =
+                    std::collections::HashMap::new();
+                // (delivery, event, endpoint, merchant, mode, time)
+                let mut rows: Vec<($crate::ids::DeliveryId, String, String, String, &'static str, i64)> = Vec::new();
+                let mut created_all = Vec::with_capacity(events.len());
+                for event in events {
+                    let key = (event.merchant_id.to_string(), event.mode.as_str());
+                    if !targets.contains_key(&key) {
+                        let found: Vec<(String, String)> = sqlx::query_as(
+                            "SELECT id, event_types FROM endpoints WHERE merchant_id = $1 AND mode = $2 AND enabled = TRUE",
+                        )
+                        .bind(&key.0)
+                        .bind(key.1)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        let found = found
+                            .into_iter()
+                            .map(|(id, types)| (id, types.split_whitespace().map(str::to_owned).collect()))
+                            .collect();
+                        targets.insert(key.clone(), found);
+                    }
+                    let mut created = Vec::new();
+                    for (endpoint_id, filter) in &targets[&key] {
+                        if !$crate::delivery::filter::accepts(filter, &event.event_type) {
+                            continue;
+                        }
+                        let id = $crate::ids::DeliveryId::new();
+                        rows.push((
+                            id,
+                            event.id.to_string(),
+                            endpoint_id.clone(),
+                            key.0.clone(),
+                            key.1,
+                            $crate::clock::to_millis(event.created_at),
+                        ));
+                        created.push(id);
+                    }
+                    created_all.push(created);
+                }
+                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, mode, status, attempts, \
+                         next_attempt_at, created_at, updated_at) ",
+                    );
+                    insert.push_values(chunk, |mut row, (id, event, endpoint, merchant, mode, at)| {
+                        row.push_bind(id.to_string())
+                            .push_bind(event.clone())
+                            .push_bind(endpoint.clone())
+                            .push_bind(merchant.clone())
+                            .push_bind(*mode)
+                            .push_bind("pending")
+                            .push_bind(0_i64)
+                            .push_bind(*at)
+                            .push_bind(*at)
+                            .push_bind(*at);
+                    });
+                    insert.build().persistent(false).execute(&mut *tx).await?;
+                }
+                if !rows.is_empty() && !$notify.is_empty() {
                     // Delivered to listening daemons when the transaction commits.
                     sqlx::query($notify).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok(created)
+                Ok(created_all)
             }
 
             async fn list_events(
@@ -746,25 +799,34 @@ macro_rules! impl_delivery_store {
                 now: $crate::clock::Timestamp,
                 lease_until: $crate::clock::Timestamp,
                 limit: u32,
+                busy: &[$crate::ids::EndpointId],
             ) -> $crate::store::StoreResult<Vec<$crate::store::ClaimedDelivery>> {
                 let now = $crate::clock::to_millis(now);
                 let lease = $crate::clock::to_millis(lease_until);
+                let skip = if busy.is_empty() {
+                    String::new()
+                } else {
+                    let params: Vec<String> = (0..busy.len()).map(|n| format!("${}", n + 5)).collect();
+                    format!("AND d.endpoint_id NOT IN ({}) ", params.join(", "))
+                };
                 let claim = format!(
                     "UPDATE deliveries SET lease_until = $1, leased_by = $2 WHERE id IN (\
                      SELECT d.id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
                      JOIN merchants m ON m.id = d.merchant_id \
                      WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until < $3) AND e.enabled = TRUE AND m.disabled = FALSE \
-                     ORDER BY d.next_attempt_at LIMIT $4 {})",
+                     {skip}ORDER BY d.next_attempt_at LIMIT $4 {})",
                     $lock
                 );
-                let claimed = sqlx::query(&claim)
+                let mut query = sqlx::query(&claim)
                     .bind(lease)
                     .bind(worker)
                     .bind(now)
-                    .bind(i64::from(limit))
-                    .execute(&self.pool)
-                    .await?;
+                    .bind(i64::from(limit));
+                for endpoint in busy {
+                    query = query.bind(endpoint.to_string());
+                }
+                let claimed = query.execute(&self.pool).await?;
                 if claimed.rows_affected() == 0 {
                     return Ok(Vec::new());
                 }
@@ -812,95 +874,113 @@ macro_rules! impl_delivery_store {
                 Ok(released.rows_affected())
             }
 
-            async fn finish_attempt(
+            async fn finish_attempts(
                 &self,
-                worker: &str,
-                attempt: &$crate::store::FinishedAttempt,
-            ) -> $crate::store::StoreResult<$crate::store::DisabledReason> {
+                attempts: &[(String, $crate::store::FinishedAttempt)],
+            ) -> $crate::store::StoreResult<Vec<$crate::store::DisabledReason>> {
                 use $crate::delivery::retry::Decision;
-                let now = $crate::clock::to_millis(attempt.now);
-                let record = &attempt.record;
+                const ROWS_PER_INSERT: usize = 256;
                 let mut tx = self.pool.begin().await?;
-                // Only the holder of the lease records the outcome (a lease that ran out may
-                // have been taken over; the attempt is still recorded, the state is not).
-                let (status, next, delivered_at) = match attempt.decision {
-                    Decision::Delivered => ("delivered", now, Some(now)),
-                    Decision::RetryAt(at) => ("pending", $crate::clock::to_millis(at), None),
-                    Decision::Failed | Decision::FailedAndDisableEndpoint => ("failed", now, None),
-                };
-                let owned = sqlx::query(
-                    "UPDATE deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, lease_until = NULL, \
-                     leased_by = NULL, last_status = $5, last_error = $6, delivered_at = COALESCE($7, delivered_at), \
-                     updated_at = $8 WHERE id = $1 AND leased_by = $2",
-                )
-                .bind(attempt.delivery_id.to_string())
-                .bind(worker)
-                .bind(status)
-                .bind(next)
-                .bind(record.status_code.map(i64::from))
-                .bind(record.error_class.as_deref())
-                .bind(delivered_at)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, status_code, latency_ms, \
-                     error_class, response_body, signatures) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind($crate::ids::AuditId::new().to_string().replacen("aud_", "att_", 1))
-                .bind(attempt.delivery_id.to_string())
-                .bind(i64::from(record.attempt))
-                .bind($crate::clock::to_millis(record.started_at))
-                .bind(record.status_code.map(i64::from))
-                .bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
-                .bind(record.error_class.as_deref())
-                .bind(&record.response_body)
-                .bind(record.signatures.join(" "))
-                .execute(&mut *tx)
-                .await?;
-                let mut disabled = None;
-                if owned.rows_affected() == 1 {
+                let mut results = Vec::with_capacity(attempts.len());
+                // Endpoints whose last outcome in this batch is a delivery: their failure streak
+                // ends (one write per endpoint, and only if there is a streak).
+                let mut recovered: Vec<String> = Vec::new();
+                for (lease, attempt) in attempts {
+                    let now = $crate::clock::to_millis(attempt.now);
+                    let record = &attempt.record;
+                    // Only the holder of the lease records the outcome (a lease that ran out may
+                    // have been taken over; the attempt is still recorded, the state is not).
+                    let (status, next, delivered_at) = match attempt.decision {
+                        Decision::Delivered => ("delivered", now, Some(now)),
+                        Decision::RetryAt(at) => ("pending", $crate::clock::to_millis(at), None),
+                        Decision::Failed | Decision::FailedAndDisableEndpoint => ("failed", now, None),
+                    };
+                    let owned = sqlx::query(
+                        "UPDATE deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, lease_until = NULL, \
+                         leased_by = NULL, last_status = $5, last_error = $6, delivered_at = COALESCE($7, delivered_at), \
+                         updated_at = $8 WHERE id = $1 AND leased_by = $2",
+                    )
+                    .bind(attempt.delivery_id.to_string())
+                    .bind(lease)
+                    .bind(status)
+                    .bind(next)
+                    .bind(record.status_code.map(i64::from))
+                    .bind(record.error_class.as_deref())
+                    .bind(delivered_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let mut disabled = None;
                     let endpoint = attempt.endpoint_id.to_string();
-                    if attempt.decision == Decision::Delivered {
-                        sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                            .bind(&endpoint)
-                            .execute(&mut *tx)
-                            .await?;
-                    } else {
-                        let since: Option<Option<i64>> = sqlx::query_scalar(
-                            "UPDATE endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
-                        )
-                        .bind(&endpoint)
-                        .bind(now)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        let failing_for = since.flatten().map(|since| now - since).unwrap_or(0);
-                        let reason = if attempt.decision == Decision::FailedAndDisableEndpoint {
-                            Some("the endpoint answered 410 Gone".to_owned())
-                        } else if failing_for >= attempt.disable_after.num_milliseconds() {
-                            let since = $crate::clock::rfc3339($crate::clock::from_millis(now - failing_for));
-                            Some(format!("every delivery attempt has failed since {since}"))
+                    if owned.rows_affected() == 1 {
+                        if attempt.decision == Decision::Delivered {
+                            if !recovered.contains(&endpoint) {
+                                recovered.push(endpoint);
+                            }
                         } else {
-                            None
-                        };
-                        if let Some(reason) = reason {
-                            let changed = sqlx::query(
-                                "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 \
-                                 WHERE id = $1 AND enabled = TRUE",
+                            recovered.retain(|other| *other != endpoint);
+                            let since: Option<Option<i64>> = sqlx::query_scalar(
+                                "UPDATE endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
                             )
                             .bind(&endpoint)
-                            .bind(&reason)
                             .bind(now)
-                            .execute(&mut *tx)
+                            .fetch_optional(&mut *tx)
                             .await?;
-                            if changed.rows_affected() == 1 {
-                                disabled = Some(reason);
+                            let failing_for = since.flatten().map(|since| now - since).unwrap_or(0);
+                            let reason = if attempt.decision == Decision::FailedAndDisableEndpoint {
+                                Some("the endpoint answered 410 Gone".to_owned())
+                            } else if failing_for >= attempt.disable_after.num_milliseconds() {
+                                let since = $crate::clock::rfc3339($crate::clock::from_millis(now - failing_for));
+                                Some(format!("every delivery attempt has failed since {since}"))
+                            } else {
+                                None
+                            };
+                            if let Some(reason) = reason {
+                                let changed = sqlx::query(
+                                    "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 \
+                                     WHERE id = $1 AND enabled = TRUE",
+                                )
+                                .bind(&endpoint)
+                                .bind(&reason)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                                if changed.rows_affected() == 1 {
+                                    disabled = Some(reason);
+                                }
                             }
                         }
                     }
+                    results.push(disabled);
+                }
+                for endpoint in &recovered {
+                    sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                        .bind(endpoint)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // Every attempt is recorded, owned or not.
+                for chunk in attempts.chunks(ROWS_PER_INSERT) {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, status_code, latency_ms, \
+                         error_class, response_body, signatures) ",
+                    );
+                    insert.push_values(chunk, |mut row, (_, attempt)| {
+                        let record = &attempt.record;
+                        row.push_bind($crate::ids::AuditId::new().to_string().replacen("aud_", "att_", 1))
+                            .push_bind(attempt.delivery_id.to_string())
+                            .push_bind(i64::from(record.attempt))
+                            .push_bind($crate::clock::to_millis(record.started_at))
+                            .push_bind(record.status_code.map(i64::from))
+                            .push_bind(i64::try_from(record.latency_ms).unwrap_or(i64::MAX))
+                            .push_bind(record.error_class.clone())
+                            .push_bind(record.response_body.clone())
+                            .push_bind(record.signatures.join(" "));
+                    });
+                    insert.build().persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                Ok(disabled)
+                Ok(results)
             }
 
             async fn list_deliveries(

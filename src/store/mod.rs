@@ -8,6 +8,7 @@
 
 mod api_keys;
 mod deliveries;
+mod group_commit;
 mod guards;
 mod merchants;
 mod postgres;
@@ -25,6 +26,7 @@ pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
     DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
 };
+pub use group_commit::GroupCommit;
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;

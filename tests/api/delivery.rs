@@ -23,6 +23,7 @@ on_both_stores!(
     redirects_and_timeouts_are_failures_and_show_in_metrics,
     events_honour_idempotency_keys,
     the_payload_is_delivered_exactly_as_sent,
+    a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others,
 );
 
 async fn the_payload_is_delivered_exactly_as_sent(app: TestApp) {
@@ -623,6 +624,57 @@ async fn filters_choose_which_endpoints_receive_an_event(app: TestApp) {
         send_event(&app, &merchant.live_token, "order.created", json!({})).await["delivery_count"],
         0
     );
+}
+
+async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: TestApp) {
+    let merchant = app.create_merchant("Slow and fast").await;
+    let slow = Receiver::start().await;
+    slow.set_delay(std::time::Duration::from_millis(200));
+    let fast = Receiver::start().await;
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": slow.url, "event_types": ["slow.*"], "max_in_flight": 2 }),
+    )
+    .await;
+    endpoint(
+        &app,
+        &merchant.test_token,
+        json!({ "url": fast.url, "event_types": ["fast.*"] }),
+    )
+    .await;
+    // Twelve deliveries at two at a time and 200 ms each take at least 1.2 s; the ones
+    // claimed beyond the cap wait in memory behind the two in flight.
+    for n in 0..12 {
+        send_event(&app, &merchant.test_token, "slow.tick", json!({ "n": n })).await;
+    }
+    for n in 0..5 {
+        send_event(&app, &merchant.test_token, "fast.tick", json!({ "n": n })).await;
+    }
+    fast.wait_for(5).await;
+    assert!(
+        slow.received().len() < 12,
+        "the fast endpoint waited for the slow one"
+    );
+    let got = slow.wait_for(12).await;
+    assert_eq!(slow.most_in_flight(), 2, "the cap of 2 is used and kept");
+    let ids = slow.distinct("x-hooksign-delivery-id");
+    assert_eq!(ids.len(), 12, "each delivery sent once");
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-hooksign-attempt") == Some("1")));
+    // Every outcome is recorded and no lease is left behind.
+    for id in &ids {
+        wait_status(&app, &merchant.test_token, id, "delivered").await;
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE leased_by IS NOT NULL")
+            .await,
+        0
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(slow.received().len(), 12);
+    assert_eq!(fast.received().len(), 5);
 }
 
 async fn the_test_ping_reports_the_attempt(app: TestApp) {

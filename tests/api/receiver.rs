@@ -31,6 +31,8 @@ struct Inner {
     received: Vec<Received>,
     script: VecDeque<(u16, Vec<(String, String)>)>,
     delay: Duration,
+    in_flight: usize,
+    most_in_flight: usize,
 }
 
 /// A running receiver.
@@ -45,11 +47,17 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, &'static str) {
-    let delay = inner.lock().unwrap().delay;
+    let delay = {
+        let mut inner = inner.lock().unwrap();
+        inner.in_flight += 1;
+        inner.most_in_flight = inner.most_in_flight.max(inner.in_flight);
+        inner.delay
+    };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     let mut inner = inner.lock().unwrap();
+    inner.in_flight -= 1;
     inner.received.push(Received {
         headers: headers
             .iter()
@@ -105,6 +113,11 @@ impl Receiver {
     /// Answers only after `delay` (a slow receiver).
     pub fn set_delay(&self, delay: Duration) {
         self.inner.lock().unwrap().delay = delay;
+    }
+
+    /// The most requests this receiver has had in progress at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.inner.lock().unwrap().most_in_flight
     }
 
     /// Distinct values of a header over everything received.

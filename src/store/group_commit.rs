@@ -1,0 +1,163 @@
+//! Group commit: writes that arrive while a transaction is being committed wait, and then share
+//! the next transaction. One writer task per queue drains whatever is waiting (up to a limit),
+//! hands it to a batch function that writes it in one transaction, and answers each caller with
+//! its own result once that transaction has committed.
+//!
+//! Nothing waits on purpose: a lone write is committed at once. Under load, the time one
+//! commit takes is the time the next batch has to fill, so throughput grows with concurrency
+//! while each caller still gets its answer only after its data is durable.
+//!
+//! When a batch fails as a whole, each item is retried in a transaction of its own, so one bad
+//! item does not fail the others and every caller gets the error that is really its own.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{StoreError, StoreResult};
+
+type BatchFuture<O> = Pin<Box<dyn Future<Output = StoreResult<Vec<O>>> + Send>>;
+type BatchFn<I, O> = Arc<dyn Fn(Arc<[I]>) -> BatchFuture<O> + Send + Sync>;
+type Job<I, O> = (I, oneshot::Sender<StoreResult<O>>);
+
+/// A queue of writes committed in groups by one writer task.
+pub struct GroupCommit<I, O> {
+    queue: mpsc::UnboundedSender<Job<I, O>>,
+}
+
+impl<I, O> std::fmt::Debug for GroupCommit<I, O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+impl<I, O> GroupCommit<I, O>
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    /// Starts the writer task (on the current tokio runtime). `batch` must write every item in
+    /// one transaction and return one result per item, in order. The task ends when the
+    /// `GroupCommit` is dropped and its queue is empty.
+    pub fn spawn<F, Fut>(max_batch: usize, batch: F) -> Self
+    where
+        F: Fn(Arc<[I]>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = StoreResult<Vec<O>>> + Send + 'static,
+    {
+        let batch: BatchFn<I, O> = Arc::new(move |items| Box::pin(batch(items)));
+        let (queue, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(writer(receiver, max_batch.max(1), batch));
+        Self { queue }
+    }
+
+    /// Queues `item` and waits until the transaction holding it has committed (or failed).
+    pub async fn submit(&self, item: I) -> StoreResult<O> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send((item, reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the group-commit writer has stopped".to_owned())
+}
+
+async fn writer<I, O>(
+    mut receiver: mpsc::UnboundedReceiver<Job<I, O>>,
+    max_batch: usize,
+    batch: BatchFn<I, O>,
+) where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let mut jobs = Vec::with_capacity(max_batch);
+    while receiver.recv_many(&mut jobs, max_batch).await > 0 {
+        let (items, replies): (Vec<I>, Vec<_>) = jobs.drain(..).unzip();
+        metrics::histogram!("hooksign_group_commit_size").record(items.len() as f64);
+        let items: Arc<[I]> = items.into();
+        match batch(items.clone()).await {
+            Ok(results) if results.len() == replies.len() => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
+            }
+            Ok(_) => {
+                for reply in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(
+                        "a group commit returned the wrong number of results".to_owned(),
+                    )));
+                }
+            }
+            Err(_) if replies.len() > 1 => {
+                // Find out whose write failed: each one again, alone.
+                for (item, reply) in items.iter().cloned().zip(replies) {
+                    let result = batch(Arc::from([item]))
+                        .await
+                        .and_then(|mut one| one.pop().ok_or_else(stopped));
+                    let _ = reply.send(result);
+                }
+            }
+            Err(err) => {
+                if let Some(reply) = replies.into_iter().next() {
+                    let _ = reply.send(Err(err));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_writes_share_transactions_and_get_their_own_results() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let group = Arc::new(GroupCommit::spawn(64, move |items: Arc<[u32]>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok(items.iter().map(|n| n * 2).collect())
+            }
+        }));
+        let handles: Vec<_> = (0..100u32)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { (n, group.submit(n).await.unwrap()) })
+            })
+            .collect();
+        for handle in handles {
+            let (n, doubled) = handle.await.unwrap();
+            assert_eq!(doubled, n * 2);
+        }
+        let batches = calls.load(Ordering::SeqCst);
+        assert!(batches < 100, "100 writes took {batches} transactions");
+    }
+
+    #[tokio::test]
+    async fn a_failing_item_fails_alone() {
+        let group = Arc::new(GroupCommit::spawn(64, |items: Arc<[u32]>| async move {
+            if items.contains(&13) {
+                return Err(StoreError::Conflict("unlucky"));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Ok(items.to_vec())
+        }));
+        let handles: Vec<_> = (0..30u32)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { (n, group.submit(n).await) })
+            })
+            .collect();
+        for handle in handles {
+            match handle.await.unwrap() {
+                (13, result) => assert!(matches!(result, Err(StoreError::Conflict("unlucky")))),
+                (n, result) => assert_eq!(result.unwrap(), n),
+            }
+        }
+    }
+}
