@@ -189,10 +189,14 @@ async fn main() -> anyhow::Result<()> {
         let keys_url = format!("{base}/v1/api-keys");
         let api = hammer(&client, &keys_url, Some(&token), args.concurrency, seconds).await;
         let bare = hammer(&client, &hello_url, None, args.concurrency, seconds).await;
-        let report = json!({ "api_keys_per_sec": api, "hello_per_sec": bare, "ratio": api / bare, "concurrency": args.concurrency });
+        // The daemon's own middleware (request id, metrics, log line) without authentication or
+        // a database read: where the rest of the gap is.
+        let health_url = format!("{base}/healthz");
+        let health = hammer(&client, &health_url, None, args.concurrency, seconds).await;
+        let report = json!({ "api_keys_per_sec": api, "hello_per_sec": bare, "healthz_per_sec": health, "ratio": api / bare, "concurrency": args.concurrency });
         println!("{report}");
         eprintln!(
-            "GET /v1/api-keys: {api:.0}/s; hello: {bare:.0}/s; ratio {:.2}",
+            "GET /v1/api-keys: {api:.0}/s; hello: {bare:.0}/s; ratio {:.2}; daemon /healthz: {health:.0}/s",
             api / bare
         );
         let _ = stop.send(());

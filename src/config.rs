@@ -119,6 +119,10 @@ pub struct AuthConfig {
     pub failed_auth_per_minute: u32,
     /// How often batched `last_used_at` updates are written.
     pub last_used_flush_secs: u64,
+    /// SQLite only: how long an API key read stays cached at most (0 = read on every
+    /// request). Any change through hooksign, in this or another process on the same database
+    /// file, is seen on the next request regardless; this bounds only changes made with raw SQL.
+    pub key_cache_secs: u64,
 }
 
 /// `[delivery]`
@@ -248,6 +252,7 @@ impl Default for AuthConfig {
             burst: 200,
             failed_auth_per_minute: 30,
             last_used_flush_secs: 5,
+            key_cache_secs: 5,
         }
     }
 }

@@ -24,9 +24,28 @@ use crate::provision::{create_operator_key, Actor};
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
 use crate::store::{GroupCommit, NewEvent, PgStore, Store};
 
-/// Everything a handler may need; cheap to clone.
+/// Everything a handler may need. One shared allocation: cloning it (axum does so for every
+/// middleware and handler of every request) is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub encryptor: Arc<Encryptor>,
@@ -91,7 +110,7 @@ impl App {
         let (store, postgres) = crate::store::connect_with_postgres(&config).await?;
         let config_auth = config.auth.clone();
         let config_delivery = config.delivery.clone();
-        let state = AppState {
+        let state = AppState::new(Shared {
             config: Arc::new(config),
             store: store.clone(),
             encryptor: Arc::new(Encryptor::new(&master_key).with_older(&previous_key)),
@@ -102,7 +121,7 @@ impl App {
             delivery: Arc::new(DeliveryEngine::new(&config_delivery, store.clone())?),
             ingest: Arc::new(ingest_queue(store.clone())),
             postgres,
-        };
+        });
         let operator_key_file = ensure_operator_key(&state).await?;
         let addr = state.config.listen_addr()?;
         let listener = TcpListener::bind(addr)

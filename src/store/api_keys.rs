@@ -176,6 +176,10 @@ macro_rules! impl_api_key_store {
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
             ) -> $crate::store::StoreResult<Vec<$crate::store::ApiKeyRecord>> {
+                let ticket = match self.keys.list(merchant, mode) {
+                    Ok(keys) => return Ok(keys),
+                    Err(ticket) => ticket,
+                };
                 let sql = format!(
                     "SELECT {} FROM api_keys k WHERE k.merchant_id = $1 AND k.kind = $2",
                     $crate::store::sql::KEY_COLUMNS
@@ -185,7 +189,9 @@ macro_rules! impl_api_key_store {
                     .bind(mode.as_str())
                     .fetch_all(&self.pool)
                     .await?;
-                rows.into_iter().map(TryInto::try_into).collect()
+                let keys = rows.into_iter().map(TryInto::try_into).collect::<Result<Vec<_>, _>>()?;
+                self.keys.keep_list(ticket, merchant, mode, &keys);
+                Ok(keys)
             }
 
             async fn create_api_key(
@@ -209,6 +215,7 @@ macro_rules! impl_api_key_store {
                 Self::append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, key.id).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(record)
             }
 
@@ -256,6 +263,7 @@ macro_rules! impl_api_key_store {
                 Self::append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(record)
             }
 
@@ -283,6 +291,7 @@ macro_rules! impl_api_key_store {
                 Self::append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(record)
             }
 
@@ -302,6 +311,7 @@ macro_rules! impl_api_key_store {
                 sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
                 Self::append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(())
             }
 
@@ -341,6 +351,7 @@ macro_rules! impl_api_key_store {
                 Self::append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(record)
             }
 
@@ -363,6 +374,7 @@ macro_rules! impl_api_key_store {
                     .await?;
                 }
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(())
             }
         }

@@ -66,6 +66,7 @@ macro_rules! impl_merchant_store {
                 Self::insert_key(&mut tx, key).await?;
                 Self::append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(())
             }
 
@@ -107,6 +108,7 @@ macro_rules! impl_merchant_store {
                 }
                 Self::append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(())
             }
 
@@ -159,6 +161,7 @@ macro_rules! impl_merchant_store {
                 let record = row.ok_or($crate::store::StoreError::NotFound)?.try_into()?;
                 Self::append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
+                self.keys.changed();
                 Ok(record)
             }
 
@@ -166,6 +169,10 @@ macro_rules! impl_merchant_store {
                 &self,
                 token_hash: &str,
             ) -> $crate::store::StoreResult<Option<$crate::store::AuthRecord>> {
+                let ticket = match self.keys.find(token_hash) {
+                    Ok(found) => return Ok(Some(found)),
+                    Err(ticket) => ticket,
+                };
                 let sql = format!(
                     "SELECT {}, COALESCE(m.disabled, FALSE) AS merchant_disabled FROM api_keys k \
                      LEFT JOIN merchants m ON m.id = k.merchant_id WHERE k.token_hash = $1",
@@ -173,7 +180,13 @@ macro_rules! impl_merchant_store {
                 );
                 let row: Option<$crate::store::sql::AuthRow> =
                     sqlx::query_as(&sql).bind(token_hash).fetch_optional(&self.pool).await?;
-                row.map(TryInto::try_into).transpose()
+                let found: Option<$crate::store::AuthRecord> = row.map(TryInto::try_into).transpose()?;
+                // Only keys that exist are kept: a miss is not cached, so a key created by
+                // anyone works at once.
+                if let Some(found) = &found {
+                    self.keys.keep(ticket, token_hash, found);
+                }
+                Ok(found)
             }
 
             async fn get_api_key(

@@ -10,6 +10,7 @@ mod api_keys;
 mod deliveries;
 mod group_commit;
 mod guards;
+pub mod key_cache;
 mod merchants;
 mod postgres;
 pub(crate) mod records;
@@ -123,7 +124,9 @@ pub async fn connect_with_postgres(
     let mut postgres = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
         DatabaseKind::Sqlite => Arc::new(
-            SqliteStore::connect(&config.database.url, config.database.max_connections).await?,
+            SqliteStore::connect(&config.database.url, config.database.max_connections)
+                .await?
+                .with_key_cache(std::time::Duration::from_secs(config.auth.key_cache_secs))?,
         ),
         DatabaseKind::Postgres => {
             let store =

@@ -1,12 +1,14 @@
 //! PostgreSQL: for several daemons sharing one database (and, with the delivery engine, one
 //! queue).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+use super::key_cache::KeyCache;
 use super::sql::impl_store;
 use super::StoreResult;
 
@@ -16,6 +18,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Always disabled: daemons on other machines share no signal a cache could wait on, so
+    /// every request reads its key (see `key_cache.rs`).
+    keys: Arc<KeyCache>,
 }
 
 impl PgStore {
@@ -26,7 +31,10 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keys: Arc::new(KeyCache::disabled()),
+        })
     }
 
     /// The pool, for tests that inspect raw rows.

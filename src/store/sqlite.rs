@@ -1,13 +1,16 @@
 //! SQLite: the embedded default, for one machine. WAL mode, a busy timeout so writers queue
 //! instead of failing, and foreign keys on.
 
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+use super::key_cache::KeyCache;
 use super::sql::impl_store;
 use super::StoreResult;
 
@@ -17,6 +20,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// API keys cached between changes (see `key_cache.rs`); off unless enabled.
+    keys: Arc<KeyCache>,
+    /// The database file (`None` in memory).
+    file: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -29,6 +36,8 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true);
         let path = options.get_filename();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = (!in_memory).then(|| path.to_path_buf());
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
         }
@@ -37,7 +46,19 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(15))
             .connect_with(options)
             .await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            keys: Arc::new(KeyCache::disabled()),
+            file,
+        })
+    }
+
+    /// Caches API keys for up to `max_age` between changes (zero: no cache). Daemons and CLI
+    /// processes sharing this database file see each other's changes at once.
+    pub fn with_key_cache(mut self, max_age: Duration) -> StoreResult<Self> {
+        let cache = KeyCache::new(max_age, self.file.as_deref()).map_err(sqlx::Error::Io)?;
+        self.keys = Arc::new(cache);
+        Ok(self)
     }
 
     /// The pool, for tests that inspect raw rows.

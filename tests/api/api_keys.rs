@@ -1140,3 +1140,62 @@ async fn failed_authentications_are_limited_per_client_ip() {
         .unwrap();
     assert_error(blocked, 429, "rate_limited", "rate_limited").await;
 }
+
+/// On SQLite, keys are cached between changes made through hooksign; a change made behind its
+/// back with raw SQL is seen once `auth.key_cache_secs` has passed. PostgreSQL reads the key
+/// on every request and sees it at once.
+async fn raw_sql_changes_are_seen_within_the_cache_age(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |config| config.auth.key_cache_secs = 1).await else {
+        return;
+    };
+    let merchant = app.create_merchant("Raw SQL").await;
+    let victim = created(&app, &merchant.live_token, "victim").await;
+    let token = victim["token"].as_str().unwrap();
+    let status = || async {
+        app.authed(Method::GET, "/v1/api-keys", token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(status().await, 200, "the key works (and is now cached)");
+    app.execute(&format!(
+        "UPDATE api_keys SET active = FALSE WHERE id = '{}'",
+        victim["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    match backend {
+        Backend::Postgres => assert_eq!(status().await, 401, "read on every request"),
+        Backend::Sqlite => {
+            let started = std::time::Instant::now();
+            while status().await == 200 {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(3),
+                    "the raw change was still unseen after the cache age"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_error(
+        app.authed(Method::GET, "/v1/api-keys", token)
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "authentication",
+        "api_key_inactive",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_sql_changes_are_seen_within_the_cache_age_on_sqlite() {
+    raw_sql_changes_are_seen_within_the_cache_age(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_sql_changes_are_seen_within_the_cache_age_on_postgres() {
+    raw_sql_changes_are_seen_within_the_cache_age(Backend::Postgres).await;
+}

@@ -1,0 +1,311 @@
+//! An in-memory cache of API keys for the SQLite store: the authentication lookup by token
+//! hash, and each merchant's key list. It makes an authenticated request read no key row, while
+//! every change to a key is still seen by the very next request, in this daemon and in any
+//! other daemon or CLI process that shares the same SQLite file.
+//!
+//! How: the cache is valid for one *generation*. Every committed change to a key or to a
+//! merchant's state moves the generation, both in memory and in a small file beside the
+//! database (`<database>-hooksign-keys`), which every process sharing that database reads with
+//! one `pread` per lookup. A generation that moved empties the cache. An entry read from the
+//! database is kept only if the generation did not move while it was being read, so a change
+//! that commits during the read is never hidden. Entries also expire after `max_age`, which
+//! bounds how long a change made behind hooksign's back (raw SQL) can go unseen.
+//!
+//! PostgreSQL daemons can run on different machines, where a shared file is no signal, so the
+//! PostgreSQL store does not use this cache: it reads the key on every request.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{ApiKeyRecord, AuthRecord};
+use crate::ids::MerchantId;
+use crate::keys::Mode;
+
+/// Entries kept per map at most; past that the map is emptied (it refills from use).
+const MAX_ENTRIES: usize = 10_000;
+
+/// The generation a lookup saw: in-process changes and the shared file's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Generation {
+    local: u64,
+    shared: u64,
+}
+
+/// What a miss hands back: the generation to tag the database read with.
+#[derive(Debug, Clone, Copy)]
+#[must_use]
+pub struct Ticket(Option<Generation>);
+
+#[derive(Default)]
+struct State {
+    generation: Option<Generation>,
+    by_hash: HashMap<String, (Instant, AuthRecord)>,
+    lists: HashMap<(MerchantId, Mode), (Instant, Vec<ApiKeyRecord>)>,
+}
+
+/// See the module documentation.
+pub struct KeyCache {
+    max_age: Option<Duration>,
+    shared: Option<File>,
+    local: AtomicU64,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("max_age", &self.max_age)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyCache {
+    /// A cache that never holds anything: every lookup reads the database.
+    pub fn disabled() -> Self {
+        Self {
+            max_age: None,
+            shared: None,
+            local: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// A cache whose entries live at most `max_age` (zero disables it). With `database`, the
+    /// generation is shared through a file beside that database file; without (an in-memory
+    /// database), it is this process's own.
+    pub fn new(max_age: Duration, database: Option<&Path>) -> std::io::Result<Self> {
+        if max_age.is_zero() {
+            return Ok(Self::disabled());
+        }
+        let shared = match database {
+            Some(path) => Some(
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(generation_file(path))?,
+            ),
+            None => None,
+        };
+        Ok(Self {
+            max_age: Some(max_age),
+            shared,
+            local: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    fn current(&self) -> Option<Generation> {
+        self.max_age?;
+        let shared = self.shared.as_ref().map_or(0, |file| {
+            let mut bytes = [0u8; 8];
+            match file.read_at(&mut bytes, 0) {
+                Ok(8) => u64::from_le_bytes(bytes),
+                // Never written yet.
+                Ok(_) => 0,
+                // Unreadable: a fresh value each time, so nothing cached is ever served.
+                Err(_) => rand::random(),
+            }
+        });
+        Some(Generation {
+            local: self.local.load(Ordering::SeqCst),
+            shared,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Brings the state to `generation`, emptying it when the generation moved.
+    fn at(&self, generation: Generation) -> std::sync::MutexGuard<'_, State> {
+        let mut state = self.lock();
+        if state.generation != Some(generation) {
+            state.by_hash.clear();
+            state.lists.clear();
+            state.generation = Some(generation);
+        }
+        state
+    }
+
+    fn fresh(&self, at: Instant) -> bool {
+        self.max_age.is_some_and(|max| at.elapsed() < max)
+    }
+
+    /// The cached authentication record of a token hash, or the ticket to cache a read with.
+    pub fn find(&self, token_hash: &str) -> Result<AuthRecord, Ticket> {
+        let Some(generation) = self.current() else {
+            return Err(Ticket(None));
+        };
+        let state = self.at(generation);
+        match state.by_hash.get(token_hash) {
+            Some((at, record)) if self.fresh(*at) => Ok(record.clone()),
+            _ => Err(Ticket(Some(generation))),
+        }
+    }
+
+    /// Keeps a record read from the database after a [`KeyCache::find`] miss, unless a change
+    /// happened since the miss.
+    pub fn keep(&self, ticket: Ticket, token_hash: &str, record: &AuthRecord) {
+        if let Some(mut state) = self.unchanged_since(ticket) {
+            if state.by_hash.len() >= MAX_ENTRIES {
+                state.by_hash.clear();
+            }
+            state
+                .by_hash
+                .insert(token_hash.to_owned(), (Instant::now(), record.clone()));
+        }
+    }
+
+    /// The cached key list of a merchant and mode, or the ticket to cache a read with.
+    pub fn list(&self, merchant: MerchantId, mode: Mode) -> Result<Vec<ApiKeyRecord>, Ticket> {
+        let Some(generation) = self.current() else {
+            return Err(Ticket(None));
+        };
+        let state = self.at(generation);
+        match state.lists.get(&(merchant, mode)) {
+            Some((at, keys)) if self.fresh(*at) => Ok(keys.clone()),
+            _ => Err(Ticket(Some(generation))),
+        }
+    }
+
+    /// Keeps a list read from the database after a [`KeyCache::list`] miss, unless a change
+    /// happened since the miss.
+    pub fn keep_list(
+        &self,
+        ticket: Ticket,
+        merchant: MerchantId,
+        mode: Mode,
+        keys: &[ApiKeyRecord],
+    ) {
+        if let Some(mut state) = self.unchanged_since(ticket) {
+            if state.lists.len() >= MAX_ENTRIES {
+                state.lists.clear();
+            }
+            state
+                .lists
+                .insert((merchant, mode), (Instant::now(), keys.to_vec()));
+        }
+    }
+
+    fn unchanged_since(&self, ticket: Ticket) -> Option<std::sync::MutexGuard<'_, State>> {
+        let seen = ticket.0?;
+        if self.current() != Some(seen) {
+            return None;
+        }
+        let state = self.lock();
+        (state.generation == Some(seen)).then_some(state)
+    }
+
+    /// Records that keys or merchants changed (call after the change committed): every cache
+    /// sharing this database drops what it holds before its next lookup.
+    pub fn changed(&self) {
+        if self.max_age.is_none() {
+            return;
+        }
+        self.local.fetch_add(1, Ordering::SeqCst);
+        if let Some(file) = &self.shared {
+            // A fresh random value rather than an increment: no read-modify-write race
+            // between processes can make two changes leave the same value behind.
+            let value: u64 = rand::random::<u64>() | 1;
+            if let Err(err) = file.write_at(&value.to_le_bytes(), 0) {
+                tracing::error!(error = %err, "cannot publish an API key change to other processes");
+            }
+        }
+        let mut state = self.lock();
+        state.by_hash.clear();
+        state.lists.clear();
+        state.generation = None;
+    }
+}
+
+/// The generation file of a SQLite database file.
+pub fn generation_file(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-hooksign-keys");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ApiKeyId;
+    use crate::keys::ScopeSet;
+    use crate::store::KeyKind;
+
+    fn record(active: bool) -> AuthRecord {
+        AuthRecord {
+            key: ApiKeyRecord {
+                id: ApiKeyId::new(),
+                merchant_id: Some(MerchantId::new()),
+                kind: KeyKind::Merchant(Mode::Live),
+                name: "k".into(),
+                display_prefix: "hk_live_abcd".into(),
+                scopes: ScopeSet::all(),
+                active,
+                revoked_at: None,
+                expires_at: None,
+                last_used_at: None,
+                created_at: chrono::Utc::now(),
+            },
+            merchant_disabled: false,
+        }
+    }
+
+    #[test]
+    fn a_hit_needs_a_keep_and_a_change_drops_it() {
+        let cache = KeyCache::new(Duration::from_secs(60), None).unwrap();
+        let ticket = cache.find("h").unwrap_err();
+        cache.keep(ticket, "h", &record(true));
+        assert!(cache.find("h").unwrap().key.active);
+        cache.changed();
+        assert!(cache.find("h").is_err());
+    }
+
+    #[test]
+    fn a_read_overtaken_by_a_change_is_not_kept() {
+        let cache = KeyCache::new(Duration::from_secs(60), None).unwrap();
+        let ticket = cache.find("h").unwrap_err();
+        // The key is revoked while the (now stale) row is being read.
+        cache.changed();
+        cache.keep(ticket, "h", &record(true));
+        assert!(cache.find("h").is_err(), "the stale read was not cached");
+    }
+
+    #[test]
+    fn a_change_in_another_process_is_seen_through_the_shared_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("hooksign.db");
+        let here = KeyCache::new(Duration::from_secs(60), Some(&db)).unwrap();
+        let there = KeyCache::new(Duration::from_secs(60), Some(&db)).unwrap();
+        let merchant = MerchantId::new();
+        let ticket = here.list(merchant, Mode::Test).unwrap_err();
+        here.keep_list(ticket, merchant, Mode::Test, &[record(true).key]);
+        assert_eq!(here.list(merchant, Mode::Test).unwrap().len(), 1);
+        there.changed();
+        assert!(here.list(merchant, Mode::Test).is_err());
+        assert!(generation_file(&db).exists());
+    }
+
+    #[test]
+    fn entries_expire_and_a_zero_age_disables_the_cache() {
+        let cache = KeyCache::new(Duration::from_millis(20), None).unwrap();
+        let ticket = cache.find("h").unwrap_err();
+        cache.keep(ticket, "h", &record(true));
+        assert!(cache.find("h").is_ok());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(cache.find("h").is_err());
+
+        let off = KeyCache::new(Duration::ZERO, None).unwrap();
+        let ticket = off.find("h").unwrap_err();
+        off.keep(ticket, "h", &record(true));
+        assert!(off.find("h").is_err());
+    }
+}
