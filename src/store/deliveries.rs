@@ -879,40 +879,53 @@ macro_rules! impl_delivery_store {
                 attempts: &[(String, $crate::store::FinishedAttempt)],
             ) -> $crate::store::StoreResult<Vec<$crate::store::DisabledReason>> {
                 use $crate::delivery::retry::Decision;
-                const ROWS_PER_INSERT: usize = 256;
+                // Rows per multi-row statement: well under either database's parameter limit.
+                const ROWS_PER_STATEMENT: usize = 256;
                 let mut tx = self.pool.begin().await?;
+                // Only the holder of a lease records the outcome in the delivery (a lease that
+                // ran out may have been taken over; the attempt is still recorded, the state is
+                // not). One statement per chunk; it names the deliveries it changed.
+                let mut owned: std::collections::HashSet<String> = std::collections::HashSet::new();
+                for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+                    let mut update = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE deliveries SET status = v.column3, attempts = deliveries.attempts + 1, \
+                         next_attempt_at = v.column4, lease_until = NULL, leased_by = NULL, last_status = v.column5, \
+                         last_error = v.column6, delivered_at = COALESCE(v.column7, deliveries.delivered_at), \
+                         updated_at = v.column8 FROM (",
+                    );
+                    update.push_values(chunk, |mut row, (lease, attempt)| {
+                        let now = $crate::clock::to_millis(attempt.now);
+                        let (status, next, delivered_at) = match attempt.decision {
+                            Decision::Delivered => ("delivered", now, Some(now)),
+                            Decision::RetryAt(at) => ("pending", $crate::clock::to_millis(at), None),
+                            Decision::Failed | Decision::FailedAndDisableEndpoint => ("failed", now, None),
+                        };
+                        row.push_bind(attempt.delivery_id.to_string())
+                            .push_bind(lease.clone())
+                            .push_bind(status)
+                            .push_bind(next)
+                            .push_bind(attempt.record.status_code.map(i64::from))
+                            .push_bind(attempt.record.error_class.clone())
+                            .push_bind(delivered_at)
+                            .push_bind(now);
+                    });
+                    update.push(
+                        ") AS v WHERE deliveries.id = v.column1 AND deliveries.leased_by = v.column2 \
+                         RETURNING deliveries.id",
+                    );
+                    let changed: Vec<String> =
+                        update.build_query_scalar().persistent(false).fetch_all(&mut *tx).await?;
+                    owned.extend(changed);
+                }
                 let mut results = Vec::with_capacity(attempts.len());
                 // Endpoints whose last outcome in this batch is a delivery: their failure streak
                 // ends (one write per endpoint, and only if there is a streak).
                 let mut recovered: Vec<String> = Vec::new();
-                for (lease, attempt) in attempts {
+                for (_, attempt) in attempts {
                     let now = $crate::clock::to_millis(attempt.now);
-                    let record = &attempt.record;
-                    // Only the holder of the lease records the outcome (a lease that ran out may
-                    // have been taken over; the attempt is still recorded, the state is not).
-                    let (status, next, delivered_at) = match attempt.decision {
-                        Decision::Delivered => ("delivered", now, Some(now)),
-                        Decision::RetryAt(at) => ("pending", $crate::clock::to_millis(at), None),
-                        Decision::Failed | Decision::FailedAndDisableEndpoint => ("failed", now, None),
-                    };
-                    let owned = sqlx::query(
-                        "UPDATE deliveries SET status = $3, attempts = attempts + 1, next_attempt_at = $4, lease_until = NULL, \
-                         leased_by = NULL, last_status = $5, last_error = $6, delivered_at = COALESCE($7, delivered_at), \
-                         updated_at = $8 WHERE id = $1 AND leased_by = $2",
-                    )
-                    .bind(attempt.delivery_id.to_string())
-                    .bind(lease)
-                    .bind(status)
-                    .bind(next)
-                    .bind(record.status_code.map(i64::from))
-                    .bind(record.error_class.as_deref())
-                    .bind(delivered_at)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
                     let mut disabled = None;
                     let endpoint = attempt.endpoint_id.to_string();
-                    if owned.rows_affected() == 1 {
+                    if owned.contains(&attempt.delivery_id.to_string()) {
                         if attempt.decision == Decision::Delivered {
                             if !recovered.contains(&endpoint) {
                                 recovered.push(endpoint);
@@ -960,7 +973,7 @@ macro_rules! impl_delivery_store {
                         .await?;
                 }
                 // Every attempt is recorded, owned or not.
-                for chunk in attempts.chunks(ROWS_PER_INSERT) {
+                for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, status_code, latency_ms, \
                          error_class, response_body, signatures) ",
