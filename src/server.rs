@@ -67,8 +67,19 @@ pub struct Shared {
 /// The most events one ingest transaction holds.
 const INGEST_BATCH: usize = 128;
 
+/// Group-commit writers for a backend: SQLite has one writer at a time anyway; PostgreSQL
+/// commits several batches side by side.
+pub fn group_commit_writers(store: &dyn Store) -> usize {
+    if store.backend() == "postgres" {
+        4
+    } else {
+        1
+    }
+}
+
 fn ingest_queue(store: Arc<dyn Store>) -> GroupCommit<NewEvent, Vec<DeliveryId>> {
-    GroupCommit::spawn(INGEST_BATCH, move |events: Arc<[NewEvent]>| {
+    let writers = group_commit_writers(store.as_ref());
+    GroupCommit::spawn_writers(writers, INGEST_BATCH, move |events: Arc<[NewEvent]>| {
         let store = store.clone();
         async move { store.ingest_events(&events).await }
     })

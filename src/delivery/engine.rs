@@ -94,7 +94,8 @@ impl DeliveryEngine {
     /// An engine configured from `[delivery]`, recording outcomes in `store`. Starts its
     /// outcome writer on the current tokio runtime.
     pub fn new(config: &DeliveryConfig, store: Arc<dyn Store>) -> anyhow::Result<Self> {
-        let outcomes = GroupCommit::spawn(
+        let outcomes = GroupCommit::spawn_writers(
+            crate::server::group_commit_writers(store.as_ref()),
             OUTCOME_BATCH,
             move |attempts: Arc<[(String, FinishedAttempt)]>| {
                 let store = store.clone();

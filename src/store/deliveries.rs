@@ -917,11 +917,16 @@ macro_rules! impl_delivery_store {
                         update.build_query_scalar().persistent(false).fetch_all(&mut *tx).await?;
                     owned.extend(changed);
                 }
-                let mut results = Vec::with_capacity(attempts.len());
+                let mut results = vec![None; attempts.len()];
                 // Endpoints whose last outcome in this batch is a delivery: their failure streak
                 // ends (one write per endpoint, and only if there is a streak).
                 let mut recovered: Vec<String> = Vec::new();
-                for (_, attempt) in attempts {
+                // Endpoint rows are written in id order (in batch order per endpoint), so
+                // concurrent batches on PostgreSQL never wait on each other in a cycle.
+                let mut order: Vec<usize> = (0..attempts.len()).collect();
+                order.sort_by_key(|n| attempts[*n].1.endpoint_id.to_string());
+                for n in order {
+                    let attempt = &attempts[n].1;
                     let now = $crate::clock::to_millis(attempt.now);
                     let mut disabled = None;
                     let endpoint = attempt.endpoint_id.to_string();
@@ -964,8 +969,9 @@ macro_rules! impl_delivery_store {
                             }
                         }
                     }
-                    results.push(disabled);
+                    results[n] = disabled;
                 }
+                recovered.sort();
                 for endpoint in &recovered {
                     sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
                         .bind(endpoint)

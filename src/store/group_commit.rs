@@ -46,9 +46,23 @@ where
         F: Fn(Arc<[I]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = StoreResult<Vec<O>>> + Send + 'static,
     {
+        Self::spawn_writers(1, max_batch, batch)
+    }
+
+    /// Like [`GroupCommit::spawn`] with `writers` tasks committing batches side by side (for a
+    /// database that takes concurrent writers, such as PostgreSQL: while one batch waits for
+    /// its commit, the next one is already being written).
+    pub fn spawn_writers<F, Fut>(writers: usize, max_batch: usize, batch: F) -> Self
+    where
+        F: Fn(Arc<[I]>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = StoreResult<Vec<O>>> + Send + 'static,
+    {
         let batch: BatchFn<I, O> = Arc::new(move |items| Box::pin(batch(items)));
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(writer(receiver, max_batch.max(1), batch));
+        let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
+        for _ in 0..writers.max(1) {
+            tokio::spawn(writer(receiver.clone(), max_batch.max(1), batch.clone()));
+        }
         Self { queue }
     }
 
@@ -65,7 +79,7 @@ fn stopped() -> StoreError {
 }
 
 async fn writer<I, O>(
-    mut receiver: mpsc::UnboundedReceiver<Job<I, O>>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job<I, O>>>>,
     max_batch: usize,
     batch: BatchFn<I, O>,
 ) where
@@ -73,7 +87,8 @@ async fn writer<I, O>(
     O: Send + 'static,
 {
     let mut jobs = Vec::with_capacity(max_batch);
-    while receiver.recv_many(&mut jobs, max_batch).await > 0 {
+    // The receiver is held only while waiting for work, never while writing.
+    while receiver.lock().await.recv_many(&mut jobs, max_batch).await > 0 {
         let (items, replies): (Vec<I>, Vec<_>) = jobs.drain(..).unzip();
         metrics::histogram!("hooksign_group_commit_size").record(items.len() as f64);
         let items: Arc<[I]> = items.into();
@@ -136,6 +151,42 @@ mod tests {
         }
         let batches = calls.load(Ordering::SeqCst);
         assert!(batches < 100, "100 writes took {batches} transactions");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_writers_commit_side_by_side() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (now, peak) = (running.clone(), most.clone());
+        let group = Arc::new(GroupCommit::spawn_writers(
+            3,
+            4,
+            move |items: Arc<[u32]>| {
+                let (now, peak) = (now.clone(), peak.clone());
+                async move {
+                    let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(at_once, Ordering::SeqCst);
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok(items.iter().map(|n| n + 1).collect())
+                }
+            },
+        ));
+        let handles: Vec<_> = (0..40u32)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { (n, group.submit(n).await.unwrap()) })
+            })
+            .collect();
+        for handle in handles {
+            let (n, plus_one) = handle.await.unwrap();
+            assert_eq!(plus_one, n + 1);
+        }
+        let peak = most.load(Ordering::SeqCst);
+        assert!(
+            (2..=3).contains(&peak),
+            "{peak} batches were in progress at once"
+        );
     }
 
     #[tokio::test]
