@@ -1,5 +1,6 @@
 //! Nothing lost, nothing doubled: `kill -9` mid-flood, two daemons sharing one queue, graceful
-//! shutdown giving leases back, and endpoints disabled after failing for too long.
+//! shutdown giving leases back, endpoints disabled after failing for too long, and key changes
+//! seen at once by another daemon process (through the SQLite key cache's shared generation).
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -19,6 +20,7 @@ on_both_stores!(
     graceful_shutdown_finishes_in_flight_work_and_releases_leases,
     an_endpoint_failing_for_too_long_is_disabled,
     an_accepted_event_survives_kill_9,
+    a_key_change_in_one_process_applies_at_once_in_another,
 );
 
 async fn two_daemons_share_the_queue_without_doubling(app: TestApp) {
@@ -322,4 +324,80 @@ async fn an_accepted_event_survives_kill_9(mut app: TestApp) {
         missing.len(),
         accepted.len()
     );
+}
+
+async fn a_key_change_in_one_process_applies_at_once_in_another(app: TestApp) {
+    // The real binary and this process serve the same database, each with its own key cache.
+    let merchant = app.create_merchant("Two processes").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _daemon = start_daemon(&app, dir.path(), port);
+    let other = format!("http://127.0.0.1:{port}");
+    let created: Value = app
+        .authed(Method::POST, "/v1/api-keys", &merchant.live_token)
+        .json(&json!({ "name": "shared" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, token) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["token"].as_str().unwrap().to_owned(),
+    );
+    let on = |base: &str, path: &str, token: &str| {
+        app.client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+    };
+    // Both processes have now read (and cached) the key and the list.
+    for base in [app.base.as_str(), other.as_str()] {
+        assert_eq!(
+            on(base, "/v1/api-keys", &token).await.unwrap().status(),
+            200
+        );
+    }
+    // A change through the other process is seen here on the next request...
+    let renamed = app
+        .client
+        .patch(format!("{other}/v1/api-keys/{id}"))
+        .bearer_auth(&merchant.live_token)
+        .json(&json!({ "name": "renamed" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let listed: Value = on(&app.base, "/v1/api-keys", &token)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<_> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(names.contains(&"renamed".to_owned()), "{names:?}");
+    // ...and a revocation here is seen there on the next request.
+    let revoked = app
+        .authed(
+            Method::POST,
+            &format!("/v1/api-keys/{id}/revoke"),
+            &merchant.live_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_error(
+        on(&other, "/v1/api-keys", &token).await.unwrap(),
+        401,
+        "authentication",
+        "api_key_revoked",
+    )
+    .await;
 }
