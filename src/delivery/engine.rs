@@ -52,6 +52,9 @@ const MAX_WAITING_PER_ENDPOINT: usize = 256;
 /// Endpoints named in one claim query as busy, at most (the rest are handed back if claimed).
 const MAX_BUSY_SKIPPED: usize = 200;
 
+/// Endpoint slots kept before idle ones are forgotten.
+const MAX_IDLE_SLOTS: usize = 1_024;
+
 /// A queued claim is sent only if its attempt can end this long before its lease does.
 const LEASE_MARGIN_MS: i64 = 1_000;
 
@@ -207,7 +210,14 @@ impl DeliveryEngine {
     /// Endpoints this daemon cannot start more deliveries to: all permits taken, or claims
     /// already queued. The claim query skips them.
     fn busy_endpoints(&self) -> Vec<EndpointId> {
-        let slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
+        if slots.len() > MAX_IDLE_SLOTS {
+            // Forget endpoints with nothing in flight and nothing waiting: the map stays as
+            // large as the set of endpoints being delivered to, not every endpoint ever seen.
+            slots.retain(|_, slot| {
+                !slot.waiting.is_empty() || slot.semaphore.available_permits() < slot.cap as usize
+            });
+        }
         slots
             .iter()
             .filter(|(_, slot)| !slot.waiting.is_empty() || slot.semaphore.available_permits() == 0)
