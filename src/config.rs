@@ -63,6 +63,19 @@ pub struct DatabaseConfig {
     pub url: String,
     /// Connection pool size.
     pub max_connections: u32,
+    /// SQLite only: `full` flushes the write-ahead log to disk at every commit, so an event
+    /// answered 202 survives a power loss; `normal` flushes only at checkpoints (faster; a
+    /// process crash loses nothing, a power loss can lose the last commits).
+    pub sqlite_synchronous: SqliteSynchronousMode,
+}
+
+/// `database.sqlite_synchronous`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronousMode {
+    #[default]
+    Full,
+    Normal,
 }
 
 /// `[http]`
@@ -212,6 +225,7 @@ impl Default for DatabaseConfig {
         Self {
             url: "sqlite://hooksign-data/hooksign.db".into(),
             max_connections: 10,
+            sqlite_synchronous: SqliteSynchronousMode::Full,
         }
     }
 }

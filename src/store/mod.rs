@@ -124,9 +124,13 @@ pub async fn connect_with_postgres(
     let mut postgres = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
         DatabaseKind::Sqlite => Arc::new(
-            SqliteStore::connect(&config.database.url, config.database.max_connections)
-                .await?
-                .with_key_cache(std::time::Duration::from_secs(config.auth.key_cache_secs))?,
+            SqliteStore::connect(
+                &config.database.url,
+                config.database.max_connections,
+                config.database.sqlite_synchronous,
+            )
+            .await?
+            .with_key_cache(std::time::Duration::from_secs(config.auth.key_cache_secs))?,
         ),
         DatabaseKind::Postgres => {
             let store =

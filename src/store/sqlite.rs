@@ -13,6 +13,7 @@ use sqlx::SqlitePool;
 use super::key_cache::KeyCache;
 use super::sql::impl_store;
 use super::StoreResult;
+use crate::config::SqliteSynchronousMode;
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -27,12 +28,21 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `url`, e.g. `sqlite://hooksign-data/hooksign.db`.
-    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+    /// Opens (creating if needed) the database at `url`, e.g. `sqlite://hooksign-data/hooksign.db`,
+    /// in WAL mode with the given durability of commits.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        synchronous: SqliteSynchronousMode,
+    ) -> StoreResult<Self> {
+        let synchronous = match synchronous {
+            SqliteSynchronousMode::Full => SqliteSynchronous::Full,
+            SqliteSynchronousMode::Normal => SqliteSynchronous::Normal,
+        };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true);
         let path = options.get_filename();
@@ -73,3 +83,31 @@ super::guards::impl_guard_store!(SqliteStore);
 super::deliveries::impl_delivery_store!(SqliteStore, sqlx::Sqlite, "", "");
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_are_flushed_as_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, expected) in [
+            (SqliteSynchronousMode::Full, 2_i64),
+            (SqliteSynchronousMode::Normal, 1),
+        ] {
+            let url = format!("sqlite://{}", dir.path().join("s.db").display());
+            let store = SqliteStore::connect(&url, 2, mode).await.unwrap();
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(level, expected, "{mode:?}");
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            assert_eq!(journal, "wal");
+            store.pool().close().await;
+        }
+    }
+}

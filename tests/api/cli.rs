@@ -328,7 +328,7 @@ fn rekey_reseals_every_secret_and_is_idempotent() {
             "sqlite://{}",
             dir.path().join("hooksign-data/hooksign.db").display()
         );
-        let store = hooksign::store::SqliteStore::connect(&url, 1)
+        let store = hooksign::store::SqliteStore::connect(&url, 1, Default::default())
             .await
             .unwrap();
         use hooksign::store::SecretStore as _;
