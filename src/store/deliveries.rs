@@ -815,10 +815,10 @@ macro_rules! impl_delivery_store {
                      JOIN merchants m ON m.id = d.merchant_id \
                      WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
                      AND (d.lease_until IS NULL OR d.lease_until < $3) AND e.enabled = TRUE AND m.disabled = FALSE \
-                     {skip}ORDER BY d.next_attempt_at LIMIT $4 {})",
+                     {skip}ORDER BY d.next_attempt_at LIMIT $4 {}) RETURNING id",
                     $lock
                 );
-                let mut query = sqlx::query(&claim)
+                let mut query = sqlx::query_scalar(&claim)
                     .bind(lease)
                     .bind(worker)
                     .bind(now)
@@ -826,19 +826,26 @@ macro_rules! impl_delivery_store {
                 for endpoint in busy {
                     query = query.bind(endpoint.to_string());
                 }
-                let claimed = query.execute(&self.pool).await?;
-                if claimed.rows_affected() == 0 {
+                let claimed: Vec<String> = query.fetch_all(&self.pool).await?;
+                if claimed.is_empty() {
                     return Ok(Vec::new());
                 }
-                let details = format!(
+                // The batch is read back by primary key (and still only while it is ours).
+                let mut details = sqlx::QueryBuilder::<$db>::new(format!(
                     "SELECT {}, d.id AS delivery_id, d.leased_by, d.event_id, ev.type AS event_type, ev.body, d.attempts, \
                      m.secrets_version FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
                      JOIN events ev ON ev.id = d.event_id JOIN merchants m ON m.id = d.merchant_id \
-                     WHERE d.leased_by = $1 AND d.status = 'pending' ORDER BY d.next_attempt_at",
+                     WHERE d.status = 'pending' AND d.leased_by = ",
                     $crate::store::deliveries::ENDPOINT_COLUMNS
-                );
+                ));
+                details.push_bind(worker).push(" AND d.id IN (");
+                let mut ids = details.separated(", ");
+                for id in &claimed {
+                    ids.push_bind(id.as_str());
+                }
+                details.push(") ORDER BY d.next_attempt_at");
                 let rows: Vec<$crate::store::deliveries::ClaimRow> =
-                    sqlx::query_as(&details).bind(worker).fetch_all(&self.pool).await?;
+                    details.build_query_as().persistent(false).fetch_all(&self.pool).await?;
                 rows.into_iter().map(TryInto::try_into).collect()
             }
 
