@@ -5,6 +5,12 @@
 //!
 //! `cargo run --release --example loadgen -- --events 5000 --endpoints 1 --concurrency 32`
 //! `cargo run --release --example loadgen -- --events 500 --rate 50` (paced latency run)
+//!
+//! Or against a running daemon (then RSS and CPU are the daemon's own, read from `/proc`):
+//! `loadgen --target http://127.0.0.1:8080 --operator-key-file hooksign-data/operator.key
+//! --daemon-pid $(pgrep -x hooksign)`. The daemon must let deliveries reach loopback
+//! (`HOOKSIGN_DELIVERY__ALLOW_PRIVATE_NETWORKS=true`) and allow the request rate
+//! (`HOOKSIGN_AUTH__RATE_PER_SEC` and `HOOKSIGN_AUTH__BURST`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +53,15 @@ struct Args {
     /// `GET /v1/api-keys` and a bare axum hello route in the same process, and compare.
     #[arg(long)]
     api_bench: Option<u64>,
+    /// Load a running daemon at this base URL instead of starting one.
+    #[arg(long, requires = "operator_key_file")]
+    target: Option<String>,
+    /// With `--target`: the operator key file of that daemon (a merchant is created with it).
+    #[arg(long)]
+    operator_key_file: Option<std::path::PathBuf>,
+    /// With `--target`: the daemon's process id, to report its own RSS and CPU.
+    #[arg(long, requires = "target")]
+    daemon_pid: Option<u32>,
 }
 
 /// Requests per second of `GET url` with `concurrency` loops for `seconds`.
@@ -102,14 +117,19 @@ async fn receive(State(arrivals): State<Arrivals>, headers: HeaderMap) -> &'stat
     "ok"
 }
 
-fn proc_status(field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+/// `/proc/self` or `/proc/PID`.
+fn proc_dir(pid: Option<u32>) -> String {
+    pid.map_or_else(|| "/proc/self".to_owned(), |pid| format!("/proc/{pid}"))
+}
+
+fn proc_status(pid: Option<u32>, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("{}/status", proc_dir(pid))).ok()?;
     let line = text.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let stat = std::fs::read_to_string(format!("{}/stat", proc_dir(pid))).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -136,33 +156,46 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        master_key: Some(Redacted(MasterKey::generate().to_base64())),
-        ..Config::default()
+    // Whose RSS and CPU are measured: the daemon's process, or this whole process.
+    let measured = args.daemon_pid;
+    let (base, operator, stop, daemon) = if let Some(target) = &args.target {
+        let file = args.operator_key_file.as_ref().expect("clap requires it");
+        let operator = std::fs::read_to_string(file)?.trim().to_owned();
+        (
+            target.trim_end_matches('/').to_owned(),
+            operator,
+            None,
+            None,
+        )
+    } else {
+        let mut config = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("data"),
+            master_key: Some(Redacted(MasterKey::generate().to_base64())),
+            ..Config::default()
+        };
+        config.database.url = args.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", dir.path().join("data/hooksign.db").display())
+        });
+        config.log.filter = "warn".into();
+        config.auth.rate_per_sec = 1_000_000;
+        config.auth.burst = 1_000_000;
+        config.delivery.allow_private_networks = true;
+        config.delivery.default_endpoint_max_in_flight = 64;
+        hooksign::telemetry::init_logging(config.log.format, &config.log.filter);
+
+        let app = App::build(config).await?;
+        let base = format!("http://{}", app.local_addr()?);
+        let operator =
+            std::fs::read_to_string(app.operator_key_file.clone().expect("fresh database"))?
+                .trim()
+                .to_owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        (base, operator, Some(stop), Some(daemon))
     };
-    config.database.url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("data/hooksign.db").display()));
-    config.log.filter = "warn".into();
-    config.auth.rate_per_sec = 1_000_000;
-    config.auth.burst = 1_000_000;
-    config.delivery.allow_private_networks = true;
-    config.delivery.default_endpoint_max_in_flight = 64;
-    hooksign::telemetry::init_logging(config.log.format, &config.log.filter);
-
-    let app = App::build(config).await?;
-    let base = format!("http://{}", app.local_addr()?);
-    let operator = std::fs::read_to_string(app.operator_key_file.clone().expect("fresh database"))?
-        .trim()
-        .to_owned();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(app.run(async {
-        let _ = stopped.await;
-    }));
-
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -199,8 +232,7 @@ async fn main() -> anyhow::Result<()> {
             "GET /v1/api-keys: {api:.0}/s; hello: {bare:.0}/s; ratio {:.2}; daemon /healthz: {health:.0}/s",
             api / bare
         );
-        let _ = stop.send(());
-        let _ = daemon.await;
+        shut_down(stop, daemon).await;
         return Ok(());
     }
 
@@ -235,7 +267,7 @@ async fn main() -> anyhow::Result<()> {
     // A 1 KiB event: the payload is padded so the whole envelope is about 1,024 bytes.
     let padding = "x".repeat(860);
     let accepted: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let cpu_before = cpu_seconds();
+    let cpu_before = cpu_seconds(measured);
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_seconds);
     let gate = Arc::new(Semaphore::new(args.concurrency));
@@ -277,17 +309,17 @@ async fn main() -> anyhow::Result<()> {
     let ingest_secs = started.elapsed().as_secs_f64();
     let accepted_count = accepted.lock().unwrap().len();
     let expected = accepted_count * args.endpoints;
-    let mut peak_rss_kib = proc_status("VmRSS:").unwrap_or(0);
+    let mut peak_rss_kib = proc_status(measured, "VmRSS:").unwrap_or(0);
     loop {
         let received: usize = arrivals.lock().unwrap().values().map(Vec::len).sum();
-        peak_rss_kib = peak_rss_kib.max(proc_status("VmRSS:").unwrap_or(0));
+        peak_rss_kib = peak_rss_kib.max(proc_status(measured, "VmRSS:").unwrap_or(0));
         if received >= expected || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let total_secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = cpu_seconds(measured) - cpu_before;
 
     let accepted = accepted.lock().unwrap().clone();
     let arrivals = arrivals.lock().unwrap().clone();
@@ -329,11 +361,11 @@ async fn main() -> anyhow::Result<()> {
         "peak_rss_mib": peak_rss_kib as f64 / 1024.0,
         "cpu_seconds": cpu,
         "wall_seconds": total_secs,
-        "note": "RSS and CPU are of the whole process: daemon, receivers and client",
+        "measured_process": if measured.is_some() { "the daemon" } else { "this process: daemon, receivers and client" },
     });
     println!("{report}");
     eprintln!(
-        "{accepted_count} events accepted at {:.0}/s; {delivered}/{expected} deliveries at {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; peak RSS {:.1} MiB; CPU {:.1} s over {:.1} s",
+        "{accepted_count} events accepted at {:.0}/s; {delivered}/{expected} deliveries at {:.0}/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; peak RSS {:.1} MiB, CPU {:.1} s over {:.1} s ({})",
         report["events_per_sec_accepted"].as_f64().unwrap_or(0.0),
         report["deliveries_per_sec"].as_f64().unwrap_or(0.0),
         report["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN),
@@ -342,8 +374,21 @@ async fn main() -> anyhow::Result<()> {
         report["peak_rss_mib"].as_f64().unwrap_or(0.0),
         cpu,
         total_secs,
+        if measured.is_some() { "the daemon" } else { "whole process" },
     );
-    let _ = stop.send(());
-    let _ = daemon.await;
+    shut_down(stop, daemon).await;
     Ok(())
+}
+
+/// Stops the in-process daemon, if this run started one.
+async fn shut_down(
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    daemon: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+) {
+    if let Some(stop) = stop {
+        let _ = stop.send(());
+    }
+    if let Some(daemon) = daemon {
+        let _ = daemon.await;
+    }
 }
