@@ -159,6 +159,10 @@ async fn main() -> anyhow::Result<()> {
     // Whose RSS and CPU are measured: the daemon's process, or this whole process.
     let measured = args.daemon_pid;
     let (base, operator, stop, daemon) = if let Some(target) = &args.target {
+        anyhow::ensure!(
+            is_loopback(target),
+            "--target must be a loopback address (127.0.0.0/8, [::1] or localhost): load stays on this machine"
+        );
         let file = args.operator_key_file.as_ref().expect("clap requires it");
         let operator = std::fs::read_to_string(file)?.trim().to_owned();
         (
@@ -378,6 +382,22 @@ async fn main() -> anyhow::Result<()> {
     );
     shut_down(stop, daemon).await;
     Ok(())
+}
+
+/// Whether a base URL points at this machine's loopback interface.
+fn is_loopback(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Stops the in-process daemon, if this run started one.
