@@ -274,10 +274,18 @@ impl Default for AuthConfig {
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The message already holds figment's own, so it is not also given as the `source`
+    /// (which would print it twice in an error chain).
     #[error("configuration: {0}")]
-    Load(#[from] Box<figment::Error>),
+    Load(Box<figment::Error>),
     #[error("configuration key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+}
+
+impl From<Box<figment::Error>> for ConfigError {
+    fn from(err: Box<figment::Error>) -> Self {
+        ConfigError::Load(err)
+    }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {

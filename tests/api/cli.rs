@@ -104,6 +104,23 @@ fn a_bad_configuration_stops_with_a_message_naming_the_key() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(stderr.contains(&format!("`{key}`")), "{var}: {stderr}");
     }
+    // Values of the wrong kind are named too, once, with the accepted values.
+    let output = hooksign(dir.path())
+        .arg("serve")
+        .env("HOOKSIGN_DATABASE__SQLITE_SYNCHRONOUS", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("DATABASE.SQLITE_SYNCHRONOUS") && stderr.contains("`full` or `normal`"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("sometimes").count(),
+        1,
+        "said once: {stderr}"
+    );
     assert!(
         !dir.path().join("hooksign-data").exists(),
         "nothing was created"
