@@ -92,7 +92,7 @@ async fn writer<I, O>(
         let (items, replies): (Vec<I>, Vec<_>) = jobs.drain(..).unzip();
         metrics::histogram!("hooksign_group_commit_size").record(items.len() as f64);
         let items: Arc<[I]> = items.into();
-        match batch(items.clone()).await {
+        match run(&batch, items.clone()).await {
             Ok(results) if results.len() == replies.len() => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
@@ -108,7 +108,7 @@ async fn writer<I, O>(
             Err(_) if replies.len() > 1 => {
                 // Find out whose write failed: each one again, alone.
                 for (item, reply) in items.iter().cloned().zip(replies) {
-                    let result = batch(Arc::from([item]))
+                    let result = run(&batch, Arc::from([item]))
                         .await
                         .and_then(|mut one| one.pop().ok_or_else(stopped));
                     let _ = reply.send(result);
@@ -119,6 +119,24 @@ async fn writer<I, O>(
                     let _ = reply.send(Err(err));
                 }
             }
+        }
+    }
+}
+
+/// Runs one batch in a task of its own: a batch that panics fails its callers (and is retried
+/// item by item like any failed batch) but never takes the writer down with it.
+async fn run<I, O>(batch: &BatchFn<I, O>, items: Arc<[I]>) -> StoreResult<Vec<O>>
+where
+    I: Send + Sync + 'static,
+    O: Send + 'static,
+{
+    match tokio::spawn(batch(items)).await {
+        Ok(result) => result,
+        Err(err) => {
+            tracing::error!(error = %err, "a group commit panicked");
+            Err(StoreError::Corrupt(
+                "a group commit failed unexpectedly".to_owned(),
+            ))
         }
     }
 }
@@ -186,6 +204,31 @@ mod tests {
         assert!(
             (2..=3).contains(&peak),
             "{peak} batches were in progress at once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_callers_but_not_the_writer() {
+        let group = Arc::new(GroupCommit::spawn(64, |items: Arc<[u32]>| async move {
+            assert!(!items.contains(&7), "a bug in the batch function");
+            Ok(items.to_vec())
+        }));
+        let handles: Vec<_> = (0..10u32)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { (n, group.submit(n).await) })
+            })
+            .collect();
+        for handle in handles {
+            match handle.await.unwrap() {
+                (7, result) => assert!(result.is_err()),
+                (n, result) => assert_eq!(result.unwrap(), n),
+            }
+        }
+        assert_eq!(
+            group.submit(8).await.unwrap(),
+            8,
+            "the writer is still there"
         );
     }
 
