@@ -215,11 +215,6 @@ pub trait DeliveryStore {
     /// Writes each event and one delivery per enabled endpoint whose filter matches, all in one
     /// transaction. Returns the deliveries created for each event, in order.
     async fn ingest_events(&self, events: &[NewEvent]) -> StoreResult<Vec<Vec<DeliveryId>>>;
-    /// [`DeliveryStore::ingest_events`] for one event.
-    async fn ingest_event(&self, event: &NewEvent) -> StoreResult<Vec<DeliveryId>> {
-        let mut created = self.ingest_events(std::slice::from_ref(event)).await?;
-        created.pop().ok_or(super::StoreError::NotFound)
-    }
     /// Events of a merchant and mode, newest first.
     async fn list_events(
         &self,
@@ -262,17 +257,6 @@ pub trait DeliveryStore {
         &self,
         attempts: &[(String, FinishedAttempt)],
     ) -> StoreResult<Vec<DisabledReason>>;
-    /// [`DeliveryStore::finish_attempts`] for one attempt.
-    async fn finish_attempt(
-        &self,
-        lease: &str,
-        attempt: &FinishedAttempt,
-    ) -> StoreResult<DisabledReason> {
-        let mut disabled = self
-            .finish_attempts(&[(lease.to_owned(), attempt.clone())])
-            .await?;
-        disabled.pop().ok_or(super::StoreError::NotFound)
-    }
 
     /// Deliveries of a merchant and mode, newest first.
     async fn list_deliveries(
@@ -312,6 +296,10 @@ pub trait DeliveryStore {
     /// Pending deliveries and the due time of the oldest, for metrics.
     async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
 }
+
+/// Rows per multi-row statement (ingest, outcomes): well under either database's limit on
+/// bind parameters.
+pub(super) const ROWS_PER_STATEMENT: usize = 256;
 
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.merchant_id, e.mode, e.url, e.description, e.event_types, e.scheme, \
      e.enabled, e.max_in_flight, e.timeout_ms, e.headers, e.disabled_reason, e.disabled_at, e.failing_since, \
@@ -648,11 +636,9 @@ macro_rules! impl_delivery_store {
                 &self,
                 events: &[$crate::store::NewEvent],
             ) -> $crate::store::StoreResult<Vec<Vec<$crate::ids::DeliveryId>>> {
-                // Rows per multi-row INSERT: well under either database's bind-parameter limit.
-                const ROWS_PER_INSERT: usize = 256;
                 let mut tx = self.pool.begin().await?;
                 // The write comes first: on SQLite it takes the write lock before any read.
-                for chunk in events.chunks(ROWS_PER_INSERT) {
+                for chunk in events.chunks($crate::store::deliveries::ROWS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO events (id, merchant_id, mode, type, body, created_at) ",
                     );
@@ -706,7 +692,7 @@ macro_rules! impl_delivery_store {
                     }
                     created_all.push(created);
                 }
-                for chunk in rows.chunks(ROWS_PER_INSERT) {
+                for chunk in rows.chunks($crate::store::deliveries::ROWS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, mode, status, attempts, \
                          next_attempt_at, created_at, updated_at) ",
@@ -886,14 +872,12 @@ macro_rules! impl_delivery_store {
                 attempts: &[(String, $crate::store::FinishedAttempt)],
             ) -> $crate::store::StoreResult<Vec<$crate::store::DisabledReason>> {
                 use $crate::delivery::retry::Decision;
-                // Rows per multi-row statement: well under either database's parameter limit.
-                const ROWS_PER_STATEMENT: usize = 256;
                 let mut tx = self.pool.begin().await?;
                 // Only the holder of a lease records the outcome in the delivery (a lease that
                 // ran out may have been taken over; the attempt is still recorded, the state is
                 // not). One statement per chunk; it names the deliveries it changed.
                 let mut owned: std::collections::HashSet<String> = std::collections::HashSet::new();
-                for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+                for chunk in attempts.chunks($crate::store::deliveries::ROWS_PER_STATEMENT) {
                     let mut update = sqlx::QueryBuilder::<$db>::new(
                         "UPDATE deliveries SET status = v.column3, attempts = deliveries.attempts + 1, \
                          next_attempt_at = v.column4, lease_until = NULL, leased_by = NULL, last_status = v.column5, \
@@ -986,7 +970,7 @@ macro_rules! impl_delivery_store {
                         .await?;
                 }
                 // Every attempt is recorded, owned or not.
-                for chunk in attempts.chunks(ROWS_PER_STATEMENT) {
+                for chunk in attempts.chunks($crate::store::deliveries::ROWS_PER_STATEMENT) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO delivery_attempts (id, delivery_id, attempt, started_at, status_code, latency_ms, \
                          error_class, response_body, signatures) ",
