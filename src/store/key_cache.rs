@@ -41,11 +41,47 @@ struct Generation {
 #[must_use]
 pub struct Ticket(Option<Generation>);
 
+/// Cached values with the time each was read, at most [`MAX_ENTRIES`].
+struct Entries<K, V>(HashMap<K, (Instant, V)>);
+
+impl<K: std::hash::Hash + Eq, V: Clone> Entries<K, V> {
+    fn fresh<Q>(&self, key: &Q, max_age: Duration) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let (at, value) = self.0.get(key)?;
+        (at.elapsed() < max_age).then(|| value.clone())
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.0.len() >= MAX_ENTRIES {
+            self.0.clear();
+        }
+        self.0.insert(key, (Instant::now(), value));
+    }
+}
+
+impl<K, V> Default for Entries<K, V> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
 #[derive(Default)]
 struct State {
     generation: Option<Generation>,
-    by_hash: HashMap<String, (Instant, AuthRecord)>,
-    lists: HashMap<(MerchantId, Mode), (Instant, Vec<ApiKeyRecord>)>,
+    by_hash: Entries<String, AuthRecord>,
+    lists: Entries<(MerchantId, Mode), Vec<ApiKeyRecord>>,
+}
+
+impl State {
+    /// Forgets every entry; they were read at `generation` (`None`: unknown).
+    fn reset(&mut self, generation: Option<Generation>) {
+        self.by_hash.0.clear();
+        self.lists.0.clear();
+        self.generation = generation;
+    }
 }
 
 /// See the module documentation.
@@ -124,56 +160,35 @@ impl KeyCache {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Brings the state to `generation`, emptying it when the generation moved.
-    fn at(&self, generation: Generation) -> std::sync::MutexGuard<'_, State> {
+    /// Looks a value up at the current generation (emptying the cache when the generation
+    /// moved), or hands back the ticket to cache a database read with.
+    fn lookup<V>(&self, get: impl FnOnce(&State, Duration) -> Option<V>) -> Result<V, Ticket> {
+        let (Some(generation), Some(max_age)) = (self.current(), self.max_age) else {
+            return Err(Ticket(None));
+        };
         let mut state = self.lock();
         if state.generation != Some(generation) {
-            state.by_hash.clear();
-            state.lists.clear();
-            state.generation = Some(generation);
+            state.reset(Some(generation));
         }
-        state
-    }
-
-    fn fresh(&self, at: Instant) -> bool {
-        self.max_age.is_some_and(|max| at.elapsed() < max)
+        get(&state, max_age).ok_or(Ticket(Some(generation)))
     }
 
     /// The cached authentication record of a token hash, or the ticket to cache a read with.
     pub fn find(&self, token_hash: &str) -> Result<AuthRecord, Ticket> {
-        let Some(generation) = self.current() else {
-            return Err(Ticket(None));
-        };
-        let state = self.at(generation);
-        match state.by_hash.get(token_hash) {
-            Some((at, record)) if self.fresh(*at) => Ok(record.clone()),
-            _ => Err(Ticket(Some(generation))),
-        }
+        self.lookup(|state, max_age| state.by_hash.fresh(token_hash, max_age))
     }
 
     /// Keeps a record read from the database after a [`KeyCache::find`] miss, unless a change
     /// happened since the miss.
     pub fn keep(&self, ticket: Ticket, token_hash: &str, record: &AuthRecord) {
         if let Some(mut state) = self.unchanged_since(ticket) {
-            if state.by_hash.len() >= MAX_ENTRIES {
-                state.by_hash.clear();
-            }
-            state
-                .by_hash
-                .insert(token_hash.to_owned(), (Instant::now(), record.clone()));
+            state.by_hash.insert(token_hash.to_owned(), record.clone());
         }
     }
 
     /// The cached key list of a merchant and mode, or the ticket to cache a read with.
     pub fn list(&self, merchant: MerchantId, mode: Mode) -> Result<Vec<ApiKeyRecord>, Ticket> {
-        let Some(generation) = self.current() else {
-            return Err(Ticket(None));
-        };
-        let state = self.at(generation);
-        match state.lists.get(&(merchant, mode)) {
-            Some((at, keys)) if self.fresh(*at) => Ok(keys.clone()),
-            _ => Err(Ticket(Some(generation))),
-        }
+        self.lookup(|state, max_age| state.lists.fresh(&(merchant, mode), max_age))
     }
 
     /// Keeps a list read from the database after a [`KeyCache::list`] miss, unless a change
@@ -186,12 +201,7 @@ impl KeyCache {
         keys: &[ApiKeyRecord],
     ) {
         if let Some(mut state) = self.unchanged_since(ticket) {
-            if state.lists.len() >= MAX_ENTRIES {
-                state.lists.clear();
-            }
-            state
-                .lists
-                .insert((merchant, mode), (Instant::now(), keys.to_vec()));
+            state.lists.insert((merchant, mode), keys.to_vec());
         }
     }
 
@@ -219,10 +229,7 @@ impl KeyCache {
                 tracing::error!(error = %err, "cannot publish an API key change to other processes");
             }
         }
-        let mut state = self.lock();
-        state.by_hash.clear();
-        state.lists.clear();
-        state.generation = None;
+        self.lock().reset(None);
     }
 }
 
