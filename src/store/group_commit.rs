@@ -146,6 +146,24 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Submits `0..count` concurrently; each result beside the value submitted.
+    async fn submit_all(
+        group: &Arc<GroupCommit<u32, u32>>,
+        count: u32,
+    ) -> Vec<(u32, StoreResult<u32>)> {
+        let handles: Vec<_> = (0..count)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { (n, group.submit(n).await) })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for handle in handles {
+            results.push(handle.await.unwrap());
+        }
+        results
+    }
+
     #[tokio::test]
     async fn concurrent_writes_share_transactions_and_get_their_own_results() {
         let calls = Arc::new(AtomicUsize::new(0));
@@ -157,15 +175,8 @@ mod tests {
                 Ok(items.iter().map(|n| n * 2).collect())
             }
         }));
-        let handles: Vec<_> = (0..100u32)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { (n, group.submit(n).await.unwrap()) })
-            })
-            .collect();
-        for handle in handles {
-            let (n, doubled) = handle.await.unwrap();
-            assert_eq!(doubled, n * 2);
+        for (n, doubled) in submit_all(&group, 100).await {
+            assert_eq!(doubled.unwrap(), n * 2);
         }
         let batches = calls.load(Ordering::SeqCst);
         assert!(batches < 100, "100 writes took {batches} transactions");
@@ -190,15 +201,8 @@ mod tests {
                 }
             },
         ));
-        let handles: Vec<_> = (0..40u32)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { (n, group.submit(n).await.unwrap()) })
-            })
-            .collect();
-        for handle in handles {
-            let (n, plus_one) = handle.await.unwrap();
-            assert_eq!(plus_one, n + 1);
+        for (n, plus_one) in submit_all(&group, 40).await {
+            assert_eq!(plus_one.unwrap(), n + 1);
         }
         let peak = most.load(Ordering::SeqCst);
         assert!(
@@ -213,14 +217,8 @@ mod tests {
             assert!(!items.contains(&7), "a bug in the batch function");
             Ok(items.to_vec())
         }));
-        let handles: Vec<_> = (0..10u32)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { (n, group.submit(n).await) })
-            })
-            .collect();
-        for handle in handles {
-            match handle.await.unwrap() {
+        for outcome in submit_all(&group, 10).await {
+            match outcome {
                 (7, result) => assert!(result.is_err()),
                 (n, result) => assert_eq!(result.unwrap(), n),
             }
@@ -241,14 +239,8 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             Ok(items.to_vec())
         }));
-        let handles: Vec<_> = (0..30u32)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { (n, group.submit(n).await) })
-            })
-            .collect();
-        for handle in handles {
-            match handle.await.unwrap() {
+        for outcome in submit_all(&group, 30).await {
+            match outcome {
                 (13, result) => assert!(matches!(result, Err(StoreError::Conflict("unlucky")))),
                 (n, result) => assert_eq!(result.unwrap(), n),
             }

@@ -33,7 +33,7 @@ async fn create_key(app: &TestApp, token: &str, body: Value) -> Response {
         .unwrap()
 }
 
-async fn created(app: &TestApp, token: &str, name: &str) -> Value {
+pub async fn created(app: &TestApp, token: &str, name: &str) -> Value {
     let response = create_key(app, token, json!({ "name": name })).await;
     assert_eq!(response.status(), 201, "creating {name}");
     response.json().await.unwrap()

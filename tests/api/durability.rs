@@ -10,6 +10,7 @@ use chrono::Duration;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::api_keys::created;
 use crate::delivery::{endpoint, send_event};
 use crate::helpers::{assert_error, TestApp};
 use crate::on_both_stores;
@@ -333,15 +334,7 @@ async fn a_key_change_in_one_process_applies_at_once_in_another(app: TestApp) {
     let port = free_port();
     let _daemon = start_daemon(&app, dir.path(), port);
     let other = format!("http://127.0.0.1:{port}");
-    let created: Value = app
-        .authed(Method::POST, "/v1/api-keys", &merchant.live_token)
-        .json(&json!({ "name": "shared" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = created(&app, &merchant.live_token, "shared").await;
     let (id, token) = (
         created["id"].as_str().unwrap().to_owned(),
         created["token"].as_str().unwrap().to_owned(),
