@@ -804,7 +804,10 @@ macro_rules! impl_delivery_store {
                      {skip}ORDER BY d.next_attempt_at LIMIT $4 {}) RETURNING id",
                     $lock
                 );
+                // Its text varies with the busy list: only the plain form is worth keeping prepared
+                // (the varying ones would push hot statements out of the connection's cache).
                 let mut query = sqlx::query_scalar(&claim)
+                    .persistent(busy.is_empty())
                     .bind(lease)
                     .bind(worker)
                     .bind(now)
