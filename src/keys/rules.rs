@@ -69,15 +69,23 @@ pub fn may_activate_another(active_now: i64) -> Result<(), KeyRuleError> {
     }
 }
 
-/// Switching `key` off (deactivate, revoke) must leave another active key that can manage
-/// keys, or nobody could ever create one again.
+/// A key that can manage keys now and will still be able to later: active, holding
+/// `api_keys:write`, and not set to expire. A key with `expires_at` (rolled with an overlap) is
+/// on its way out, so it cannot be counted on to keep the merchant in.
+pub fn is_lasting_admin(key: &ApiKeyRecord, now: Timestamp) -> bool {
+    is_active(key, now) && key.expires_at.is_none() && key.scopes.contains(Scope::ApiKeysWrite)
+}
+
+/// Switching `key` off (deactivate, revoke) must leave another lasting admin key (see
+/// [`is_lasting_admin`]; `other_lasting_admins` counts them, `key` excluded), or nobody could
+/// ever create a key again once the expiring ones have expired.
 pub fn may_switch_off(
     key: &ApiKeyRecord,
-    other_active_admins: i64,
+    other_lasting_admins: i64,
     now: Timestamp,
 ) -> Result<(), KeyRuleError> {
     let is_admin = is_active(key, now) && key.scopes.contains(Scope::ApiKeysWrite);
-    if is_admin && other_active_admins == 0 {
+    if is_admin && other_lasting_admins == 0 {
         Err(KeyRuleError::LastAdminKey)
     } else {
         Ok(())
@@ -261,6 +269,29 @@ mod tests {
             ..key("reader")
         };
         assert_eq!(may_switch_off(&reader, 0, now), Ok(()));
+    }
+
+    #[test]
+    fn an_expiring_admin_key_is_not_a_lasting_one() {
+        let now = Utc::now();
+        let admin = key("admin");
+        assert!(is_lasting_admin(&admin, now));
+        let rolled = ApiKeyRecord {
+            expires_at: Some(now + Duration::hours(1)),
+            ..key("rolled")
+        };
+        assert!(is_active(&rolled, now), "still works during the overlap");
+        assert!(!is_lasting_admin(&rolled, now), "but cannot be counted on");
+        let off = ApiKeyRecord {
+            active: false,
+            ..key("off")
+        };
+        assert!(!is_lasting_admin(&off, now));
+        let reader = ApiKeyRecord {
+            scopes: [Scope::ApiKeysRead].into_iter().collect(),
+            ..key("reader")
+        };
+        assert!(!is_lasting_admin(&reader, now));
     }
 
     #[test]

@@ -131,20 +131,26 @@ macro_rules! impl_api_key_store {
                 row.ok_or($crate::store::StoreError::NotFound)?.try_into()
             }
 
-            /// Active keys (see `keys::rules::is_active`), optionally not counting `except`.
+            /// Active keys (see `keys::rules::is_active`), or with `lasting_admins_only` the
+            /// lasting admins (`keys::rules::is_lasting_admin`: also never expiring and holding
+            /// api_keys:write), optionally not counting `except`.
             async fn count_active_keys(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 now: $crate::clock::Timestamp,
                 except: Option<$crate::ids::ApiKeyId>,
-                admins_only: bool,
+                lasting_admins_only: bool,
             ) -> $crate::store::StoreResult<i64> {
                 let sql = format!(
                     "SELECT COUNT(*) FROM api_keys WHERE merchant_id = $1 AND kind = $2 AND active = TRUE \
                      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3) \
                      AND ($4 IS NULL OR id <> $4) {}",
-                    if admins_only { "AND (' ' || scopes || ' ') LIKE '% api_keys:write %'" } else { "" }
+                    if lasting_admins_only {
+                        "AND expires_at IS NULL AND (' ' || scopes || ' ') LIKE '% api_keys:write %'"
+                    } else {
+                        ""
+                    }
                 );
                 Ok(sqlx::query_scalar(&sql)
                     .bind(merchant.to_string())

@@ -20,6 +20,7 @@ on_both_stores!(
     a_key_cannot_roll_or_change_a_key_holding_scopes_it_lacks,
     other_merchants_and_modes_keys_are_not_found,
     the_last_admin_key_cannot_be_switched_off,
+    an_expiring_key_does_not_count_as_a_remaining_admin,
     last_used_at_is_written_in_batches,
     nonces_are_remembered_per_key,
     idempotent_posts_are_replayed,
@@ -932,6 +933,71 @@ async fn the_last_admin_key_cannot_be_switched_off(app: TestApp) {
             .status(),
         200
     );
+}
+
+/// Rolling the only admin key with an overlap leaves two working admin keys for an hour, but
+/// only the successor lasts: the old key must not be able to switch the successor off.
+async fn an_expiring_key_does_not_count_as_a_remaining_admin(app: TestApp) {
+    let merchant = app.create_merchant("Overlap").await;
+    let old_id = merchant_key_id(&merchant);
+    let old_token = merchant.live_token.as_str();
+    let rolled = app
+        .authed(
+            Method::POST,
+            &format!("/v1/api-keys/{old_id}/roll"),
+            old_token,
+        )
+        .json(&json!({ "expires_in": 3600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rolled.status(), 201);
+    let rolled: Value = rolled.json().await.unwrap();
+    let new_id = rolled["api_key"]["id"].as_str().unwrap();
+    let new_token = rolled["api_key"]["token"].as_str().unwrap();
+
+    assert_error(
+        patch_key(&app, old_token, new_id, json!({ "active": false })).await,
+        409,
+        "invalid_request",
+        "last_admin_key",
+    )
+    .await;
+    assert_error(
+        post_action(&app, old_token, new_id, "revoke").await,
+        409,
+        "invalid_request",
+        "last_admin_key",
+    )
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM api_keys WHERE id = '{new_id}' AND active = TRUE AND revoked_at IS NULL"
+        ))
+        .await,
+        1,
+        "the successor is untouched"
+    );
+
+    // Once the overlap is over the old key is gone and the successor still manages keys.
+    app.clock.advance(chrono::Duration::seconds(3601));
+    let expired = app
+        .authed(Method::GET, "/v1/api-keys", old_token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(expired, 401, "authentication", "api_key_expired").await;
+    let (status, successor) = get_json(&app, &format!("/v1/api-keys/{new_id}"), new_token).await;
+    assert_eq!(status, 200, "{successor}");
+    assert_eq!(successor["status"], "active");
+    assert!(
+        successor["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("api_keys:write")),
+        "{successor}"
+    );
+    created(&app, new_token, "after the overlap").await;
 }
 
 async fn last_used_at_is_written_in_batches(app: TestApp) {
