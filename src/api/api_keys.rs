@@ -14,7 +14,8 @@ use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::ApiKeyId;
 use crate::keys::rules::{
-    filter_and_sort, page_after, KeyQuery, KeyRuleError, SortKey, SortOrder, StatusFilter,
+    filter_and_sort, may_act_on, page_after, KeyQuery, KeyRuleError, SortKey, SortOrder,
+    StatusFilter,
 };
 use crate::keys::{Mode, Scope, ScopeSet, TokenKind, MAX_ACTIVE_KEYS};
 use crate::provision::new_key;
@@ -200,11 +201,22 @@ fn key_error(err: StoreError, id: &str, mode: Mode) -> ApiError {
                 KeyRuleError::Revoked => "this key is revoked; revocation cannot be undone".to_owned(),
                 KeyRuleError::Expired => "this key has expired or is already rolled".to_owned(),
                 KeyRuleError::NotActive => "only an active key can be rolled".to_owned(),
+                KeyRuleError::ScopeNotHeld(scope) => return scope_not_held(scope),
             };
             ApiError::conflict(rule.code(), message)
         }
         other => ApiError::internal(other),
     }
+}
+
+/// 403 for a key that would grant, or change a key holding, a scope it lacks.
+fn scope_not_held(scope: Scope) -> ApiError {
+    ApiError::permission(
+        "scope_not_held",
+        format!(
+            "a key can only grant, and manage keys holding, scopes it holds itself; this key lacks `{scope}`"
+        ),
+    )
 }
 
 /// The scopes a new key gets: as asked (each held by the caller), or all the caller holds.
@@ -220,20 +232,7 @@ fn granted_scopes(auth: &MerchantAuth, asked: Option<&[String]>) -> Result<Scope
     }
     let scopes = ScopeSet::parse_names(asked)
         .map_err(|err| ApiError::unprocessable("invalid_scopes", err))?;
-    let missing: Vec<_> = scopes
-        .iter()
-        .filter(|scope| !auth.key.scopes.contains(*scope))
-        .map(Scope::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::permission(
-            "scope_not_held",
-            format!(
-                "a key can only grant scopes it holds; this key lacks {}",
-                missing.join(", ")
-            ),
-        ));
-    }
+    may_act_on(&auth.key.scopes, &scopes).map_err(|rule| key_error(rule.into(), "", auth.mode))?;
     Ok(scopes)
 }
 
@@ -354,6 +353,7 @@ pub async fn retrieve(
 #[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "api keys", request_body = UpdateApiKey,
     params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "key_limit_reached, duplicate_name, last_admin_key, api_key_revoked"),
               (status = 422, body = ErrorEnvelope)))]
 pub async fn update(
@@ -384,7 +384,15 @@ pub async fn update(
     };
     let record = state
         .store
-        .update_api_key(auth.merchant_id, auth.mode, key_id, &patch, now, &audit)
+        .update_api_key(
+            auth.merchant_id,
+            auth.mode,
+            key_id,
+            &auth.key.scopes,
+            &patch,
+            now,
+            &audit,
+        )
         .await
         .map_err(|err| key_error(err, &id, auth.mode))?;
     Ok(Json(ApiKeyObject::from_record(&record, now)))
@@ -394,6 +402,7 @@ pub async fn update(
 #[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "api keys",
     params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "last_admin_key")))]
 pub async fn revoke(
     State(state): State<AppState>,
@@ -406,7 +415,14 @@ pub async fn revoke(
     let audit = auth.audit_event("api_key.revoke", key_id, json!({}), now);
     let record = state
         .store
-        .revoke_api_key(auth.merchant_id, auth.mode, key_id, now, &audit)
+        .revoke_api_key(
+            auth.merchant_id,
+            auth.mode,
+            key_id,
+            &auth.key.scopes,
+            now,
+            &audit,
+        )
         .await
         .map_err(|err| key_error(err, &id, auth.mode))?;
     Ok(Json(ApiKeyObject::from_record(&record, now)))
@@ -416,6 +432,7 @@ pub async fn revoke(
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
     params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = DeletedApiKey), (status = 404, body = ErrorEnvelope),
+              (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "api_key_not_revoked")))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -428,7 +445,13 @@ pub async fn delete(
     let audit = auth.audit_event("api_key.delete", key_id, json!({}), now);
     state
         .store
-        .delete_api_key(auth.merchant_id, auth.mode, key_id, &audit)
+        .delete_api_key(
+            auth.merchant_id,
+            auth.mode,
+            key_id,
+            &auth.key.scopes,
+            &audit,
+        )
         .await
         .map_err(|err| key_error(err, &id, auth.mode))?;
     Ok(Json(DeletedApiKey {
@@ -440,10 +463,12 @@ pub async fn delete(
 }
 
 /// Replaces a key with a new one of the same name and scopes; the old one keeps working for
-/// `expires_in` seconds.
+/// `expires_in` seconds. The caller must hold every scope of the key it rolls (as for every
+/// change of a key), or rolling would hand it a stronger token than its own.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "api keys", request_body(content = RollApiKey, description = "optional"),
     params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = RolledApiKey, description = "the new key's `token` is shown only here"),
+              (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn roll(
     State(state): State<AppState>,
@@ -489,6 +514,7 @@ pub async fn roll(
             auth.merchant_id,
             auth.mode,
             key_id,
+            &auth.key.scopes,
             &successor,
             expires_at,
             now,

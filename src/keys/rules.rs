@@ -1,12 +1,12 @@
 //! The rules of the key lifecycle as pure functions over plain data: which keys count as
 //! active, whether one more may become active, whether a change would lock the merchant out,
-//! and how lists are filtered, sorted and paged. The store applies them inside a transaction
+//! which keys a caller may manage at all, and how lists are filtered, sorted and paged. The store applies them inside a transaction
 //! (so concurrent requests see each other), and the API uses the same definitions to show a
 //! key's status.
 
 use std::cmp::Ordering;
 
-use super::{Scope, MAX_ACTIVE_KEYS};
+use super::{Scope, ScopeSet, MAX_ACTIVE_KEYS};
 use crate::clock::Timestamp;
 use crate::store::ApiKeyRecord;
 
@@ -27,6 +27,9 @@ pub enum KeyRuleError {
     Expired,
     #[error("the key is not active")]
     NotActive,
+    /// The caller lacks this scope, which the key it wants to grant or change holds.
+    #[error("the calling key lacks the `{0}` scope")]
+    ScopeNotHeld(Scope),
 }
 
 impl KeyRuleError {
@@ -40,6 +43,7 @@ impl KeyRuleError {
             KeyRuleError::Revoked => "api_key_revoked",
             KeyRuleError::Expired => "api_key_expired",
             KeyRuleError::NotActive => "api_key_not_active",
+            KeyRuleError::ScopeNotHeld(_) => "scope_not_held",
         }
     }
 }
@@ -65,18 +69,37 @@ pub fn may_activate_another(active_now: i64) -> Result<(), KeyRuleError> {
     }
 }
 
-/// Switching `key` off (deactivate, revoke) must leave another active key that can manage
-/// keys, or nobody could ever create one again.
+/// A key that can manage keys now and will still be able to later: active, holding
+/// `api_keys:write`, and not set to expire. A key with `expires_at` (rolled with an overlap) is
+/// on its way out, so it cannot be counted on to keep the merchant in.
+pub fn is_lasting_admin(key: &ApiKeyRecord, now: Timestamp) -> bool {
+    is_active(key, now) && key.expires_at.is_none() && key.scopes.contains(Scope::ApiKeysWrite)
+}
+
+/// Switching `key` off (deactivate, revoke) must leave another lasting admin key (see
+/// [`is_lasting_admin`]; `other_lasting_admins` counts them, `key` excluded), or nobody could
+/// ever create a key again once the expiring ones have expired.
 pub fn may_switch_off(
     key: &ApiKeyRecord,
-    other_active_admins: i64,
+    other_lasting_admins: i64,
     now: Timestamp,
 ) -> Result<(), KeyRuleError> {
     let is_admin = is_active(key, now) && key.scopes.contains(Scope::ApiKeysWrite);
-    if is_admin && other_active_admins == 0 {
+    if is_admin && other_lasting_admins == 0 {
         Err(KeyRuleError::LastAdminKey)
     } else {
         Ok(())
+    }
+}
+
+/// A key may grant, or manage (roll, activate, deactivate, rename, revoke, delete), only a
+/// key whose every scope it holds itself: otherwise rolling or re-activating a stronger key
+/// would hand the caller a token with scopes it never had. The error names the first scope
+/// of `target` that `caller` lacks.
+pub fn may_act_on(caller: &ScopeSet, target: &ScopeSet) -> Result<(), KeyRuleError> {
+    match target.iter().find(|scope| !caller.contains(*scope)) {
+        Some(missing) => Err(KeyRuleError::ScopeNotHeld(missing)),
+        None => Ok(()),
     }
 }
 
@@ -246,6 +269,53 @@ mod tests {
             ..key("reader")
         };
         assert_eq!(may_switch_off(&reader, 0, now), Ok(()));
+    }
+
+    #[test]
+    fn an_expiring_admin_key_is_not_a_lasting_one() {
+        let now = Utc::now();
+        let admin = key("admin");
+        assert!(is_lasting_admin(&admin, now));
+        let rolled = ApiKeyRecord {
+            expires_at: Some(now + Duration::hours(1)),
+            ..key("rolled")
+        };
+        assert!(is_active(&rolled, now), "still works during the overlap");
+        assert!(!is_lasting_admin(&rolled, now), "but cannot be counted on");
+        let off = ApiKeyRecord {
+            active: false,
+            ..key("off")
+        };
+        assert!(!is_lasting_admin(&off, now));
+        let reader = ApiKeyRecord {
+            scopes: [Scope::ApiKeysRead].into_iter().collect(),
+            ..key("reader")
+        };
+        assert!(!is_lasting_admin(&reader, now));
+    }
+
+    #[test]
+    fn a_key_acts_only_on_keys_whose_scopes_it_holds() {
+        let admin: ScopeSet = [Scope::ApiKeysRead, Scope::ApiKeysWrite]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            may_act_on(&admin, &ScopeSet::all()),
+            Err(KeyRuleError::ScopeNotHeld(Scope::SigningSecretRead)),
+            "the first missing scope, in the set's order"
+        );
+        assert_eq!(may_act_on(&admin, &admin), Ok(()));
+        let reader: ScopeSet = [Scope::ApiKeysRead].into_iter().collect();
+        assert_eq!(may_act_on(&admin, &reader), Ok(()), "a subset is fine");
+        assert_eq!(
+            may_act_on(&reader, &admin),
+            Err(KeyRuleError::ScopeNotHeld(Scope::ApiKeysWrite))
+        );
+        assert_eq!(may_act_on(&ScopeSet::all(), &ScopeSet::all()), Ok(()));
+        assert_eq!(
+            KeyRuleError::ScopeNotHeld(Scope::AuditRead).code(),
+            "scope_not_held"
+        );
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //!
 //! Each change runs in one transaction that first takes the merchant's lock (see `sql.rs`), then
 //! counts, then writes, so two concurrent creates cannot both see four active keys. The rules
-//! themselves are the pure functions of [`crate::keys::rules`].
+//! themselves are the pure functions of [`crate::keys::rules`]; each change of an existing key
+//! is refused unless the caller holds every scope of that key (`rules::may_act_on`), checked
+//! in the same transaction that reads the key.
 
 use async_trait::async_trait;
 
 use super::{ApiKeyRecord, NewApiKey, NewAuditEvent, StoreResult};
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, MerchantId};
-use crate::keys::Mode;
+use crate::keys::{Mode, ScopeSet};
 
 /// A change to a key's name or on/off switch.
 #[derive(Debug, Clone, Default)]
@@ -37,12 +39,15 @@ pub trait ApiKeyStore {
         audit: &NewAuditEvent,
     ) -> StoreResult<ApiKeyRecord>;
 
-    /// Renames, deactivates or re-activates a key.
+    /// Renames, deactivates or re-activates a key. Every change of an existing key takes the
+    /// `caller`'s scopes and is refused unless they include all of the key's.
+    #[allow(clippy::too_many_arguments)]
     async fn update_api_key(
         &self,
         merchant: MerchantId,
         mode: Mode,
         id: ApiKeyId,
+        caller: &ScopeSet,
         patch: &KeyPatch,
         now: Timestamp,
         audit: &NewAuditEvent,
@@ -54,6 +59,7 @@ pub trait ApiKeyStore {
         merchant: MerchantId,
         mode: Mode,
         id: ApiKeyId,
+        caller: &ScopeSet,
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<ApiKeyRecord>;
@@ -64,6 +70,7 @@ pub trait ApiKeyStore {
         merchant: MerchantId,
         mode: Mode,
         id: ApiKeyId,
+        caller: &ScopeSet,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
 
@@ -75,6 +82,7 @@ pub trait ApiKeyStore {
         merchant: MerchantId,
         mode: Mode,
         id: ApiKeyId,
+        caller: &ScopeSet,
         successor: &NewApiKey,
         old_expires_at: Timestamp,
         now: Timestamp,
@@ -123,20 +131,26 @@ macro_rules! impl_api_key_store {
                 row.ok_or($crate::store::StoreError::NotFound)?.try_into()
             }
 
-            /// Active keys (see `keys::rules::is_active`), optionally not counting `except`.
+            /// Active keys (see `keys::rules::is_active`), or with `lasting_admins_only` the
+            /// lasting admins (`keys::rules::is_lasting_admin`: also never expiring and holding
+            /// api_keys:write), optionally not counting `except`.
             async fn count_active_keys(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 now: $crate::clock::Timestamp,
                 except: Option<$crate::ids::ApiKeyId>,
-                admins_only: bool,
+                lasting_admins_only: bool,
             ) -> $crate::store::StoreResult<i64> {
                 let sql = format!(
                     "SELECT COUNT(*) FROM api_keys WHERE merchant_id = $1 AND kind = $2 AND active = TRUE \
                      AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3) \
                      AND ($4 IS NULL OR id <> $4) {}",
-                    if admins_only { "AND (' ' || scopes || ' ') LIKE '% api_keys:write %'" } else { "" }
+                    if lasting_admins_only {
+                        "AND expires_at IS NULL AND (' ' || scopes || ' ') LIKE '% api_keys:write %'"
+                    } else {
+                        ""
+                    }
                 );
                 Ok(sqlx::query_scalar(&sql)
                     .bind(merchant.to_string())
@@ -219,11 +233,13 @@ macro_rules! impl_api_key_store {
                 Ok(record)
             }
 
+            #[allow(clippy::too_many_arguments)]
             async fn update_api_key(
                 &self,
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 id: $crate::ids::ApiKeyId,
+                caller: &$crate::keys::ScopeSet,
                 patch: &$crate::store::KeyPatch,
                 now: $crate::clock::Timestamp,
                 audit: &$crate::store::NewAuditEvent,
@@ -232,6 +248,7 @@ macro_rules! impl_api_key_store {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
                 match status_of(&key, now) {
                     StatusFilter::Revoked => return Err(KeyRuleError::Revoked.into()),
                     StatusFilter::Expired if patch.active == Some(true) => return Err(KeyRuleError::Expired.into()),
@@ -272,12 +289,14 @@ macro_rules! impl_api_key_store {
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 id: $crate::ids::ApiKeyId,
+                caller: &$crate::keys::ScopeSet,
                 now: $crate::clock::Timestamp,
                 audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
                 if key.revoked_at.is_some() {
                     return Ok(key);
                 }
@@ -300,11 +319,13 @@ macro_rules! impl_api_key_store {
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 id: $crate::ids::ApiKeyId,
+                caller: &$crate::keys::ScopeSet,
                 audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
                 if key.revoked_at.is_none() {
                     return Err($crate::keys::rules::KeyRuleError::NotRevoked.into());
                 }
@@ -320,6 +341,7 @@ macro_rules! impl_api_key_store {
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 id: $crate::ids::ApiKeyId,
+                caller: &$crate::keys::ScopeSet,
                 successor: &$crate::store::NewApiKey,
                 old_expires_at: $crate::clock::Timestamp,
                 now: $crate::clock::Timestamp,
@@ -329,6 +351,7 @@ macro_rules! impl_api_key_store {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
                 if key.revoked_at.is_some() {
                     return Err(KeyRuleError::Revoked.into());
                 }

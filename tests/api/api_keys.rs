@@ -17,8 +17,10 @@ on_both_stores!(
     rolling_makes_a_twin_and_retires_the_old_key_after_the_overlap,
     lists_page_filter_search_and_sort,
     scopes_are_independent_and_cannot_be_escalated,
+    a_key_cannot_roll_or_change_a_key_holding_scopes_it_lacks,
     other_merchants_and_modes_keys_are_not_found,
     the_last_admin_key_cannot_be_switched_off,
+    an_expiring_key_does_not_count_as_a_remaining_admin,
     last_used_at_is_written_in_batches,
     nonces_are_remembered_per_key,
     idempotent_posts_are_replayed,
@@ -709,6 +711,123 @@ async fn scopes_are_independent_and_cannot_be_escalated(app: TestApp) {
     );
 }
 
+/// Rolling (or re-activating) a stronger key would hand the caller a token with scopes it
+/// never held: a key may act only on keys whose scopes it holds all of.
+async fn a_key_cannot_roll_or_change_a_key_holding_scopes_it_lacks(app: TestApp) {
+    let merchant = app.create_merchant("Escalation").await;
+    let default_id = merchant_key_id(&merchant);
+    let keys_admin = create_key(
+        &app,
+        &merchant.live_token,
+        json!({ "name": "keys admin", "scopes": ["api_keys:read", "api_keys:write"] }),
+    )
+    .await;
+    let keys_admin: Value = keys_admin.json().await.unwrap();
+    let limited = keys_admin["token"].as_str().unwrap();
+    // A second all-scopes key, switched off by the default key, to try re-activating it.
+    let spare = created(&app, &merchant.live_token, "spare").await;
+    let spare_id = spare["id"].as_str().unwrap();
+    assert_eq!(
+        patch_key(
+            &app,
+            &merchant.live_token,
+            spare_id,
+            json!({ "active": false })
+        )
+        .await
+        .status(),
+        200
+    );
+    let rows_before = app.count("SELECT COUNT(*) FROM api_keys").await;
+
+    let expect_refused = |response: Response| async move {
+        let body = assert_error(response, 403, "permission", "scope_not_held").await;
+        let message = body["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("signing_secret:read"),
+            "names the first missing scope: {message}"
+        );
+    };
+    let roll = app
+        .authed(
+            Method::POST,
+            &format!("/v1/api-keys/{default_id}/roll"),
+            limited,
+        )
+        .json(&json!({ "expires_in": 3600 }))
+        .send()
+        .await
+        .unwrap();
+    expect_refused(roll).await;
+    expect_refused(post_action(&app, limited, &default_id, "roll").await).await;
+    expect_refused(patch_key(&app, limited, &default_id, json!({ "active": false })).await).await;
+    expect_refused(patch_key(&app, limited, &default_id, json!({ "name": "mine now" })).await)
+        .await;
+    expect_refused(post_action(&app, limited, &default_id, "revoke").await).await;
+    expect_refused(patch_key(&app, limited, spare_id, json!({ "active": true })).await).await;
+
+    // Nothing changed: no successor row, the default key as it was and still working, the
+    // spare still switched off.
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM api_keys").await,
+        rows_before
+    );
+    let (status, default_key) = get_json(
+        &app,
+        &format!("/v1/api-keys/{default_id}"),
+        &merchant.live_token,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(default_key["status"], "active");
+    assert_eq!(default_key["name"], merchant.body["api_keys"][0]["name"]);
+    assert!(default_key["expires_at"].is_null(), "{default_key}");
+    assert!(default_key["revoked_at"].is_null(), "{default_key}");
+    let (_, spare_now) = get_json(&app, &format!("/v1/api-keys/{spare_id}"), limited).await;
+    assert_eq!(spare_now["status"], "inactive");
+
+    // A revoked stronger key cannot be deleted by it either.
+    assert_eq!(
+        post_action(&app, &merchant.live_token, spare_id, "revoke")
+            .await
+            .status(),
+        200
+    );
+    let delete = app
+        .authed(Method::DELETE, &format!("/v1/api-keys/{spare_id}"), limited)
+        .send()
+        .await
+        .unwrap();
+    expect_refused(delete).await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM api_keys WHERE id = '{spare_id}'"
+        ))
+        .await,
+        1
+    );
+
+    // A key whose scopes it holds (a subset, or its own) it still rolls.
+    let reader = create_key(
+        &app,
+        limited,
+        json!({ "name": "reader", "scopes": ["api_keys:read"] }),
+    )
+    .await;
+    let reader: Value = reader.json().await.unwrap();
+    let rolled = post_action(&app, limited, reader["id"].as_str().unwrap(), "roll").await;
+    assert_eq!(rolled.status(), 201);
+    let rolled: Value = rolled.json().await.unwrap();
+    assert_eq!(rolled["api_key"]["scopes"], json!(["api_keys:read"]));
+    let own = post_action(&app, limited, keys_admin["id"].as_str().unwrap(), "roll").await;
+    assert_eq!(own.status(), 201);
+    let own: Value = own.json().await.unwrap();
+    assert_eq!(
+        own["api_key"]["scopes"],
+        json!(["api_keys:read", "api_keys:write"])
+    );
+}
+
 async fn other_merchants_and_modes_keys_are_not_found(app: TestApp) {
     let mine = app.create_merchant("Mine").await;
     let theirs = app.create_merchant("Theirs").await;
@@ -814,6 +933,71 @@ async fn the_last_admin_key_cannot_be_switched_off(app: TestApp) {
             .status(),
         200
     );
+}
+
+/// Rolling the only admin key with an overlap leaves two working admin keys for an hour, but
+/// only the successor lasts: the old key must not be able to switch the successor off.
+async fn an_expiring_key_does_not_count_as_a_remaining_admin(app: TestApp) {
+    let merchant = app.create_merchant("Overlap").await;
+    let old_id = merchant_key_id(&merchant);
+    let old_token = merchant.live_token.as_str();
+    let rolled = app
+        .authed(
+            Method::POST,
+            &format!("/v1/api-keys/{old_id}/roll"),
+            old_token,
+        )
+        .json(&json!({ "expires_in": 3600 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rolled.status(), 201);
+    let rolled: Value = rolled.json().await.unwrap();
+    let new_id = rolled["api_key"]["id"].as_str().unwrap();
+    let new_token = rolled["api_key"]["token"].as_str().unwrap();
+
+    assert_error(
+        patch_key(&app, old_token, new_id, json!({ "active": false })).await,
+        409,
+        "invalid_request",
+        "last_admin_key",
+    )
+    .await;
+    assert_error(
+        post_action(&app, old_token, new_id, "revoke").await,
+        409,
+        "invalid_request",
+        "last_admin_key",
+    )
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM api_keys WHERE id = '{new_id}' AND active = TRUE AND revoked_at IS NULL"
+        ))
+        .await,
+        1,
+        "the successor is untouched"
+    );
+
+    // Once the overlap is over the old key is gone and the successor still manages keys.
+    app.clock.advance(chrono::Duration::seconds(3601));
+    let expired = app
+        .authed(Method::GET, "/v1/api-keys", old_token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(expired, 401, "authentication", "api_key_expired").await;
+    let (status, successor) = get_json(&app, &format!("/v1/api-keys/{new_id}"), new_token).await;
+    assert_eq!(status, 200, "{successor}");
+    assert_eq!(successor["status"], "active");
+    assert!(
+        successor["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("api_keys:write")),
+        "{successor}"
+    );
+    created(&app, new_token, "after the overlap").await;
 }
 
 async fn last_used_at_is_written_in_batches(app: TestApp) {
