@@ -139,11 +139,56 @@ pub fn read_key_file(path: &Path) -> Result<MasterKey, MasterKeyError> {
     MasterKey::from_base64(&text).map_err(file_error)
 }
 
-/// Writes `contents` to a new file readable only by its owner (0600), creating parent folders.
-/// Refuses to overwrite an existing file.
+/// Creates `dir` and any missing parents readable only by the owner (0700), whatever the
+/// umask. An existing folder keeps its mode: it may be shared on purpose (a mount point).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)?;
+    // DirBuilder's mode is filtered by the umask; set it exactly.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist, and narrows it to 0600 if it
+/// does (a database file made by an older version, or by a tool with a loose umask).
+pub fn ensure_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    drop(options.open(path)?);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `contents` to a new file readable only by its owner (0600), creating parent folders
+/// (0700). Refuses to overwrite an existing file.
 pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
+        create_private_dir(parent)?;
     }
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -12,7 +12,7 @@ pub mod scheduler;
 
 pub use crypto::{CryptoError, Encryptor, SecretAad};
 pub use master_key::{
-    load_master_key, load_previous_master_key, read_key_file, write_private_file, MasterKey,
-    MasterKeyError, MasterKeySource,
+    create_private_dir, ensure_private_file, load_master_key, load_previous_master_key,
+    read_key_file, write_private_file, MasterKey, MasterKeyError, MasterKeySource,
 };
 pub use material::SigningSecret;

@@ -1,7 +1,7 @@
 //! SQLite: the embedded default, for one machine. WAL mode, a busy timeout so writers queue
 //! instead of failing, and foreign keys on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,8 +48,8 @@ impl SqliteStore {
         let path = options.get_filename();
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let file = (!in_memory).then(|| path.to_path_buf());
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
+        if let Some(file) = &file {
+            private_database_files(file).map_err(sqlx::Error::Io)?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
@@ -77,6 +77,25 @@ impl SqliteStore {
     }
 }
 
+/// Makes the database readable by its owner only, whatever the umask: the folder is created
+/// 0700 and the file 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the
+/// database file's mode); files left looser by an older version are narrowed to 0600.
+fn private_database_files(file: &Path) -> std::io::Result<()> {
+    if let Some(parent) = file.parent() {
+        crate::secrets::create_private_dir(parent)?;
+    }
+    crate::secrets::ensure_private_file(file)?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = file.as_os_str().to_owned();
+        name.push(suffix);
+        let companion = PathBuf::from(name);
+        if companion.exists() {
+            crate::secrets::ensure_private_file(&companion)?;
+        }
+    }
+    Ok(())
+}
+
 super::merchants::impl_merchant_store!(SqliteStore);
 super::api_keys::impl_api_key_store!(SqliteStore, sqlx::Sqlite);
 super::guards::impl_guard_store!(SqliteStore);
@@ -87,6 +106,35 @@ impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_created_and_narrowed_to_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("new/data/hooksign.db");
+        let url = format!("sqlite://{}", fresh.display());
+        let store = SqliteStore::connect(&url, 2, SqliteSynchronousMode::Full)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (x)")
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode(fresh.parent().unwrap()), 0o700);
+        for name in ["hooksign.db", "hooksign.db-wal", "hooksign.db-shm"] {
+            assert_eq!(mode(&fresh.with_file_name(name)), 0o600, "{name}");
+        }
+        store.pool().close().await;
+        // A file an older version left 0644 is narrowed at the next start.
+        std::fs::set_permissions(&fresh, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SqliteStore::connect(&url, 2, SqliteSynchronousMode::Full)
+            .await
+            .unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        store.pool().close().await;
+    }
 
     #[tokio::test]
     async fn commits_are_flushed_as_configured() {

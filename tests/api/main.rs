@@ -4,6 +4,7 @@
 mod helpers;
 
 mod api_keys;
+mod at_rest;
 mod audit;
 mod auth;
 mod cli;
