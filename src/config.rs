@@ -155,6 +155,9 @@ pub struct DeliveryConfig {
     pub default_timeout_ms: u32,
     /// How many due deliveries a worker claims at once.
     pub batch_size: u32,
+    /// Claims held in memory behind endpoints at their in-flight cap, at most, across all
+    /// endpoints; past it claims are given back to the queue.
+    pub max_queued_claims: usize,
     /// How long a claim lasts before another worker may take the delivery over, in seconds.
     pub lease_secs: u64,
     /// Fallback poll interval when no wake-up arrives, in milliseconds.
@@ -178,6 +181,7 @@ impl Default for DeliveryConfig {
             default_endpoint_max_in_flight: 10,
             default_timeout_ms: 15_000,
             batch_size: 64,
+            max_queued_claims: 4_096,
             lease_secs: 60,
             poll_interval_ms: 1_000,
             retry_schedule_secs: vec![5, 300, 1_800, 7_200, 18_000, 36_000, 36_000],
@@ -387,6 +391,9 @@ impl Config {
                 "delivery.retry_jitter",
                 "must be at least 0 and below 1",
             ));
+        }
+        if self.delivery.max_queued_claims == 0 {
+            return Err(invalid("delivery.max_queued_claims", "must be at least 1"));
         }
         if self.delivery.lease_secs * 1000 <= u64::from(self.delivery.default_timeout_ms) {
             return Err(invalid(

@@ -15,22 +15,22 @@
 //! claim read from the database, which every rotation bumps: a delivery is never signed with
 //! a secret older than its batch, and unchanged secrets are not re-read per delivery.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use rand::Rng;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::retry::{AttemptResult, Decision, RetryPolicy};
 use super::sender::{build_client, send_attempt, AttemptContext};
-use crate::clock::Timestamp;
+use super::slots::{Admission, EndpointSlots};
 use crate::config::DeliveryConfig;
-use crate::ids::{AuditId, DeliveryId, EndpointId, MerchantId};
+use crate::ids::{AuditId, MerchantId};
 use crate::keys::Mode;
 use crate::secrets::keyring::{load_keyring, Keyring};
 use crate::server::AppState;
@@ -46,24 +46,8 @@ const SATURATED_BACKOFF_MS: i64 = 250;
 /// The most outcomes one transaction records.
 const OUTCOME_BATCH: usize = 256;
 
-/// Claims queued in memory behind one endpoint's deliveries in flight, at most.
-const MAX_WAITING_PER_ENDPOINT: usize = 256;
-
 /// Endpoints named in one claim query as busy, at most (the rest are handed back if claimed).
 const MAX_BUSY_SKIPPED: usize = 200;
-
-/// Endpoint slots kept before idle ones are forgotten.
-const MAX_IDLE_SLOTS: usize = 1_024;
-
-/// A queued claim is sent only if its attempt can end this long before its lease does.
-const LEASE_MARGIN_MS: i64 = 1_000;
-
-/// One endpoint's in-flight cap on this daemon, and the claims waiting for it.
-struct EndpointSlot {
-    cap: u32,
-    semaphore: Arc<Semaphore>,
-    waiting: VecDeque<(ClaimedDelivery, Timestamp)>,
-}
 
 /// Decrypted secrets and the `secrets_version` they were read at.
 type CachedKeyring = (i64, Arc<Keyring>);
@@ -75,8 +59,7 @@ pub struct DeliveryEngine {
     allow_private_networks: bool,
     wake: Notify,
     global: Arc<Semaphore>,
-    per_endpoint: Mutex<HashMap<EndpointId, EndpointSlot>>,
-    stopping: AtomicBool,
+    per_endpoint: EndpointSlots,
     keyrings: Mutex<HashMap<(MerchantId, Mode), CachedKeyring>>,
     policy: RetryPolicy,
     /// Outcomes of attempts, group-committed: concurrent outcomes share a transaction.
@@ -112,8 +95,7 @@ impl DeliveryEngine {
             allow_private_networks: config.allow_private_networks,
             wake: Notify::new(),
             global: Arc::new(Semaphore::new(config.max_in_flight)),
-            per_endpoint: Mutex::new(HashMap::new()),
-            stopping: AtomicBool::new(false),
+            per_endpoint: EndpointSlots::new(config.max_queued_claims),
             keyrings: Mutex::new(HashMap::new()),
             policy: RetryPolicy {
                 schedule: config
@@ -149,81 +131,15 @@ impl DeliveryEngine {
         self.tasks.len()
     }
 
-    /// Takes one of the endpoint's in-flight permits, or, when it has none free, queues the
-    /// claim behind the endpoint's deliveries in flight (a finishing delivery sends it next).
-    /// Gives the claim back when even the queue is full.
-    fn admit(
-        &self,
-        claim: ClaimedDelivery,
-        lease_until: Timestamp,
-    ) -> Result<Option<(ClaimedDelivery, OwnedSemaphorePermit)>, DeliveryId> {
-        let mut slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        let endpoint = &claim.endpoint;
-        let slot = slots.entry(endpoint.id).or_insert_with(|| EndpointSlot {
-            cap: endpoint.max_in_flight,
-            semaphore: Arc::new(Semaphore::new(endpoint.max_in_flight as usize)),
-            waiting: VecDeque::new(),
-        });
-        if slot.cap != endpoint.max_in_flight {
-            // The cap was changed: new attempts use a fresh semaphore of the new size.
-            slot.cap = endpoint.max_in_flight;
-            slot.semaphore = Arc::new(Semaphore::new(endpoint.max_in_flight as usize));
-        }
-        if slot.waiting.is_empty() {
-            if let Ok(permit) = slot.semaphore.clone().try_acquire_owned() {
-                return Ok(Some((claim, permit)));
-            }
-        }
-        if slot.waiting.len() >= MAX_WAITING_PER_ENDPOINT {
-            return Err(claim.id);
-        }
-        slot.waiting.push_back((claim, lease_until));
-        Ok(None)
+    /// Claims queued in memory behind busy endpoints right now.
+    pub fn queued_claims(&self) -> usize {
+        self.per_endpoint.queued()
     }
 
-    /// The next claim queued behind an endpoint, for a delivery of that endpoint that has just
-    /// finished and still holds its permits. Claims whose lease would run out before an attempt
-    /// could finish are handed back in `expired` instead.
-    fn next_waiting(
-        &self,
-        endpoint: EndpointId,
-        now: Timestamp,
-        expired: &mut Vec<ClaimedDelivery>,
-    ) -> Option<ClaimedDelivery> {
-        if self.stopping.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = slots.get_mut(&endpoint)?;
-        while let Some((claim, lease_until)) = slot.waiting.pop_front() {
-            let attempt_ends = now
-                + Duration::milliseconds(i64::from(claim.endpoint.timeout_ms))
-                + Duration::milliseconds(LEASE_MARGIN_MS);
-            if attempt_ends < lease_until {
-                return Some(claim);
-            }
-            expired.push(claim);
-        }
-        None
-    }
-
-    /// Endpoints this daemon cannot start more deliveries to: all permits taken, or claims
-    /// already queued. The claim query skips them.
-    fn busy_endpoints(&self) -> Vec<EndpointId> {
-        let mut slots = self.per_endpoint.lock().unwrap_or_else(|p| p.into_inner());
-        if slots.len() > MAX_IDLE_SLOTS {
-            // Forget endpoints with nothing in flight and nothing waiting: the map stays as
-            // large as the set of endpoints being delivered to, not every endpoint ever seen.
-            slots.retain(|_, slot| {
-                !slot.waiting.is_empty() || slot.semaphore.available_permits() < slot.cap as usize
-            });
-        }
-        slots
-            .iter()
-            .filter(|(_, slot)| !slot.waiting.is_empty() || slot.semaphore.available_permits() == 0)
-            .map(|(id, _)| *id)
-            .take(MAX_BUSY_SKIPPED)
-            .collect()
+    /// Endpoints this daemon reports busy to the claim query right now (every permit taken or
+    /// claims queued).
+    pub fn busy_endpoints(&self) -> usize {
+        self.per_endpoint.busy(usize::MAX).len()
     }
 
     async fn keyring(
@@ -270,7 +186,8 @@ impl DeliveryEngine {
         let lease_until = now + Duration::seconds(config.lease_secs as i64);
         let batch = self.batches.fetch_add(1, Ordering::Relaxed);
         let lease = format!("{}/{batch}", self.worker_id);
-        let busy = self.busy_endpoints();
+        self.give_back_orphans(state).await;
+        let busy = self.per_endpoint.busy(MAX_BUSY_SKIPPED);
         let claimed = state
             .store
             .claim_due(&lease, now, lease_until, room as u32, &busy)
@@ -278,31 +195,33 @@ impl DeliveryEngine {
         let mut handed_back = Vec::new();
         let mut started = 0;
         for claim in claimed {
-            let (claim, endpoint_permit) = match self.admit(claim, lease_until) {
-                Ok(Some(admitted)) => admitted,
-                Ok(None) => continue,
-                Err(id) => {
-                    handed_back.push(id);
-                    continue;
-                }
-            };
+            // The global permit first: a claim admitted to its endpoint is then always sent,
+            // and an endpoint permit is never taken only to be given up again.
             let Ok(global_permit) = self.global.clone().try_acquire_owned() else {
                 handed_back.push(claim.id);
                 continue;
+            };
+            let (claim, endpoint_permit) = match self.per_endpoint.admit(claim, lease_until) {
+                Admission::Start(claim, permit) => (claim, permit),
+                Admission::Queued => continue,
+                Admission::HandBack(id) => {
+                    handed_back.push(id);
+                    continue;
+                }
             };
             started += 1;
             let engine = Arc::clone(self);
             let state = state.clone();
             self.tasks.spawn(async move {
-                // The permits stay with this task while it sends the endpoint's queued claims.
-                let endpoint = claim.endpoint.id;
-                let mut next = Some(claim);
+                // The permits stay with this task while it sends the endpoint's queued claims;
+                // the endpoint permit is released by `hand_on` once nothing is queued.
+                let mut next = Some((claim, endpoint_permit));
                 let mut expired = Vec::new();
-                while let Some(claim) = next {
+                while let Some((claim, permit)) = next {
                     engine.deliver(&state, claim).await;
-                    next = engine.next_waiting(endpoint, state.clock.now(), &mut expired);
+                    next = permit.hand_on(state.clock.now(), &mut expired);
                 }
-                drop((endpoint_permit, global_permit));
+                drop(global_permit);
                 for claim in expired {
                     let _ = state
                         .store
@@ -320,17 +239,35 @@ impl DeliveryEngine {
                 .await?;
         }
         metrics::gauge!("hooksign_deliveries_in_flight").set(self.tasks.len() as f64);
+        metrics::gauge!("hooksign_delivery_claims_queued").set(self.per_endpoint.queued() as f64);
         // Per-endpoint load without a label per endpoint (unbounded cardinality): how many
         // endpoints are at their in-flight cap right now.
-        let saturated_endpoints = self
-            .per_endpoint
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .filter(|slot| slot.semaphore.available_permits() == 0)
-            .count();
-        metrics::gauge!("hooksign_endpoints_at_in_flight_cap").set(saturated_endpoints as f64);
+        metrics::gauge!("hooksign_endpoints_at_in_flight_cap")
+            .set(self.per_endpoint.at_cap() as f64);
         Ok(started)
+    }
+
+    /// Gives back, due now, the claims that were queued behind an endpoint whose deliveries
+    /// ended without sending them (a delivery task that died).
+    async fn give_back_orphans(&self, state: &AppState) {
+        let orphans = self.per_endpoint.take_orphans();
+        if orphans.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            claims = orphans.len(),
+            "giving back claims left queued behind an endpoint whose delivery task ended"
+        );
+        let now = state.clock.now();
+        for claim in orphans {
+            if let Err(err) = state
+                .store
+                .release_claims(&claim.lease, &[claim.id], now)
+                .await
+            {
+                tracing::warn!(delivery = %claim.id, error = %err, "cannot give a claim back; its lease will run out");
+            }
+        }
     }
 
     async fn deliver(&self, state: &AppState, claim: ClaimedDelivery) {
@@ -420,7 +357,7 @@ impl DeliveryEngine {
         }
         // Deliveries in flight finish, but queued claims are not started: their leases are
         // given back below.
-        self.stopping.store(true, Ordering::Relaxed);
+        self.per_endpoint.stop();
         self.tasks.close();
         if tokio::time::timeout(grace, self.tasks.wait())
             .await
@@ -431,11 +368,6 @@ impl DeliveryEngine {
                 "deliveries still in flight at the shutdown deadline"
             );
         }
-        self.per_endpoint
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values_mut()
-            .for_each(|slot| slot.waiting.clear());
         if let Err(err) = state.store.release_worker(&self.worker_id).await {
             tracing::error!(error = %err, "cannot release delivery leases at shutdown");
         }

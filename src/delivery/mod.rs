@@ -6,4 +6,5 @@ pub mod envelope;
 pub mod filter;
 pub mod retry;
 pub mod sender;
+pub mod slots;
 pub mod ssrf;

@@ -10,6 +10,7 @@ mod auth;
 mod cli;
 mod delivery;
 mod durability;
+mod engine;
 mod interop;
 mod merchants;
 mod ops;
