@@ -10,6 +10,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod interop;
+mod limits;
 mod merchants;
 mod ops;
 mod receiver;
