@@ -116,7 +116,8 @@ fn v1_routes() -> Router<AppState> {
 ///
 /// Outermost first: the request id (so every answer, and every log line, carries it), then
 /// the request log and metrics, which must see every final answer, including the 503 of the
-/// deadline and the 500 of a panic; then the deadline, the panic catcher and the body limit.
+/// deadline and the 500 of a panic; then the envelope for errors other layers answered in
+/// plain text; then the deadline, the panic catcher and the body limit.
 pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.http.body_limit_bytes;
     let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
@@ -132,6 +133,7 @@ pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             deadline(timeout, request, next)
         }))
+        .layer(axum::middleware::from_fn(error::envelope_errors))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(axum::middleware::from_fn(request_id::request_id))
         .with_state(state)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 
 use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+use crate::on_both_stores;
 
 /// Serves `routes` behind the daemon's middleware on a port of its own.
 async fn serve_with_middleware(
@@ -54,4 +55,118 @@ async fn a_request_cut_by_the_deadline_is_counted_in_metrics() {
         ),
         "{metrics}"
     );
+}
+
+on_both_stores!(every_rejection_uses_the_envelope);
+
+/// Whatever layer refuses (the body limit behind `/v1/sign`'s raw body, a JSON extractor, a
+/// path that is not UTF-8, a query, a method), the answer is the JSON envelope.
+async fn every_rejection_uses_the_envelope(app: TestApp) {
+    let merchant = app.create_merchant("Envelope Co").await;
+    let token = &merchant.test_token;
+    let oversize = "x".repeat(app.config.http.body_limit_bytes + 1);
+    for (path, content_type) in [
+        ("/v1/sign", "application/octet-stream"),
+        ("/v1/sign", "application/json"),
+        ("/v1/events", "application/json"),
+        ("/v1/endpoints", "application/json"),
+        ("/v1/signing-secret/initiate", "application/json"),
+    ] {
+        let response = app
+            .authed(Method::POST, path, token)
+            .header("content-type", content_type)
+            .body(oversize.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{path}"
+        );
+        assert_error(response, 413, "invalid_request", "body_too_large").await;
+    }
+    // A chunked body (no Content-Length) over the limit: refused while reading.
+    let mut request = format!(
+        "POST /v1/sign HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    for chunk in oversize.as_bytes().chunks(8 * 1024) {
+        request.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            String::from_utf8_lossy(chunk)
+        ));
+    }
+    request.push_str("0\r\n\r\n");
+    let answer = raw_exchange(&app, request.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("content-type: application/json"),
+        "{answer}"
+    );
+    assert!(answer.contains(r#""code":"body_too_large""#), "{answer}");
+
+    let bad_path = app
+        .authed(Method::GET, "/v1/endpoints/%FF%FE", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_path.headers()["content-type"], "application/json");
+    assert_error(bad_path, 400, "invalid_request", "invalid_request").await;
+    let garbage_id = app
+        .authed(Method::GET, "/v1/endpoints/not-an-id", token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(garbage_id, 404, "invalid_request", "resource_missing").await;
+    let bad_query = app
+        .authed(Method::GET, "/v1/endpoints?limit=many", token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_query, 400, "invalid_request", "invalid_query").await;
+    let no_content_type = app
+        .authed(Method::POST, "/v1/endpoints", token)
+        .body(r#"{"url":"https://example.com/hook"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        no_content_type,
+        415,
+        "invalid_request",
+        "unsupported_media_type",
+    )
+    .await;
+    let bad_json = app
+        .authed(Method::POST, "/v1/events", token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad_json, 400, "invalid_request", "invalid_json").await;
+    let wrong_method = app
+        .authed(Method::PUT, "/v1/sign", token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(wrong_method, 405, "invalid_request", "method_not_allowed").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+}
+
+/// Sends raw bytes on a new connection and reads the answer until the server closes it
+/// (the request asks for `connection: close`) or 10 s pass.
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    // The server may answer and close before reading the whole body: a failed write is fine.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
 }
