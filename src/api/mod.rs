@@ -28,7 +28,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorEnvelope, ErrorType};
-pub use extract::{body_too_large, ApiJson, ApiQuery, OptionalJson};
+pub use extract::{body_too_large, ApiJson, ApiQuery, OptionalJson, MAX_JSON_DEPTH};
 
 use crate::server::AppState;
 

@@ -170,3 +170,55 @@ async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+on_both_stores!(json_nested_deeper_than_the_limit_is_refused_before_parsing);
+
+/// Arrays nested `depth` deep.
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+async fn json_nested_deeper_than_the_limit_is_refused_before_parsing(app: TestApp) {
+    use hooksign::api::MAX_JSON_DEPTH;
+    let merchant = app.create_merchant("Deep Co").await;
+    let token = &merchant.test_token;
+    let event = |payload: &str| {
+        app.authed(Method::POST, "/v1/events", token)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"type":"order.created","payload":{payload}}}"#))
+    };
+    // The body's own object is the first level: the payload may nest one less.
+    let deepest = event(&nested(MAX_JSON_DEPTH - 1)).send().await.unwrap();
+    assert_eq!(deepest.status(), 202);
+    let too_deep = event(&nested(MAX_JSON_DEPTH)).send().await.unwrap();
+    assert_error(too_deep, 422, "invalid_request", "json_too_deep").await;
+    let started = std::time::Instant::now();
+    let abusive = event(&nested(100_000)).send().await.unwrap();
+    assert_error(abusive, 422, "invalid_request", "json_too_deep").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
+    // The same rule, with the same answer, for every JSON body: a deep top-level body, and an
+    // optional body.
+    let deep_merchant = app
+        .operator(Method::POST, "/v1/merchants")
+        .header("content-type", "application/json")
+        .body(nested(MAX_JSON_DEPTH + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_error(deep_merchant, 422, "invalid_request", "json_too_deep").await;
+    let deep_initiate = app
+        .authed(Method::POST, "/v1/signing-secret/initiate", token)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"complete_at":{}}}"#, nested(MAX_JSON_DEPTH)))
+        .send()
+        .await
+        .unwrap();
+    assert_error(deep_initiate, 422, "invalid_request", "json_too_deep").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM merchants").await, 1);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM signing_secrets WHERE state = 'pending'")
+            .await,
+        0
+    );
+}
