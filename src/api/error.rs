@@ -200,6 +200,87 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Middleware: puts every error answer that is not already in the envelope into it.
+///
+/// Handlers and the project's extractors answer in the envelope themselves; this catches
+/// whatever another layer produced in plain text (axum's own rejections, such as the body
+/// limit behind a raw `Bytes` body or a path that is not valid UTF-8), so a client parses one
+/// shape for every error, whichever layer refused. Errors hyper answers before routing (a
+/// malformed request line, oversized headers) never reach it.
+pub async fn envelope_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(&response) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // axum's rejections are one short sentence; anything longer is not shown.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty());
+    let mut envelope = ApiError::from_status(status, text).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            envelope.headers_mut().insert(name, value.clone());
+        }
+    }
+    envelope
+}
+
+fn is_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
+impl ApiError {
+    /// The envelope for an error status some other layer chose; `text` is its plain-text
+    /// explanation, kept as the message for 4xx (a 5xx stays opaque, as always).
+    fn from_status(status: StatusCode, text: Option<String>) -> Self {
+        let message = |fallback: &str| text.clone().unwrap_or_else(|| fallback.to_owned());
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::invalid(
+                status,
+                "unsupported_media_type",
+                message("this content type is not accepted here"),
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::invalid(
+                status,
+                "method_not_allowed",
+                "this route does not accept that method; see /openapi.json",
+            ),
+            StatusCode::NOT_FOUND => ApiError::invalid(status, "not_found", message("not found")),
+            StatusCode::UNAUTHORIZED => {
+                ApiError::authentication("unauthenticated", message("authentication required"))
+            }
+            StatusCode::FORBIDDEN => ApiError::permission("forbidden", message("not allowed")),
+            StatusCode::TOO_MANY_REQUESTS => ApiError::new(
+                status,
+                ErrorType::RateLimited,
+                "rate_limited",
+                message("too many requests"),
+            ),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => ApiError::unavailable(
+                "unavailable",
+                "the daemon cannot answer this request now; retry later",
+            ),
+            status if status.is_server_error() => {
+                ApiError::internal(format!("a layer answered {status}: {}", message("")))
+            }
+            status => ApiError::invalid(status, "invalid_request", message("invalid request")),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {

@@ -28,7 +28,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorEnvelope, ErrorType};
-pub use extract::{body_too_large, ApiJson, ApiQuery, OptionalJson};
+pub use extract::{body_too_large, ApiJson, ApiQuery, OptionalJson, MAX_JSON_DEPTH};
 
 use crate::server::AppState;
 
@@ -110,9 +110,14 @@ fn v1_routes() -> Router<AppState> {
         .route("/v1/audit-events", get(audit_events::list))
 }
 
-/// Wraps routes in the daemon's middleware: request ids, deadline, panic catching, metrics,
+/// Wraps routes in the daemon's middleware: request ids, metrics, deadline, panic catching,
 /// body limit, and the envelope for unknown routes and methods. Public so tests can check the
 /// middleware on routes of their own (a handler that panics, say).
+///
+/// Outermost first: the request id (so every answer, and every log line, carries it), then
+/// the request log and metrics, which must see every final answer, including the 503 of the
+/// deadline and the 500 of a panic; then the envelope for errors other layers answered in
+/// plain text; then the deadline, the panic catcher and the body limit.
 pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.http.body_limit_bytes;
     let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
@@ -120,7 +125,6 @@ pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
                 axum::response::IntoResponse::into_response(ApiError::internal("handler panicked"))
@@ -129,6 +133,8 @@ pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             deadline(timeout, request, next)
         }))
+        .layer(axum::middleware::from_fn(error::envelope_errors))
+        .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(axum::middleware::from_fn(request_id::request_id))
         .with_state(state)
 }

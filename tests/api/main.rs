@@ -12,6 +12,7 @@ mod delivery;
 mod durability;
 mod engine;
 mod interop;
+mod limits;
 mod merchants;
 mod ops;
 mod receiver;
