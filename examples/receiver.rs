@@ -1,16 +1,20 @@
 //! An example webhook receiver for hooksign deliveries, built on axum and `hooksign::verify`.
 //!
 //! ```sh
-//! cargo run --example receiver -- --secret <hex secret> [--secret <new hex secret>] --port 9000
+//! cargo run --example receiver -- --scheme bolt --secret <hex secret> [--secret <new hex secret>] --port 9000
 //! ```
 //!
 //! What to copy into your own receiver:
 //! - verify the **raw body bytes**, before any JSON parsing (re-serialised JSON does not verify);
 //! - during a rotation configure the old *and* the new secret: the `matched` index in the log
 //!   tells you when only the new one matches, after which the old one can go;
+//! - verify the one scheme your endpoint uses (`--scheme`, required): choosing it from the headers
+//!   present would let anyone strip the `webhook-*` headers and pass as `bolt`, which has no
+//!   timestamp check;
 //! - answer 401 on a bad signature, and 200 fast otherwise, doing the real work afterwards;
-//! - dedupe on `X-Hooksign-Delivery-Id`: hooksign retries until it gets a 2xx, so the same
-//!   delivery can arrive twice.
+//! - dedupe on an id the signature covers: hooksign retries until it gets a 2xx, so the same
+//!   event can arrive twice. That is `webhook-id` (Standard Webhooks) or the event `id` in the
+//!   signed body (bolt), never `X-Hooksign-Delivery-Id`, which a replayer can change at will.
 //!
 //! It prints `{"listening":PORT}` once, then one JSON line per request (never a secret), like the
 //! Python and Node receivers in `examples/`, so one harness can drive all three.
@@ -26,8 +30,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, ValueEnum};
-use hooksign::verify::{Verifier, WEBHOOK_SIGNATURE};
+use clap::{CommandFactory, Parser};
+use hooksign::verify::{HeaderSource, Scheme, Verifier, WEBHOOK_ID};
 use serde_json::{json, Value};
 
 /// Example hooksign webhook receiver: verifies every POST and answers
@@ -52,26 +56,20 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: IpAddr,
-    /// auto: standard if a webhook-signature header is present, else bolt.
-    #[arg(long, value_enum, default_value_t = Scheme::Auto)]
+    /// The scheme of the hooksign endpoint pointing here: bolt or standard (for a `both`
+    /// endpoint, pick standard: its timestamp bounds replays). Only that scheme is accepted.
+    #[arg(long, value_name = "bolt|standard")]
     scheme: Scheme,
     /// Seconds a webhook-timestamp may be off (standard scheme).
     #[arg(long, default_value_t = 300)]
     tolerance: u64,
 }
 
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum Scheme {
-    Auto,
-    Bolt,
-    Standard,
-}
-
 #[derive(Clone)]
 struct Receiver {
     verifier: Arc<Verifier>,
     scheme: Scheme,
-    seen: Arc<Mutex<SeenDeliveries>>,
+    seen: Arc<Mutex<SeenEvents>>,
 }
 
 #[tokio::main]
@@ -86,7 +84,7 @@ async fn main() -> std::io::Result<()> {
     let receiver = Receiver {
         verifier: Arc::new(verifier.with_tolerance(Duration::from_secs(args.tolerance))),
         scheme: args.scheme,
-        seen: Arc::new(Mutex::new(SeenDeliveries::new(100_000))),
+        seen: Arc::new(Mutex::new(SeenEvents::new(100_000))),
     };
     // Every path: the endpoint URL registered in hooksign decides which one is used.
     let app = Router::new().fallback(post(receive)).with_state(receiver);
@@ -103,44 +101,50 @@ async fn receive(
     body: Bytes, // the raw bytes, exactly as signed
 ) -> (StatusCode, Json<Value>) {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let scheme = match receiver.scheme {
-        Scheme::Auto if header(WEBHOOK_SIGNATURE).is_some() => Scheme::Standard,
-        Scheme::Auto => Scheme::Bolt,
-        chosen => chosen,
-    };
     let pairs: Vec<(&str, &str)> = headers
         .iter()
         .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
         .collect();
-    let verified = match scheme {
-        Scheme::Standard => receiver.verifier.verify_standard(&pairs, &body, unix_now()),
-        _ => receiver.verifier.verify_bolt(&pairs, &body),
-    };
-    let delivery_id = header("X-Hooksign-Delivery-Id");
-    let (status, answer, matched, duplicate, reason) = match verified {
+    let scheme = receiver.scheme;
+    let verified = receiver
+        .verifier
+        .verify(scheme, pairs.as_slice(), &body, unix_now());
+    let (status, answer, matched, dedupe_id, duplicate, reason) = match verified {
         Ok(matched) => {
             // Only verified deliveries are remembered, so forgeries cannot poison the set.
-            let duplicate = delivery_id.is_some_and(|id| !receiver.seen.lock().unwrap().insert(id));
+            let id = signed_id(scheme, pairs.as_slice(), &body);
+            let duplicate = id
+                .as_deref()
+                .is_some_and(|id| !receiver.seen.lock().unwrap().insert(id));
             if !duplicate {
                 tokio::spawn(handle_event(body));
             }
             let i = matched.secret_index;
             let answer = json!({ "ok": true, "matched": i, "duplicate": duplicate });
-            (StatusCode::OK, answer, Some(i), duplicate, None)
+            (StatusCode::OK, answer, Some(i), id, duplicate, None)
         }
         Err(err) => {
             let reason = err.to_string();
             let answer = json!({ "ok": false, "reason": reason });
-            (StatusCode::UNAUTHORIZED, answer, None, false, Some(reason))
+            (
+                StatusCode::UNAUTHORIZED,
+                answer,
+                None,
+                None,
+                false,
+                Some(reason),
+            )
         }
     };
     println!(
         "{}",
         json!({
-            "delivery_id": delivery_id,
+            // Unsigned, so only for matching this line with hooksign's records.
+            "delivery_id": header("X-Hooksign-Delivery-Id"),
             "event_id": header("X-Hooksign-Event-Id"),
             "attempt": header("X-Hooksign-Attempt"),
-            "scheme": if scheme == Scheme::Standard { "standard" } else { "bolt" },
+            "dedupe_id": dedupe_id,
+            "scheme": scheme.as_str(),
             "status": status.as_u16(),
             "ok": status.is_success(),
             "matched": matched,
@@ -149,6 +153,22 @@ async fn receive(
         })
     );
     (status, Json(answer))
+}
+
+/// The id to dedupe on, one the signature covers: `webhook-id` (Standard Webhooks signs it
+/// with the body) or the event `id` inside the signed body (bolt signs the body only). `None`
+/// for a body that has none, which hooksign never sends.
+fn signed_id(scheme: Scheme, headers: &[(&str, &str)], body: &[u8]) -> Option<String> {
+    let id = match scheme {
+        Scheme::Standard => headers.header(WEBHOOK_ID).map(str::to_owned),
+        Scheme::Bolt => match serde_json::from_slice::<Value>(body).ok()?.get("id")? {
+            Value::String(id) => Some(id.clone()),
+            _ => None,
+        },
+    };
+    // Trimmed as the verifier reads it.
+    id.map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
 }
 
 /// Your work goes here. It runs after the 200 is sent: hooksign waits for the answer (15 s by
@@ -167,15 +187,15 @@ fn unix_now() -> i64 {
     i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
 }
 
-/// Delivery ids already accepted, oldest forgotten first. A real app would record them in its
+/// Signed event ids already accepted, oldest forgotten first. A real app would record them in its
 /// database, in the same transaction as the work the event triggers.
-struct SeenDeliveries {
+struct SeenEvents {
     ids: HashSet<String>,
     order: VecDeque<String>,
     capacity: usize,
 }
 
-impl SeenDeliveries {
+impl SeenEvents {
     fn new(capacity: usize) -> Self {
         let (ids, order) = (HashSet::new(), VecDeque::new());
         Self {

@@ -87,8 +87,8 @@ keep CI_KEY 'd["id"]'
 say "Reveal the test-mode signing secret (audited) and start a receiver that trusts it."
 run 'curl -sS --fail-with-body -X POST $API/v1/signing-secret/reveal -H "Authorization: Bearer $K"'
 keep SECRET 'd["active"]["secret"]'
-echo "\$ ${RECEIVER[*]} --port 0 --secret \$SECRET > receiver.log &"
-"${RECEIVER[@]}" --port 0 --secret "$SECRET" >receiver.log 2>receiver.err &
+echo "\$ ${RECEIVER[*]} --scheme bolt --port 0 --secret \$SECRET > receiver.log &"
+"${RECEIVER[@]}" --scheme bolt --port 0 --secret "$SECRET" >receiver.log 2>receiver.err &
 RECEIVER_PID=$!
 for _ in $(seq 1 300); do
   [[ -s receiver.log ]] && break

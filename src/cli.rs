@@ -91,8 +91,13 @@ pub enum Command {
     },
     /// Verify a body read from standard input against signature headers; exits 0 when valid.
     ///
-    /// Example: `hooksign verify --secret $OLD --secret $NEW --header "X-Bolt-Hmac-Sha256: …" < body.json`
+    /// Example: `hooksign verify --scheme bolt --secret $OLD --secret $NEW --header "X-Bolt-Hmac-Sha256: …" < body.json`
     Verify {
+        /// The scheme the endpoint uses: bolt or standard. Required, and only that scheme's
+        /// headers are checked: guessing it from the headers given would let a request stripped
+        /// of its webhook-* headers pass as bolt, without the timestamp check.
+        #[arg(long, value_name = "bolt|standard")]
+        scheme: crate::verify::Scheme,
         /// A secret the receiver accepts; repeat for old and new during a rotation.
         #[arg(long = "secret", value_name = "SECRET", required = true)]
         secrets: Vec<String>,
@@ -209,10 +214,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 timestamp,
             } => sign(&secret, pending_secret.as_deref(), scheme, &id, timestamp),
             Command::Verify {
+                scheme,
                 secrets,
                 headers,
                 now,
-            } => verify(&secrets, &headers, now),
+            } => verify(scheme, &secrets, &headers, now),
             _ => unreachable!("matched above"),
         };
     }
@@ -319,7 +325,12 @@ fn sign(
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(secrets: &[String], headers: &[String], now: Option<i64>) -> anyhow::Result<ExitCode> {
+fn verify(
+    scheme: crate::verify::Scheme,
+    secrets: &[String],
+    headers: &[String],
+    now: Option<i64>,
+) -> anyhow::Result<ExitCode> {
     let verifier = crate::verify::Verifier::new(secrets)?;
     let mut pairs = Vec::new();
     for header in headers {
@@ -329,16 +340,8 @@ fn verify(secrets: &[String], headers: &[String], now: Option<i64>) -> anyhow::R
         pairs.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     let body = read_stdin()?;
-    let standard = pairs
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case(crate::verify::WEBHOOK_SIGNATURE));
-    let outcome = if standard {
-        let now = now.unwrap_or_else(|| chrono::Utc::now().timestamp());
-        verifier.verify_standard(pairs.as_slice(), &body, now)
-    } else {
-        verifier.verify_bolt(pairs.as_slice(), &body)
-    };
-    match outcome {
+    let now = now.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    match verifier.verify(scheme, pairs.as_slice(), &body, now) {
         Ok(matched) => {
             println!(
                 "valid: secret #{} matched ({:?} header)",

@@ -31,6 +31,14 @@
 //! ```
 //!
 //! Always verify the raw body bytes exactly as received, before any JSON parsing.
+//!
+//! A receiver verifies the one [`Scheme`] its endpoint is configured with, through
+//! [`Verifier::verify`] (or [`Verifier::verify_bolt`] / [`Verifier::verify_standard`]). There is
+//! deliberately no mode that picks the scheme from the headers present: anyone who strips the
+//! `webhook-*` headers from a captured delivery would fall back to `bolt`, which signs the body
+//! only, and turn the timestamp check off. To recognise a delivery seen before, use an
+//! identifier the signature covers: `webhook-id` (Standard Webhooks) or the event `id` inside the
+//! signed body, never the unsigned `X-Hooksign-Delivery-Id`.
 
 use std::fmt;
 use std::time::Duration;
@@ -161,6 +169,66 @@ fn non_blank<'h, H: HeaderSource + ?Sized>(headers: &'h H, name: &str) -> Option
         .filter(|v| !v.is_empty())
 }
 
+/// The signature scheme a receiver verifies: the one its hooksign endpoint is configured with.
+///
+/// Parsed from `bolt` or `standard` only. There is no `auto`: a scheme chosen from the headers
+/// present is chosen by whoever sent the request (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `X-Bolt-Hmac-Sha256` (and `-Pending`): HMAC of the body alone, no timestamp.
+    Bolt,
+    /// Standard Webhooks: `webhook-id`, `webhook-timestamp` and `webhook-signature`, with the
+    /// timestamp checked against the receiver's clock.
+    Standard,
+}
+
+impl Scheme {
+    /// Both schemes, in the order their names are listed in messages.
+    pub const ALL: [Scheme; 2] = [Scheme::Bolt, Scheme::Standard];
+
+    /// The lowercase name, as hooksign's endpoints and command lines spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Bolt => "bolt",
+            Scheme::Standard => "standard",
+        }
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A scheme name other than `bolt` or `standard`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownScheme(pub String);
+
+impl fmt::Display for UnknownScheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown scheme {:?}: expected bolt or standard, the scheme of your endpoint",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownScheme {}
+
+impl std::str::FromStr for Scheme {
+    type Err = UnknownScheme;
+
+    /// The exact lowercase names only.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scheme::ALL
+            .into_iter()
+            .find(|scheme| scheme.as_str() == s)
+            .ok_or_else(|| UnknownScheme(s.to_owned()))
+    }
+}
+
 /// Which header carried the signature that matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchedHeader {
@@ -273,6 +341,26 @@ impl Verifier {
     pub fn with_tolerance(mut self, tolerance: Duration) -> Self {
         self.tolerance_secs = tolerance.as_secs();
         self
+    }
+
+    /// Verifies a delivery under `scheme`, the one the receiver's endpoint uses, at receiver
+    /// time `now_unix_secs` (only the Standard scheme reads the clock). Only that scheme's
+    /// headers are looked at: a `Standard` receiver refuses a request without `webhook-*`
+    /// headers ([`VerifyError::MissingHeader`]) even if valid `X-Bolt-*` headers come with it.
+    pub fn verify<H>(
+        &self,
+        scheme: Scheme,
+        headers: &H,
+        body: &[u8],
+        now_unix_secs: i64,
+    ) -> Result<Match, VerifyError>
+    where
+        H: HeaderSource + ?Sized,
+    {
+        match scheme {
+            Scheme::Bolt => self.verify_bolt(headers, body),
+            Scheme::Standard => self.verify_standard(headers, body, now_unix_secs),
+        }
     }
 
     /// Verifies the `bolt` scheme: accepts when `X-Bolt-Hmac-Sha256` or
@@ -620,6 +708,59 @@ mod tests {
             assert_eq!(both, matched(0, bolt));
             let new_secret_before_rotation = verifier(&[pending]).verify_bolt(only, &c.body);
             assert_eq!(new_secret_before_rotation, Err(VerifyError::NoMatch));
+        }
+    }
+
+    #[test]
+    fn verify_checks_every_vector_under_its_own_scheme_only() {
+        for c in bolt_cases() {
+            let v = verifier(&[&c.active_secret]);
+            let rotation = &c.headers_during_rotation;
+            let bolt = v.verify(Scheme::Bolt, rotation, &c.body, 0);
+            assert_eq!(bolt, matched(0, MatchedHeader::Bolt), "{}", c.name);
+            // Valid X-Bolt headers do not satisfy a Standard receiver: no silent downgrade.
+            let standard = v.verify(Scheme::Standard, rotation, &c.body, 0);
+            assert_eq!(standard, Err(VerifyError::MissingHeader(WEBHOOK_ID)));
+        }
+        for c in standard_cases() {
+            let v = verifier(&[&c.pending_secret]);
+            let now = c.webhook_timestamp;
+            let headers = standard_headers(&c, &c.signature_during_rotation);
+            let standard = v.verify(Scheme::Standard, &headers, &c.body, now);
+            assert_eq!(standard, matched(0, MatchedHeader::Standard), "{}", c.name);
+            let stale = v.verify(Scheme::Standard, &headers, &c.body, now + 301);
+            assert!(matches!(stale, Err(VerifyError::StaleTimestamp { .. })));
+            let bolt = v.verify(Scheme::Bolt, &headers, &c.body, now);
+            assert_eq!(bolt, Err(VerifyError::MissingHeader(BOLT_SIGNATURE)));
+        }
+    }
+
+    #[test]
+    fn a_delivery_stripped_of_its_webhook_headers_is_refused_by_a_standard_receiver() {
+        // A `both` endpoint (or a bolt endpoint of the same merchant) sends the same body with
+        // X-Bolt headers; with the webhook-* headers stripped it must not verify as standard.
+        let body = br#"{"id":"evt_1","object":"event"}"#;
+        let bolt = bolt_signature(ACTIVE.as_bytes(), body);
+        let stripped = [(BOLT_SIGNATURE, bolt.as_str())];
+        let v = verifier(&[ACTIVE]);
+        assert!(v.verify(Scheme::Bolt, &stripped, body, 0).is_ok());
+        let refused = v.verify(Scheme::Standard, &stripped, body, 0);
+        assert_eq!(refused, Err(VerifyError::MissingHeader(WEBHOOK_ID)));
+    }
+
+    #[test]
+    fn scheme_names_parse_exactly_and_there_is_no_auto() {
+        for scheme in Scheme::ALL {
+            assert_eq!(scheme.as_str().parse(), Ok(scheme));
+            assert_eq!(scheme.to_string(), scheme.as_str());
+        }
+        for bad in ["auto", "both", "Bolt", " standard", ""] {
+            let err = bad.parse::<Scheme>().unwrap_err();
+            assert_eq!(err, UnknownScheme(bad.to_owned()));
+            assert!(
+                err.to_string().contains("expected bolt or standard"),
+                "{err}"
+            );
         }
     }
 

@@ -15,8 +15,13 @@
 //
 // Below the line is a small receiver built on node:http, for trying a setup end to end:
 //
-//   node verify.mjs --port 9002 --secret <hex secret> [--secret <new hex secret>]
-//       [--scheme auto|bolt|standard] [--host 127.0.0.1] [--tolerance 300]
+//   node verify.mjs --scheme bolt|standard --port 9002 --secret <hex secret>
+//       [--secret <new hex secret>] [--host 127.0.0.1] [--tolerance 300]
+//
+// Verify the one scheme your endpoint uses: picking it from the headers present would let anyone
+// strip the webhook-* headers and pass as bolt, which has no timestamp check. Dedupe on an id the
+// signature covers (webhook-id, or the event "id" in the signed body), never on the unsigned
+// X-Hooksign-Delivery-Id.
 
 import { createHmac, timingSafeEqual } from 'node:crypto';
 
@@ -217,25 +222,45 @@ import { parseArgs } from 'node:util';
 const DELIVERY_ID = 'x-hooksign-delivery-id';
 const MAX_BODY_BYTES = 1024 * 1024;
 const SECRETS_ENV = 'HOOKSIGN_SECRETS';
+const SCHEMES = ['bolt', 'standard'];
 
 /**
- * Delivery ids already accepted (hooksign retries until it gets a 2xx, so the same delivery
- * can arrive twice). Bounded, oldest forgotten first; a real app would use its database.
+ * The id to dedupe a verified delivery on, one the signature covers: webhook-id (Standard
+ * Webhooks signs it with the body) or the event "id" inside the signed body (bolt signs the body
+ * only). Never X-Hooksign-Delivery-Id: it is not signed, so a replayer can change it at will.
+ * null for a body without one, which hooksign never sends.
  */
-export class SeenDeliveries {
+export function signedId(scheme, headers, body) {
+  if (scheme === 'standard') return header(headers, WEBHOOK_ID);
+  let event;
+  try {
+    event = JSON.parse(Buffer.from(body).toString('utf8'));
+  } catch {
+    return null;
+  }
+  const id = event !== null && typeof event === 'object' ? event.id : undefined;
+  return (typeof id === 'string' && id.trim()) || null;
+}
+
+/**
+ * Signed event ids already accepted (hooksign retries until it gets a 2xx, so the same event
+ * can arrive twice). Bounded, oldest forgotten first; a real app would record them in its
+ * database, in the same transaction as the work.
+ */
+export class SeenEvents {
   #ids = new Set();
 
   constructor(capacity = 100_000) {
     this.capacity = capacity;
   }
 
-  /** Records `deliveryId`; true if it had been seen before. */
-  add(deliveryId) {
-    if (this.#ids.delete(deliveryId)) {
-      this.#ids.add(deliveryId);
+  /** Records `eventId`; true if it had been seen before. */
+  add(eventId) {
+    if (this.#ids.delete(eventId)) {
+      this.#ids.add(eventId);
       return true;
     }
-    this.#ids.add(deliveryId);
+    this.#ids.add(eventId);
     if (this.#ids.size > this.capacity) this.#ids.delete(this.#ids.values().next().value);
     return false;
   }
@@ -250,15 +275,18 @@ function firstHeader(req, name) {
   return req.headersDistinct[name]?.[0] ?? null;
 }
 
-export function createReceiver({ secrets, scheme = 'auto', tolerance = DEFAULT_TOLERANCE }) {
-  const seen = new SeenDeliveries();
+export function createReceiver({ secrets, scheme, tolerance = DEFAULT_TOLERANCE }) {
+  if (!SCHEMES.includes(scheme)) throw new TypeError('scheme must be bolt or standard');
+  const seen = new SeenEvents();
 
-  function respond(req, res, status, used, reason, matched = null, duplicate = false) {
+  function respond(req, res, status, used, reason, matched = null, duplicate = false, dedupeId = null) {
     const ok = status === 200;
     emit({
+      // Unsigned, so only for matching this line with hooksign's records.
       delivery_id: firstHeader(req, DELIVERY_ID)?.trim() || null,
       event_id: firstHeader(req, 'x-hooksign-event-id'),
       attempt: firstHeader(req, 'x-hooksign-attempt'),
+      dedupe_id: dedupeId,
       scheme: used,
       status,
       ok,
@@ -278,23 +306,20 @@ export function createReceiver({ secrets, scheme = 'auto', tolerance = DEFAULT_T
   }
 
   function verifyRequest(req, res, body) {
-    let used = scheme;
-    if (used === 'auto') {
-      used = req.headersDistinct[WEBHOOK_SIGNATURE] ? 'standard' : 'bolt';
-    }
+    // Only the scheme this receiver was started with: never one chosen by the request.
     let matched;
     try {
-      matched = used === 'standard'
+      matched = scheme === 'standard'
         ? verifyStandard(secrets, req.headersDistinct, body, { tolerance })
         : verifyBolt(secrets, req.headersDistinct, body);
     } catch (error) {
       if (!(error instanceof VerificationError)) throw error;
-      return respond(req, res, 401, used, error.reason);
+      return respond(req, res, 401, scheme, error.reason);
     }
     // Only verified deliveries are remembered, so forgeries cannot poison the dedup set.
-    const deliveryId = firstHeader(req, DELIVERY_ID)?.trim();
-    const duplicate = deliveryId ? seen.add(deliveryId) : false;
-    respond(req, res, 200, used, null, matched, duplicate);
+    const eventId = signedId(scheme, req.headersDistinct, body);
+    const duplicate = eventId ? seen.add(eventId) : false;
+    respond(req, res, 200, scheme, null, matched, duplicate, eventId);
   }
 
   return createServer((req, res) => {
@@ -310,8 +335,8 @@ export function createReceiver({ secrets, scheme = 'auto', tolerance = DEFAULT_T
   });
 }
 
-const USAGE = `usage: node verify.mjs [--port PORT] [--host HOST] --secret SECRET [--secret SECRET ...]
-                      [--scheme auto|bolt|standard] [--tolerance SECONDS]
+const USAGE = `usage: node verify.mjs --scheme bolt|standard [--port PORT] [--host HOST]
+                      --secret SECRET [--secret SECRET ...] [--tolerance SECONDS]
 
 Example hooksign webhook receiver: verifies every POST and answers
 200 {"ok":true,"matched":i,"duplicate":bool} or 401 {"ok":false,"reason":"..."}.
@@ -321,8 +346,9 @@ Example hooksign webhook receiver: verifies every POST and answers
   --secret SECRET      a signing secret to accept (repeat for old + new during a rotation);
                        default: whitespace-separated secrets from $${SECRETS_ENV}, which keeps
                        them out of ps
-  --scheme SCHEME      auto (default): standard if a webhook-signature header is present,
-                       else bolt
+  --scheme SCHEME      required: bolt or standard, the scheme of the hooksign endpoint
+                       pointing here (for a "both" endpoint, pick standard: its timestamp
+                       bounds replays); only that scheme is accepted
   --tolerance SECONDS  how far a webhook-timestamp may be off (standard scheme), default 300
 `;
 
@@ -340,7 +366,7 @@ function parseCommandLine(argv) {
         port: { type: 'string', default: '9002' },
         host: { type: 'string', default: '127.0.0.1' },
         secret: { type: 'string', multiple: true, default: [] },
-        scheme: { type: 'string', default: 'auto' },
+        scheme: { type: 'string' },
         tolerance: { type: 'string', default: String(DEFAULT_TOLERANCE) },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -354,9 +380,8 @@ function parseCommandLine(argv) {
   }
   const port = Number(values.port);
   if (!/^[0-9]+$/.test(values.port) || port > 65535) usageError('--port must be 0-65535');
-  if (!['auto', 'bolt', 'standard'].includes(values.scheme)) {
-    usageError('--scheme must be auto, bolt or standard');
-  }
+  if (values.scheme === undefined) usageError('--scheme is required: bolt or standard');
+  if (!SCHEMES.includes(values.scheme)) usageError('--scheme must be bolt or standard');
   if (!/^[0-9]+$/.test(values.tolerance)) usageError('--tolerance must not be negative');
   const secrets = values.secret.length > 0
     ? values.secret

@@ -330,39 +330,59 @@ describe('secrets', () => {
   });
 });
 
+const standardSign = (secret, id, ts, body) =>
+  `v1,${createHmac('sha256', secret).update(`${id}.${ts}.`).update(body).digest('base64')}`;
+
+const DELIVERY = {
+  'Content-Type': 'application/json',
+  'X-Hooksign-Delivery-Id': 'dlv_1',
+  'X-Hooksign-Event-Id': 'evt_1',
+  'X-Hooksign-Attempt': '1',
+};
+
+/**
+ * Runs `verify.mjs ARGS` as a real receiver on a free port, calls `check(post)` where
+ * `post(body, headers)` resolves to [status, answer, the receiver's log line], then stops it
+ * with SIGTERM: it must exit 0 having printed none of `secrets`.
+ */
+async function withReceiver(args, secrets, check, env = {}) {
+  const child = spawn(process.execPath, [SCRIPT, '--port', '0', ...args], {
+    env: { ...process.env, HOOKSIGN_SECRETS: '', ...env },
+  });
+  let errors = '';
+  child.stderr.on('data', (chunk) => { errors += chunk; });
+  const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  const lines = [];
+  const reader = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const nextLine = async () => {
+    const { value, done } = await reader.next();
+    assert.ok(!done, `receiver stopped: ${errors}`);
+    lines.push(value);
+    return JSON.parse(value);
+  };
+  try {
+    const { listening: port } = await nextLine();
+    assert.ok(port > 0);
+    await check(async (body, headers) => {
+      const response = await fetch(`http://127.0.0.1:${port}/webhooks`, { method: 'POST', body, headers });
+      return [response.status, await response.json(), await nextLine()];
+    });
+  } finally {
+    child.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, errors);
+  for (const output of [...lines, errors]) {
+    assert.ok(!secrets.some((secret) => output.includes(secret)), 'a secret was printed');
+  }
+}
+
 describe('receiver', () => {
   test('accepts signed and refuses forged deliveries', async () => {
     const c = BOLT.cases[1];
     const [old, neu] = [c.active_secret, c.pending_secret];
-    const child = spawn(process.execPath, [SCRIPT, '--port', '0', '--secret', old, '--secret', neu]);
-    let errors = '';
-    child.stderr.on('data', (chunk) => { errors += chunk; });
-    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
-    const lines = [];
-    const reader = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-    const nextLine = async () => {
-      const { value, done } = await reader.next();
-      assert.ok(!done, `receiver stopped: ${errors}`);
-      lines.push(value);
-      return JSON.parse(value);
-    };
-
-    try {
-      const { listening: port } = await nextLine();
-      assert.ok(port > 0);
-      const post = async (body, headers) => {
-        const response = await fetch(`http://127.0.0.1:${port}/webhooks`, { method: 'POST', body, headers });
-        return [response.status, await response.json(), await nextLine()];
-      };
-
+    await withReceiver(['--scheme', 'bolt', '--secret', old, '--secret', neu], [old, neu], async (post) => {
       const body = bodyOf(c);
-      const delivery = {
-        'Content-Type': 'application/json',
-        'X-Hooksign-Delivery-Id': 'dlv_1',
-        'X-Hooksign-Event-Id': 'evt_1',
-        'X-Hooksign-Attempt': '1',
-      };
-      const signed = { ...delivery, ...c.headers_during_rotation };
+      const signed = { ...DELIVERY, ...c.headers_during_rotation };
 
       let [status, answer, line] = await post(body, signed);
       assert.deepEqual([status, answer], [200, { ok: true, matched: 0, duplicate: false }]);
@@ -372,16 +392,17 @@ describe('receiver', () => {
       [status, answer] = await post(body, { ...signed, 'X-Hooksign-Attempt': '2' });
       assert.deepEqual([status, answer], [200, { ok: true, matched: 0, duplicate: true }]);
 
+      const otherBody = Buffer.from(body.toString().replace('"evt_1"', '"evt_2"'));
       const onlyNew = {
-        ...delivery,
+        ...DELIVERY,
         'X-Hooksign-Delivery-Id': 'dlv_2',
-        'X-Bolt-Hmac-Sha256': boltSign(OTHER, body),
-        'X-Bolt-Hmac-Sha256-Pending': boltSign(neu, body),
+        'X-Bolt-Hmac-Sha256': boltSign(OTHER, otherBody),
+        'X-Bolt-Hmac-Sha256-Pending': boltSign(neu, otherBody),
       };
-      [status, answer] = await post(body, onlyNew);
+      [status, answer] = await post(otherBody, onlyNew);
       assert.deepEqual([status, answer], [200, { ok: true, matched: 1, duplicate: false }]);
 
-      const forged = { ...delivery, 'X-Hooksign-Delivery-Id': 'dlv_3', 'X-Bolt-Hmac-Sha256': boltSign(OTHER, body) };
+      const forged = { ...DELIVERY, 'X-Hooksign-Delivery-Id': 'dlv_3', 'X-Bolt-Hmac-Sha256': boltSign(OTHER, body) };
       [status, answer, line] = await post(body, forged);
       assert.equal(status, 401);
       assert.deepEqual(answer, { ok: false, reason: 'no signature matches any configured secret' });
@@ -390,30 +411,85 @@ describe('receiver', () => {
       [status, answer] = await post(Buffer.concat([body, Buffer.from(' ')]), signed);
       assert.deepEqual([status, answer.ok], [401, false]);
 
-      // auto scheme: a webhook-signature header selects Standard Webhooks, at the current time.
+      // A bolt receiver does not look at Standard Webhooks headers, however valid.
       const ts = String(Math.floor(Date.now() / 1000));
-      const mac = createHmac('sha256', neu).update(`msg_1.${ts}.`).update(body).digest('base64');
       const standard = {
-        ...delivery,
-        'X-Hooksign-Delivery-Id': 'dlv_4',
+        ...DELIVERY,
         'webhook-id': 'msg_1',
         'webhook-timestamp': ts,
-        'webhook-signature': `v1,${mac}`,
+        'webhook-signature': standardSign(neu, 'msg_1', ts, body),
       };
       [status, answer, line] = await post(body, standard);
-      assert.deepEqual([status, answer], [200, { ok: true, matched: 1, duplicate: false }]);
-      assert.equal(line.scheme, 'standard');
-    } finally {
-      child.kill('SIGTERM');
-    }
-    assert.equal(await exited, 0, errors);
-    for (const output of [...lines, errors]) {
-      assert.ok(!output.includes(old) && !output.includes(neu), 'a secret was printed');
+      assert.deepEqual([status, answer.reason], [401, 'missing signature header X-Bolt-Hmac-Sha256']);
+      assert.equal(line.scheme, 'bolt');
+    });
+  });
+
+  test('a bolt receiver dedupes on the event id in the signed body', async () => {
+    const c = BOLT.cases[1]; // its body is an event with "id": "evt_1"
+    const [secret, body] = [c.active_secret, bodyOf(c)];
+    await withReceiver(['--scheme', 'bolt', '--secret', secret], [secret], async (post) => {
+      const signed = { ...DELIVERY, ...c.headers_active_only };
+      let [status, answer, line] = await post(body, signed);
+      assert.deepEqual([status, answer.duplicate], [200, false]);
+      const first = line;
+      // A replay under another (unsigned) delivery id is still the same signed event.
+      for (const replay of ['dlv_other', ' ']) {
+        [status, answer, line] = await post(body, { ...signed, 'X-Hooksign-Delivery-Id': replay });
+        assert.deepEqual([status, answer.duplicate], [200, true], replay);
+        assert.equal(line.dedupe_id, 'evt_1');
+      }
+      assert.equal(first.dedupe_id, 'evt_1');
+      // Another event under the same delivery id is not a duplicate.
+      const other = Buffer.from(body.toString().replace('"evt_1"', '"evt_2"'));
+      [status, answer, line] = await post(other, { ...DELIVERY, 'X-Bolt-Hmac-Sha256': boltSign(secret, other) });
+      assert.deepEqual([status, answer.duplicate, line.dedupe_id], [200, false, 'evt_2']);
+    });
+  });
+
+  test('a standard receiver refuses a delivery stripped to its bolt headers', async () => {
+    const c = BOLT.cases[1];
+    const [secret, body] = [c.active_secret, bodyOf(c)];
+    const ts = String(Math.floor(Date.now() / 1000));
+    const bolt = c.headers_active_only;
+    const standard = {
+      'webhook-id': 'evt_1',
+      'webhook-timestamp': ts,
+      'webhook-signature': standardSign(secret, 'evt_1', ts, body),
+    };
+    await withReceiver(['--scheme', 'standard', '--secret', secret], [secret], async (post) => {
+      let [status, answer, line] = await post(body, { ...DELIVERY, ...bolt, ...standard });
+      assert.deepEqual([status, answer], [200, { ok: true, matched: 0, duplicate: false }]);
+      const first = line;
+      assert.equal(first.scheme, 'standard');
+      // The same delivery with its webhook-* headers stripped: the X-Bolt signature is valid,
+      // but this receiver only takes Standard Webhooks, whose timestamp bounds replays.
+      [status, answer, line] = await post(body, { ...DELIVERY, 'X-Hooksign-Delivery-Id': 'dlv_2', ...bolt });
+      assert.deepEqual([status, answer], [401, { ok: false, reason: 'missing signature header webhook-id' }]);
+      assert.deepEqual([line.scheme, line.ok], ['standard', false]);
+      // A replay under another delivery id is deduplicated on the signed webhook-id.
+      [status, answer, line] = await post(body, { ...DELIVERY, 'X-Hooksign-Delivery-Id': 'dlv_3', ...standard });
+      assert.deepEqual([status, answer.duplicate], [200, true]);
+      assert.deepEqual([first.dedupe_id, line.dedupe_id], ['evt_1', 'evt_1']);
+    });
+  });
+
+  test('does not start without an explicit scheme', () => {
+    const secret = BOLT.cases[0].active_secret;
+    for (const scheme of [[], ['--scheme', 'auto'], ['--scheme', 'both']]) {
+      const result = spawnSync(process.execPath, [SCRIPT, '--port', '0', '--secret', secret, ...scheme], {
+        encoding: 'utf8',
+        timeout: 10_000,
+      });
+      assert.equal(result.error, undefined, `the receiver started with ${scheme.join(' ') || 'no --scheme'}`);
+      assert.equal(result.status, 2, result.stderr);
+      assert.match(result.stderr, /--scheme/);
+      assert.ok(!(result.stderr + result.stdout).includes(secret));
     }
   });
 
   test('refuses to start with an invalid secret', () => {
-    const result = spawnSync(process.execPath, [SCRIPT, '--port', '0', '--secret', 'not-a-secret'], {
+    const result = spawnSync(process.execPath, [SCRIPT, '--port', '0', '--scheme', 'bolt', '--secret', 'not-a-secret'], {
       encoding: 'utf8',
       timeout: 10_000,
       env: { ...process.env, HOOKSIGN_SECRETS: '' },

@@ -324,83 +324,163 @@ class SecretTests(unittest.TestCase):
         self.assertEqual(verify_bolt(case["active_secret"], case["headers_active_only"], body_of(case)), 0)
 
 
+def standard_sign(secret, webhook_id, timestamp, body):
+    mac = hmac.new(secret.encode(), f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+class RunningReceiver:
+    """`verify.py ARGS` run as a real receiver on a free port. `post` sends one request and
+    returns (status, answer, the receiver's log line); on exit the receiver is stopped with
+    SIGTERM and must exit 0 having printed none of `secrets`."""
+
+    def __init__(self, test, args, secrets, env=None):
+        self.test, self.args, self.secrets = test, args, secrets
+        self.env = {**os.environ, "HOOKSIGN_SECRETS": "", **(env or {})}
+        self.lines = []
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "verify.py"), "--port", "0", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env,
+        )
+        self.lines.append(self.proc.stdout.readline())
+        started = json.loads(self.lines[0] or "null")
+        if not isinstance(started, dict):
+            self.proc.wait(timeout=10)
+            self.test.fail(f"receiver did not start: {self.proc.stderr.read()}")
+        self.url = f"http://127.0.0.1:{started['listening']}/webhooks"
+        return self
+
+    def post(self, body, headers):
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, answer = response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            status, answer = error.code, json.loads(error.read())
+        self.lines.append(self.proc.stdout.readline())
+        return status, answer, json.loads(self.lines[-1])
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        rest, errors = self.proc.communicate(timeout=10)
+        if exc[0] is None:
+            self.test.assertEqual(self.proc.returncode, 0, errors)
+            self.test.assertEqual(rest, "")
+        for output in self.lines + [errors]:
+            for secret in self.secrets:
+                self.test.assertNotIn(secret, output)
+        return False
+
+
+DELIVERY = {"Content-Type": "application/json", "X-Hooksign-Delivery-Id": "dlv_1",
+            "X-Hooksign-Event-Id": "evt_1", "X-Hooksign-Attempt": "1"}
+
+
 class ReceiverTests(unittest.TestCase):
     """Runs `verify.py` as a real receiver on a free port and talks HTTP to it."""
 
     def test_receiver_accepts_signed_and_refuses_forged_deliveries(self):
         case = BOLT["cases"][1]
         old, new = case["active_secret"], case["pending_secret"]
-        proc = subprocess.Popen(
-            [sys.executable, str(HERE / "verify.py"), "--port", "0", "--secret", old, "--secret", new],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        lines = []
-        try:
-            lines.append(proc.stdout.readline())
-            started = json.loads(lines[0] or "null")
-            self.assertIsInstance(started, dict, proc.stderr.read() if proc.poll() is not None else "")
-            port = started["listening"]
-            self.assertGreater(port, 0)
-            url = f"http://127.0.0.1:{port}/webhooks"
-
-            def post(body, headers):
-                request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-                try:
-                    with urllib.request.urlopen(request, timeout=10) as response:
-                        status, answer = response.status, json.loads(response.read())
-                except urllib.error.HTTPError as error:
-                    status, answer = error.code, json.loads(error.read())
-                lines.append(proc.stdout.readline())
-                return status, answer, json.loads(lines[-1])
-
+        args = ["--scheme", "bolt", "--secret", old, "--secret", new]
+        with RunningReceiver(self, args, [old, new]) as receiver:
             body = body_of(case)
-            delivery = {"Content-Type": "application/json", "X-Hooksign-Delivery-Id": "dlv_1",
-                        "X-Hooksign-Event-Id": "evt_1", "X-Hooksign-Attempt": "1"}
-            signed = {**delivery, **case["headers_during_rotation"]}
+            signed = {**DELIVERY, **case["headers_during_rotation"]}
 
-            status, answer, line = post(body, signed)
+            status, answer, line = receiver.post(body, signed)
             self.assertEqual((status, answer), (200, {"ok": True, "matched": 0, "duplicate": False}))
             self.assertEqual(line["delivery_id"], "dlv_1")
             self.assertEqual((line["ok"], line["reason"], line["scheme"]), (True, None, "bolt"))
 
-            status, answer, line = post(body, {**signed, "X-Hooksign-Attempt": "2"})
+            status, answer, line = receiver.post(body, {**signed, "X-Hooksign-Attempt": "2"})
             self.assertEqual((status, answer), (200, {"ok": True, "matched": 0, "duplicate": True}))
 
-            only_new = {**delivery, "X-Hooksign-Delivery-Id": "dlv_2",
-                        "X-Bolt-Hmac-Sha256": bolt_sign(OTHER, body),
-                        "X-Bolt-Hmac-Sha256-Pending": bolt_sign(new, body)}
-            status, answer, _ = post(body, only_new)
+            other_body = body.replace(b'"evt_1"', b'"evt_2"')
+            only_new = {**DELIVERY, "X-Hooksign-Delivery-Id": "dlv_2",
+                        "X-Bolt-Hmac-Sha256": bolt_sign(OTHER, other_body),
+                        "X-Bolt-Hmac-Sha256-Pending": bolt_sign(new, other_body)}
+            status, answer, _ = receiver.post(other_body, only_new)
             self.assertEqual((status, answer), (200, {"ok": True, "matched": 1, "duplicate": False}))
 
-            forged = {**delivery, "X-Hooksign-Delivery-Id": "dlv_3", "X-Bolt-Hmac-Sha256": bolt_sign(OTHER, body)}
-            status, answer, line = post(body, forged)
+            forged = {**DELIVERY, "X-Hooksign-Delivery-Id": "dlv_3",
+                      "X-Bolt-Hmac-Sha256": bolt_sign(OTHER, body)}
+            status, answer, line = receiver.post(body, forged)
             self.assertEqual(status, 401)
             self.assertEqual(answer, {"ok": False, "reason": "no signature matches any configured secret"})
             self.assertEqual((line["delivery_id"], line["ok"], line["status"]), ("dlv_3", False, 401))
 
-            status, answer, _ = post(body + b" ", signed)
+            status, answer, _ = receiver.post(body + b" ", signed)
             self.assertEqual((status, answer["ok"]), (401, False))
 
-            # auto scheme: a webhook-signature header selects Standard Webhooks, at the current time.
+            # A bolt receiver does not look at Standard Webhooks headers, however valid.
             ts = str(int(time.time()))
-            mac = hmac.new(new.encode(), f"msg_1.{ts}.".encode() + body, hashlib.sha256).digest()
-            standard = {**delivery, "X-Hooksign-Delivery-Id": "dlv_4", "webhook-id": "msg_1",
-                        "webhook-timestamp": ts, "webhook-signature": "v1," + base64.b64encode(mac).decode()}
-            status, answer, line = post(body, standard)
-            self.assertEqual((status, answer), (200, {"ok": True, "matched": 1, "duplicate": False}))
-            self.assertEqual(line["scheme"], "standard")
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            rest, errors = proc.communicate(timeout=10)
-        self.assertEqual(proc.returncode, 0, errors)
-        self.assertEqual(rest, "")
-        for output in lines + [errors]:
-            self.assertNotIn(old, output)
-            self.assertNotIn(new, output)
+            standard = {**DELIVERY, "webhook-id": "msg_1", "webhook-timestamp": ts,
+                        "webhook-signature": standard_sign(new, "msg_1", ts, body)}
+            status, answer, line = receiver.post(body, standard)
+            self.assertEqual((status, answer["reason"]), (401, "missing signature header X-Bolt-Hmac-Sha256"))
+            self.assertEqual(line["scheme"], "bolt")
+
+    def test_a_bolt_receiver_dedupes_on_the_event_id_in_the_signed_body(self):
+        case = BOLT["cases"][1]  # its body is an event with "id": "evt_1"
+        secret, body = case["active_secret"], body_of(case)
+        with RunningReceiver(self, ["--scheme", "bolt", "--secret", secret], [secret]) as receiver:
+            signed = {**DELIVERY, **case["headers_active_only"]}
+            status, answer, first = receiver.post(body, signed)
+            self.assertEqual((status, answer["duplicate"]), (200, False))
+            # A replay under another (unsigned) delivery id is still the same signed event.
+            for replay in ("dlv_other", " "):
+                status, answer, line = receiver.post(body, {**signed, "X-Hooksign-Delivery-Id": replay})
+                self.assertEqual((status, answer["duplicate"]), (200, True), replay)
+                self.assertEqual(line["dedupe_id"], "evt_1")
+            self.assertEqual(first["dedupe_id"], "evt_1")
+            # Another event under the same delivery id is not a duplicate.
+            other = body.replace(b'"evt_1"', b'"evt_2"')
+            status, answer, line = receiver.post(other, {**DELIVERY, "X-Bolt-Hmac-Sha256": bolt_sign(secret, other)})
+            self.assertEqual((status, answer["duplicate"], line["dedupe_id"]), (200, False, "evt_2"))
+
+    def test_a_standard_receiver_refuses_a_delivery_stripped_to_its_bolt_headers(self):
+        case = BOLT["cases"][1]
+        secret, body = case["active_secret"], body_of(case)
+        ts = str(int(time.time()))
+        bolt = case["headers_active_only"]
+        standard = {"webhook-id": "evt_1", "webhook-timestamp": ts,
+                    "webhook-signature": standard_sign(secret, "evt_1", ts, body)}
+        with RunningReceiver(self, ["--scheme", "standard", "--secret", secret], [secret]) as receiver:
+            status, answer, first = receiver.post(body, {**DELIVERY, **bolt, **standard})
+            self.assertEqual((status, answer), (200, {"ok": True, "matched": 0, "duplicate": False}))
+            self.assertEqual(first["scheme"], "standard")
+            # The same delivery with its webhook-* headers stripped: the X-Bolt signature is
+            # valid, but this receiver only takes Standard Webhooks, whose timestamp bounds replays.
+            stripped = {**DELIVERY, "X-Hooksign-Delivery-Id": "dlv_2", **bolt}
+            status, answer, line = receiver.post(body, stripped)
+            self.assertEqual((status, answer), (401, {"ok": False, "reason": "missing signature header webhook-id"}))
+            self.assertEqual((line["scheme"], line["ok"]), ("standard", False))
+            # A replay under another delivery id is deduplicated on the signed webhook-id.
+            replay = {**DELIVERY, "X-Hooksign-Delivery-Id": "dlv_3", **standard}
+            status, answer, line = receiver.post(body, replay)
+            self.assertEqual((status, answer["duplicate"]), (200, True))
+            self.assertEqual((first["dedupe_id"], line["dedupe_id"]), ("evt_1", "evt_1"))
+
+    def test_a_receiver_does_not_start_without_an_explicit_scheme(self):
+        secret = BOLT["cases"][0]["active_secret"]
+        for scheme in ([], ["--scheme", "auto"], ["--scheme", "both"]):
+            with self.subTest(scheme):
+                try:
+                    result = subprocess.run(
+                        [sys.executable, str(HERE / "verify.py"), "--port", "0", "--secret", secret, *scheme],
+                        capture_output=True, text=True, timeout=10,
+                    )
+                except subprocess.TimeoutExpired:
+                    self.fail(f"the receiver started with {scheme or 'no --scheme'}")
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("--scheme", result.stderr)
+                self.assertNotIn(secret, result.stderr + result.stdout)
 
     def test_receiver_refuses_to_start_with_an_invalid_secret(self):
         result = subprocess.run(
-            [sys.executable, str(HERE / "verify.py"), "--port", "0", "--secret", "not-a-secret"],
+            [sys.executable, str(HERE / "verify.py"), "--port", "0", "--scheme", "bolt", "--secret", "not-a-secret"],
             capture_output=True, text=True, timeout=10, env={**os.environ, "HOOKSIGN_SECRETS": ""},
         )
         self.assertEqual(result.returncode, 2)

@@ -14,8 +14,13 @@ matched, so once the new one is the only one matching you can drop the old one.
 
 Below the line is a small receiver built on http.server, for trying a setup end to end:
 
-    python3 verify.py --port 9001 --secret <hex secret> [--secret <new hex secret>]
-        [--scheme auto|bolt|standard] [--host 127.0.0.1] [--tolerance 300]
+    python3 verify.py --scheme bolt|standard --port 9001 --secret <hex secret>
+        [--secret <new hex secret>] [--host 127.0.0.1] [--tolerance 300]
+
+Verify the one scheme your endpoint uses: picking it from the headers present would let anyone
+strip the webhook-* headers and pass as bolt, which has no timestamp check. Dedupe on an id the
+signature covers (webhook-id, or the event "id" in the signed body), never on the unsigned
+X-Hooksign-Delivery-Id.
 """
 
 import base64
@@ -220,22 +225,38 @@ MAX_BODY_BYTES = 1024 * 1024
 SECRETS_ENV = "HOOKSIGN_SECRETS"
 
 
-class SeenDeliveries:
-    """Delivery ids already accepted (hooksign retries until it gets a 2xx, so the same delivery
-    can arrive twice). Bounded, oldest forgotten first; a real app would use its database."""
+def signed_id(scheme, headers, body):
+    """The id to dedupe a verified delivery on, one the signature covers: webhook-id (Standard
+    Webhooks signs it with the body) or the event "id" inside the signed body (bolt signs the body
+    only). Never X-Hooksign-Delivery-Id: it is not signed, so a replayer can change it at will.
+    None for a body without one, which hooksign never sends."""
+    if scheme == "standard":
+        return _header(headers, WEBHOOK_ID)
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None
+    event_id = event.get("id") if isinstance(event, dict) else None
+    return (event_id.strip() or None) if isinstance(event_id, str) else None
+
+
+class SeenEvents:
+    """Signed event ids already accepted (hooksign retries until it gets a 2xx, so the same
+    event can arrive twice). Bounded, oldest forgotten first; a real app would record them in
+    its database, in the same transaction as the work."""
 
     def __init__(self, capacity=100_000):
         self._ids = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def add(self, delivery_id):
-        """Records `delivery_id`; True if it had been seen before."""
+    def add(self, event_id):
+        """Records `event_id`; True if it had been seen before."""
         with self._lock:
-            if delivery_id in self._ids:
-                self._ids.move_to_end(delivery_id)
+            if event_id in self._ids:
+                self._ids.move_to_end(event_id)
                 return True
-            self._ids[delivery_id] = None
+            self._ids[event_id] = None
             if len(self._ids) > self._capacity:
                 self._ids.popitem(last=False)
             return False
@@ -271,36 +292,33 @@ def make_handler(secrets, scheme, tolerance, seen):
             if len(body) != int(length):
                 return self.respond(400, None, "incomplete body")
 
-            used = scheme
-            if used == "auto":
-                used = "standard" if WEBHOOK_SIGNATURE in self.headers else "bolt"
+            # Only the scheme this receiver was started with: never one chosen by the request.
             try:
-                if used == "standard":
+                if scheme == "standard":
                     matched = verify_standard(secrets, self.headers, body, tolerance=tolerance)
                 else:
                     matched = verify_bolt(secrets, self.headers, body)
             except VerificationError as error:
-                return self.respond(401, used, error.reason)
+                return self.respond(401, scheme, error.reason)
             # Only verified deliveries are remembered, so forgeries cannot poison the dedup set.
-            delivery_id = self.delivery_id()
-            duplicate = seen.add(delivery_id) if delivery_id else False
-            self.respond(200, used, None, matched, duplicate)
+            event_id = signed_id(scheme, self.headers, body)
+            duplicate = seen.add(event_id) if event_id else False
+            self.respond(200, scheme, None, matched, duplicate, event_id)
 
         def do_GET(self):
             self.respond(405, None, "method not allowed")
 
         do_PUT = do_PATCH = do_DELETE = do_GET
 
-        def delivery_id(self):
-            return self.headers.get(DELIVERY_ID, "").strip() or None
-
-        def respond(self, status, used, reason, matched=None, duplicate=False):
+        def respond(self, status, used, reason, matched=None, duplicate=False, dedupe_id=None):
             """Prints the request's log line, then sends the JSON answer."""
             ok = status == 200
             emit({
-                "delivery_id": self.delivery_id(),
+                # Unsigned, so only for matching this line with hooksign's records.
+                "delivery_id": self.headers.get(DELIVERY_ID, "").strip() or None,
                 "event_id": self.headers.get("X-Hooksign-Event-Id"),
                 "attempt": self.headers.get("X-Hooksign-Attempt"),
+                "dedupe_id": dedupe_id,
                 "scheme": used,
                 "status": status,
                 "ok": ok,
@@ -342,8 +360,9 @@ def parse_args(argv):
         f"default: whitespace-separated secrets from ${SECRETS_ENV}, which keeps them out of ps",
     )
     parser.add_argument(
-        "--scheme", choices=("auto", "bolt", "standard"), default="auto",
-        help="auto: standard if a webhook-signature header is present, else bolt",
+        "--scheme", choices=("bolt", "standard"), required=True,
+        help="the scheme of the hooksign endpoint pointing here (for a `both` endpoint, pick "
+        "standard: its timestamp bounds replays); only that scheme is accepted",
     )
     parser.add_argument("--tolerance", type=int, default=DEFAULT_TOLERANCE,
                         help="seconds a webhook-timestamp may be off (standard scheme)")
@@ -366,7 +385,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    handler = make_handler(args.secret, args.scheme, args.tolerance, SeenDeliveries())
+    handler = make_handler(args.secret, args.scheme, args.tolerance, SeenEvents())
     try:
         server = ThreadingHTTPServer((args.host, args.port), handler)
     except OSError as error:

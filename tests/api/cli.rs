@@ -241,7 +241,10 @@ fn run_with_stdin(mut command: Command, input: &[u8]) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
+    // A command refused at argument parsing exits without reading its input.
+    if let Err(err) = child.stdin.take().unwrap().write_all(input) {
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+    }
     child.wait_with_output().unwrap()
 }
 
@@ -275,7 +278,7 @@ fn sign_and_verify_round_trip_and_match_the_shared_vectors() {
         }
         // A receiver holding only the new secret accepts via the pending header.
         let mut verify = hooksign(dir.path());
-        verify.args(["verify", "--secret", pending]);
+        verify.args(["verify", "--scheme", "bolt", "--secret", pending]);
         for line in printed.lines() {
             verify.args(["--header", line]);
         }
@@ -290,7 +293,7 @@ fn sign_and_verify_round_trip_and_match_the_shared_vectors() {
             .contains("BoltPending"));
         // A tampered body is refused with a reason and a non-zero exit.
         let mut verify = hooksign(dir.path());
-        verify.args(["verify", "--secret", active]);
+        verify.args(["verify", "--scheme", "bolt", "--secret", active]);
         for line in printed.lines() {
             verify.args(["--header", line]);
         }
@@ -300,6 +303,48 @@ fn sign_and_verify_round_trip_and_match_the_shared_vectors() {
             .unwrap()
             .contains("invalid"));
     }
+}
+
+#[test]
+fn verify_checks_only_the_scheme_it_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../vectors/bolt-signatures.json")).unwrap();
+    let case = &vectors["cases"][1];
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(case["body_base64"].as_str().unwrap())
+        .unwrap();
+    let secret = case["active_secret"].as_str().unwrap();
+    let bolt = format!(
+        "X-Bolt-Hmac-Sha256: {}",
+        case["headers_active_only"]["X-Bolt-Hmac-Sha256"]
+            .as_str()
+            .unwrap()
+    );
+    let verify = |scheme: &[&str]| {
+        let mut command = hooksign(dir.path());
+        command
+            .args(["verify", "--secret", secret, "--header", &bolt])
+            .args(scheme);
+        run_with_stdin(command, &body)
+    };
+    // No scheme guessed from the headers: it must be named, bolt or standard.
+    for scheme in [&[][..], &["--scheme", "auto"], &["--scheme", "both"]] {
+        let output = verify(scheme);
+        assert_eq!(output.status.code(), Some(2), "{scheme:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains("--scheme"), "{scheme:?}: {stderr}");
+    }
+    assert!(verify(&["--scheme", "bolt"]).status.success());
+    // Valid X-Bolt headers without the webhook-* ones do not pass as Standard Webhooks.
+    let output = verify(&["--scheme", "standard"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("missing signature header webhook-id"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -2,13 +2,16 @@
 //! Rust (`examples/receiver.rs`), Python and Node, run as child processes, through a whole
 //! rotation.
 //!
-//! Each receiver holds one secret only, the old or the new one, and gets a `bolt` and a
-//! `standard` endpoint. While the rotation is pending every receiver accepts every delivery (the
-//! old-only ones through `X-Bolt-Hmac-Sha256`, the new-only ones through
-//! `X-Bolt-Hmac-Sha256-Pending`; Standard Webhooks carries both in one header); after `complete`
-//! only the new-only receivers accept, after `revert` only the old-only ones. Under `CI=true` a
-//! receiver that cannot start (no python3 or node) fails the test; elsewhere that language is
-//! skipped with a message.
+//! Each receiver verifies one scheme (`--scheme`, which every receiver requires) with one
+//! secret, the old or the new one, and gets one endpoint of its scheme. While the rotation is
+//! pending every receiver accepts every delivery (the old-only ones through
+//! `X-Bolt-Hmac-Sha256`, the new-only ones through `X-Bolt-Hmac-Sha256-Pending`; Standard
+//! Webhooks carries both in one header); after `complete` only the new-only receivers accept,
+//! after `revert` only the old-only ones. A second test checks, in every language, that a
+//! receiver cannot start without a scheme, that a Standard receiver refuses a delivery stripped
+//! to its `X-Bolt` headers, and that a replay under another `X-Hooksign-Delivery-Id` is still a
+//! duplicate. Under `CI=true` a receiver that cannot start (no python3 or node) fails the test;
+//! elsewhere that language is skipped with a message.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -107,10 +110,14 @@ enum Holds {
     New,
 }
 
+/// The schemes a receiver can verify.
+const SCHEMES: [&str; 2] = ["bolt", "standard"];
+
 /// A receiver child process, killed when dropped (also when the test panics).
 struct ReceiverProcess {
     name: String,
     holds: Holds,
+    scheme: &'static str,
     port: u16,
     child: Child,
     /// Every stdout line, parsed.
@@ -126,13 +133,18 @@ impl Drop for ReceiverProcess {
 }
 
 impl ReceiverProcess {
-    /// Starts `lang`'s receiver with `secret` on a free port; `None` when the language is
-    /// skipped (see the module docs).
-    async fn start(lang: Lang, holds: Holds, secret: &str) -> Option<ReceiverProcess> {
-        let name = format!("{lang:?} receiver holding the {holds:?} secret");
+    /// Starts `lang`'s receiver for `scheme` with `secret` on a free port; `None` when the
+    /// language is skipped (see the module docs).
+    async fn start(
+        lang: Lang,
+        holds: Holds,
+        scheme: &'static str,
+        secret: &str,
+    ) -> Option<ReceiverProcess> {
+        let name = format!("{lang:?} {scheme} receiver holding the {holds:?} secret");
         let spawned = lang
             .command()
-            .args(["--port", "0", "--secret", secret])
+            .args(["--port", "0", "--scheme", scheme, "--secret", secret])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -161,6 +173,7 @@ impl ReceiverProcess {
         let mut process = ReceiverProcess {
             name,
             holds,
+            scheme,
             port: 0,
             child,
             lines,
@@ -222,7 +235,7 @@ fn unavailable<T>(lang: Lang, name: &str, why: &str) -> Option<T> {
     None
 }
 
-/// One endpoint: which receiver it points at, with which scheme.
+/// One endpoint: which receiver it points at, with that receiver's scheme.
 struct Target {
     receiver: usize,
     holds: Holds,
@@ -310,6 +323,8 @@ async fn send_and_check(
         if expected == 200 {
             assert_eq!(line["matched"], 0, "{about}: {line}");
             assert_eq!(line["duplicate"], false, "{about}: {line}");
+            // Deduped on the event id the signature covers (webhook-id, or the body's `id`).
+            assert_eq!(line["dedupe_id"], event_id, "{about}: {line}");
         } else {
             // The same reason in every language.
             assert_eq!(
@@ -334,33 +349,37 @@ async fn every_receiver_verifies_through_a_rotation() {
     // Old-only receivers first; the new secret exists only once the rotation starts.
     let mut receivers = Vec::new();
     for lang in Lang::ALL {
-        receivers.extend(ReceiverProcess::start(lang, Holds::Old, &old).await);
+        for scheme in SCHEMES {
+            receivers.extend(ReceiverProcess::start(lang, Holds::Old, scheme, &old).await);
+        }
     }
     let initiated = post(&app, token, "/v1/signing-secret/initiate").await;
     let new = initiated["pending"]["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
     // A language skipped above is skipped here too (`start` answers the same way).
     for lang in Lang::ALL {
-        receivers.extend(ReceiverProcess::start(lang, Holds::New, &new).await);
+        for scheme in SCHEMES {
+            receivers.extend(ReceiverProcess::start(lang, Holds::New, scheme, &new).await);
+        }
     }
 
     let mut targets = Vec::new();
     for (index, receiver) in receivers.iter().enumerate() {
-        for scheme in ["bolt", "standard"] {
-            let url = format!("http://127.0.0.1:{}/{scheme}", receiver.port);
-            let created = endpoint(&app, token, json!({ "url": url, "scheme": scheme })).await;
-            targets.push(Target {
-                receiver: index,
-                holds: receiver.holds,
-                scheme,
-                endpoint_id: created["id"].as_str().unwrap().to_owned(),
-            });
-        }
+        let scheme = receiver.scheme;
+        let url = format!("http://127.0.0.1:{}/{scheme}", receiver.port);
+        let created = endpoint(&app, token, json!({ "url": url, "scheme": scheme })).await;
+        targets.push(Target {
+            receiver: index,
+            holds: receiver.holds,
+            scheme,
+            endpoint_id: created["id"].as_str().unwrap().to_owned(),
+        });
     }
 
     // Pending: every receiver accepts, whichever secret it holds.
     let pending = send_and_check(&app, token, &receivers, &targets, "pending", |_| true).await;
-    // A delivery sent again keeps its id, and every receiver reports it as a duplicate.
+    // A delivery sent again carries the same signed event id, and every receiver reports it as
+    // a duplicate.
     for (target, delivery) in targets.iter().zip(&pending) {
         post(&app, token, &format!("/v1/deliveries/{delivery}/retry")).await;
         let lines = receivers[target.receiver].wait_lines(delivery, 2).await;
@@ -402,4 +421,163 @@ async fn every_receiver_verifies_through_a_rotation() {
             .collect::<Vec<_>>()
             .join(", ")
     );
+}
+
+/// Runs `command` to its end: its exit status and stderr, or `None` when it was still running
+/// after 10 s (it is killed then).
+fn exit_within_10s(mut command: Command) -> Option<(std::process::ExitStatus, String)> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn a receiver");
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("poll the receiver") {
+            let mut stderr = String::new();
+            let _ = child
+                .stderr
+                .take()
+                .map(|mut e| e.read_to_string(&mut stderr));
+            return Some((status, stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// Posts `body` with `headers` (a unique `X-Hooksign-Delivery-Id` among them) and returns the
+/// status, the answer and the receiver's log line for it.
+async fn post_to(
+    receiver: &ReceiverProcess,
+    body: &[u8],
+    headers: &[(&str, String)],
+) -> (u16, Value, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/hook", receiver.port))
+        .body(body.to_vec());
+    let mut delivery = "";
+    for (name, value) in headers {
+        request = request.header(*name, value);
+        if name.eq_ignore_ascii_case("X-Hooksign-Delivery-Id") {
+            delivery = value;
+        }
+    }
+    let response = request.send().await.expect("post to the receiver");
+    let status = response.status().as_u16();
+    let answer = response.json().await.expect("a JSON answer");
+    let line = receiver.wait_lines(delivery, 1).await.remove(0);
+    (status, answer, line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_receiver_refuses_a_stripped_delivery_and_dedupes_on_the_signed_id() {
+    use hooksign::verify::{bolt_signature, standard_signature};
+    receiver_example();
+    let secret = "3f1c2a9e8b7d6c5f4e3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
+    let body = br#"{"id":"evt_interop","object":"event","type":"order.created","data":{}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = i64::try_from(now).unwrap();
+    let bolt = (
+        "X-Bolt-Hmac-Sha256",
+        bolt_signature(secret.as_bytes(), body),
+    );
+    let standard = [
+        ("webhook-id", "evt_interop".to_owned()),
+        ("webhook-timestamp", now.to_string()),
+        (
+            "webhook-signature",
+            standard_signature(secret.as_bytes(), "evt_interop", now, body),
+        ),
+    ];
+    let delivery = |id: &str| ("X-Hooksign-Delivery-Id", id.to_owned());
+
+    for lang in Lang::ALL {
+        // Without a scheme, or with one guessed from the headers, a receiver does not start.
+        for scheme in [&[][..], &["--scheme", "auto"], &["--scheme", "both"]] {
+            let mut command = lang.command();
+            command
+                .args(["--port", "0", "--secret", secret])
+                .args(scheme);
+            let Some((status, stderr)) = exit_within_10s(command) else {
+                panic!("the {lang:?} receiver started with {scheme:?}");
+            };
+            assert_eq!(status.code(), Some(2), "{lang:?} {scheme:?}: {stderr}");
+            assert!(stderr.contains("--scheme"), "{lang:?} {scheme:?}: {stderr}");
+            assert!(!stderr.contains(secret), "{lang:?}: a secret was printed");
+        }
+
+        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "standard", secret).await
+        else {
+            continue;
+        };
+        let name = &receiver.name;
+        let mut both = vec![delivery("dlv_std_1"), bolt.clone()];
+        both.extend(standard.iter().cloned());
+        let (status, answer, line) = post_to(&receiver, body, &both).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+        assert_eq!(answer["duplicate"], false, "{name}: {answer}");
+        assert_eq!(line["dedupe_id"], "evt_interop", "{name}: {line}");
+        // Stripped to its (valid) X-Bolt header: refused, the timestamp check is not skipped.
+        let stripped = [delivery("dlv_std_2"), bolt.clone()];
+        let (status, answer, _) = post_to(&receiver, body, &stripped).await;
+        assert_eq!(status, 401, "{name}: {answer}");
+        assert_eq!(
+            answer["reason"], "missing signature header webhook-id",
+            "{name}"
+        );
+        // The same signed delivery under another delivery id is a duplicate.
+        let mut replay = vec![delivery("dlv_std_3")];
+        replay.extend(standard.iter().cloned());
+        let (status, answer, line) = post_to(&receiver, body, &replay).await;
+        assert_eq!(
+            (status, &answer["duplicate"]),
+            (200, &json!(true)),
+            "{name}: {answer}"
+        );
+        assert_eq!(line["dedupe_id"], "evt_interop", "{name}: {line}");
+        drop(receiver);
+
+        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "bolt", secret).await else {
+            continue;
+        };
+        let name = &receiver.name;
+        let (status, answer, line) =
+            post_to(&receiver, body, &[delivery("dlv_bolt_1"), bolt.clone()]).await;
+        assert_eq!(
+            (status, &answer["duplicate"]),
+            (200, &json!(false)),
+            "{name}: {answer}"
+        );
+        assert_eq!(line["dedupe_id"], "evt_interop", "{name}: {line}");
+        let (status, answer, _) =
+            post_to(&receiver, body, &[delivery("dlv_bolt_2"), bolt.clone()]).await;
+        assert_eq!(
+            (status, &answer["duplicate"]),
+            (200, &json!(true)),
+            "{name}: {answer}"
+        );
+        let other = br#"{"id":"evt_other","object":"event","type":"order.created","data":{}}"#;
+        let other_signature = (
+            "X-Bolt-Hmac-Sha256",
+            bolt_signature(secret.as_bytes(), other),
+        );
+        let (status, answer, line) = post_to(
+            &receiver,
+            other,
+            &[delivery("dlv_bolt_2b"), other_signature],
+        )
+        .await;
+        assert_eq!(
+            (status, &answer["duplicate"]),
+            (200, &json!(false)),
+            "{name}: {answer}"
+        );
+        assert_eq!(line["dedupe_id"], "evt_other", "{name}: {line}");
+    }
 }
