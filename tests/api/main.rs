@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod delivery;
 mod durability;
+mod ids;
 mod interop;
 mod merchants;
 mod ops;
