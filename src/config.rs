@@ -88,6 +88,10 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On shutdown, how long in-flight requests get to finish.
     pub shutdown_timeout_secs: u64,
+    /// Proxies (CIDRs, e.g. `10.0.0.0/8`) whose `X-Forwarded-For` is believed: behind them the
+    /// client is the right-most forwarded address that is not itself a trusted proxy. Empty
+    /// (the default): the TCP peer is the client and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// `[log]`
@@ -240,6 +244,7 @@ impl Default for HttpConfig {
             body_limit_bytes: 256 * 1024,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -364,6 +369,17 @@ impl Config {
             return Err(invalid(
                 "http.shutdown_timeout_secs",
                 "must be greater than 0",
+            ));
+        }
+        if let Some(everything) = self
+            .http
+            .trusted_proxies
+            .iter()
+            .find(|net| net.prefix_len() == 0)
+        {
+            return Err(invalid(
+                "http.trusted_proxies",
+                format!("`{everything}` would believe X-Forwarded-For from any client; list your proxies' own ranges"),
             ));
         }
         if self.secrets.revert_window_secs == 0
@@ -531,6 +547,10 @@ mod tests {
                 |c| c.secrets.revert_window_secs = 49 * 3600,
                 "secrets.revert_window_secs",
             ),
+            (
+                |c| c.http.trusted_proxies = vec!["0.0.0.0/0".parse().unwrap()],
+                "http.trusted_proxies",
+            ),
         ];
         for (mutate, key) in cases {
             let mut config = Config::default();
@@ -538,6 +558,33 @@ mod tests {
             let message = config.validate().unwrap_err().to_string();
             assert!(message.contains(&format!("`{key}`")), "{message}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_and_a_bad_one_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "hooksign.toml",
+                "[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"fd00::/8\"]\n",
+            )?;
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(config.http.trusted_proxies.len(), 2);
+            jail.create_file(
+                "hooksign.toml",
+                "[http]\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            )?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("trusted_proxies"), "{err}");
+            jail.create_file("hooksign.toml", "")?;
+            jail.set_env("HOOKSIGN_HTTP__TRUSTED_PROXIES", "[\"192.0.2.0/24\"]");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.http.trusted_proxies,
+                vec!["192.0.2.0/24".parse::<ipnet::IpNet>().unwrap()]
+            );
+            Ok(())
+        });
+        assert!(Config::default().http.trusted_proxies.is_empty());
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! Every id is a UUIDv7 rendered as 26 Crockford base32 characters behind a kind prefix, so
 //! ids sort by creation time as plain strings, and an id of the wrong kind (a `key_` where a
 //! `mch_` is expected) is refused while parsing, before any database lookup.
+//!
+//! Parsing accepts the body in either case; [`Display`](fmt::Display) always writes the
+//! canonical form (upper case), which is the form stored in the database. So anything that
+//! reaches SQL, an id or a list [`Cursor`], goes through a parsed id and is canonical: a
+//! lowercase id finds its row, and a lowercase cursor gives the same page as the canonical one.
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,8 +51,41 @@ fn decode(text: &str) -> Option<u128> {
     Some(value)
 }
 
+/// What every typed id offers, so code can take "an id of some kind" (list cursors do).
+pub trait TypedId: Copy + fmt::Display + FromStr<Err = IdError> {
+    /// The prefix every id of this kind carries, e.g. `evt_`.
+    const PREFIX: &'static str;
+    /// What it names, for messages: `event`, `API key`, …
+    const KIND: &'static str;
+}
+
+/// A list cursor (`starting_after`): the canonical text of a parsed id, exactly as stored, so
+/// stores bind it as it is. Only [`Cursor::of`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(String);
+
+impl Cursor {
+    /// The cursor after `id`.
+    pub fn of(id: impl TypedId) -> Self {
+        Self(id.to_string())
+    }
+
+    /// The canonical id text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Cursor {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 macro_rules! typed_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(u128);
@@ -60,6 +98,11 @@ macro_rules! typed_id {
             pub fn new() -> Self {
                 Self(uuid::Uuid::now_v7().as_u128())
             }
+        }
+
+        impl TypedId for $name {
+            const PREFIX: &'static str = $prefix;
+            const KIND: &'static str = $kind;
         }
 
         impl Default for $name {
@@ -107,42 +150,50 @@ macro_rules! typed_id {
 typed_id!(
     /// A merchant: the tenant that owns keys, secrets, endpoints and events.
     MerchantId,
-    "mch_"
+    "mch_",
+    "merchant"
 );
 typed_id!(
     /// An API key (merchant or operator).
     ApiKeyId,
-    "key_"
+    "key_",
+    "API key"
 );
 typed_id!(
     /// One signing secret (active, pending or previous).
     SecretId,
-    "sec_"
+    "sec_",
+    "signing secret"
 );
 typed_id!(
     /// A webhook endpoint.
     EndpointId,
-    "ep_"
+    "ep_",
+    "endpoint"
 );
 typed_id!(
     /// An ingested event.
     EventId,
-    "evt_"
+    "evt_",
+    "event"
 );
 typed_id!(
     /// One delivery of one event to one endpoint (stable across retries).
     DeliveryId,
-    "dlv_"
+    "dlv_",
+    "delivery"
 );
 typed_id!(
     /// An audit-log entry.
     AuditId,
-    "aud_"
+    "aud_",
+    "audit event"
 );
 typed_id!(
     /// One HTTP request, echoed in `X-Request-Id` and in error bodies.
     RequestId,
-    "req_"
+    "req_",
+    "request"
 );
 
 #[cfg(test)]
@@ -156,6 +207,22 @@ mod tests {
         assert!(text.starts_with("mch_"));
         assert_eq!(text.len(), 4 + 26);
         assert_eq!(text.parse::<MerchantId>().unwrap(), id);
+    }
+
+    #[test]
+    fn either_case_parses_to_one_id_shown_in_the_canonical_form() {
+        let id = EventId::new();
+        let canonical = id.to_string();
+        let lower = format!("evt_{}", canonical["evt_".len()..].to_ascii_lowercase());
+        assert_ne!(lower, canonical);
+        let parsed: EventId = lower.parse().unwrap();
+        assert_eq!(parsed, id);
+        assert_eq!(parsed.to_string(), canonical);
+        assert_eq!(Cursor::of(parsed).as_str(), canonical);
+        assert!(
+            "EVT_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D".parse::<EventId>().is_err(),
+            "the prefix is lower case only"
+        );
     }
 
     #[test]

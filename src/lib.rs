@@ -15,8 +15,8 @@
 //! - [`ids`], [`keys`], [`secrets`] — the domain types: prefixed ids, API tokens and scopes,
 //!   signing-secret material and its encryption at rest.
 //! - [`store`] — the storage trait and its SQLite and PostgreSQL implementations.
-//! - [`auth`], [`api`] — the HTTP admin API: authentication, the error envelope, one module per
-//!   resource.
+//! - [`auth`], [`api`] — the HTTP admin API: authentication (with the client address behind
+//!   trusted proxies, `auth::client_addr`), the error envelope, one module per resource.
 //! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.
 //! - [`cli`] — the `hooksign` command line; `main.rs` only calls [`cli::main`].
 

@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::pagination::{page, List};
+use super::pagination::{page, parse_cursor, List};
 use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
@@ -247,15 +247,11 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListApiKeys>,
 ) -> ApiResult<Json<List<ApiKeyObject>>> {
     auth.require(Scope::ApiKeysRead)?;
-    let limit = page(params.limit, None)?.limit - 1;
+    let limit = page::<ApiKeyId>(params.limit, None)?.limit - 1;
     let cursor = params
         .starting_after
         .as_deref()
-        .map(|id| {
-            id.parse::<ApiKeyId>().map_err(|_| {
-                ApiError::bad_request("invalid_cursor", "starting_after is not an API key id")
-            })
-        })
+        .map(parse_cursor::<ApiKeyId>)
         .transpose()?;
     let now = state.clock.now();
     let keys = state

@@ -78,12 +78,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListAuditEvents>,
 ) -> ApiResult<Json<List<AuditEventObject>>> {
     auth.require(Scope::AuditRead)?;
-    if let Some(cursor) = &params.starting_after {
-        cursor.parse::<AuditId>().map_err(|_| {
-            ApiError::bad_request("invalid_cursor", "starting_after is not an audit event id")
-        })?;
-    }
-    let page = page(params.limit, params.starting_after.as_deref())?;
+    let page = page::<AuditId>(params.limit, params.starting_after.as_deref())?;
     let rows = state
         .store
         .list_audit_events(auth.merchant_id, auth.mode, params.action.as_deref(), &page)

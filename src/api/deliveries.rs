@@ -150,10 +150,7 @@ pub async fn list(
         since: parse_query_time("since", params.since.as_deref())?,
         until: parse_query_time("until", params.until.as_deref())?,
     };
-    if let Some(cursor) = &params.starting_after {
-        parse_id(cursor).map_err(|_| bad("starting_after"))?;
-    }
-    let page = page(params.limit, params.starting_after.as_deref())?;
+    let page = page::<DeliveryId>(params.limit, params.starting_after.as_deref())?;
     let rows = state
         .store
         .list_deliveries(auth.merchant_id, auth.mode, &filter, &page)

@@ -334,7 +334,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<List<EndpointObject>>> {
     auth.require(Scope::WebhooksRead)?;
-    let page = params.page()?;
+    let page = params.page::<EndpointId>()?;
     let mut endpoints = state
         .store
         .list_endpoints(auth.merchant_id, auth.mode)
@@ -344,7 +344,7 @@ pub async fn list(
     let start = match &page.starting_after {
         Some(cursor) => endpoints
             .iter()
-            .position(|e| e.id.to_string() == *cursor)
+            .position(|e| e.id.to_string() == cursor.as_str())
             .map(|i| i + 1)
             .ok_or_else(|| {
                 ApiError::bad_request("invalid_cursor", "starting_after is not in this list")

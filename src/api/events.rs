@@ -142,12 +142,7 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<List<EventObject>>> {
     auth.require(Scope::EventsRead)?;
-    if let Some(cursor) = &params.starting_after {
-        cursor.parse::<EventId>().map_err(|_| {
-            ApiError::bad_request("invalid_cursor", "starting_after is not an event id")
-        })?;
-    }
-    let page = params.page()?;
+    let page = params.page::<EventId>()?;
     let rows = state
         .store
         .list_events(auth.merchant_id, auth.mode, &page)

@@ -155,10 +155,7 @@ pub async fn list(
     _auth: OperatorAuth,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> ApiResult<Json<List<MerchantObject>>> {
-    if let Some(cursor) = &params.starting_after {
-        parse_merchant_id(cursor)?;
-    }
-    let page = params.page()?;
+    let page = params.page::<MerchantId>()?;
     let rows = state
         .store
         .list_merchants(&page)

@@ -1,9 +1,13 @@
 //! Cursor pagination: `limit` (1–100, default 10) and `starting_after` (the id of the last
 //! object of the previous page). Lists answer `{"object":"list","data":[…],"has_more":…}`.
+//!
+//! The cursor is parsed as an id of the list's kind (400 `invalid_cursor` otherwise) and the
+//! store gets that id's canonical text, so `evt_01jd…` and `evt_01JD…` give the same page.
 
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+use crate::ids::{Cursor, TypedId};
 use crate::store::Page;
 
 /// The query parameters every list accepts.
@@ -18,15 +22,20 @@ pub struct ListParams {
 }
 
 impl ListParams {
-    /// Checks the bounds and asks the store for one more than `limit`, to learn `has_more`.
-    pub fn page(&self) -> Result<Page, ApiError> {
-        page(self.limit, self.starting_after.as_deref())
+    /// Checks the bounds and the cursor (an id of kind `I`) and asks the store for one more
+    /// than `limit`, to learn `has_more`.
+    pub fn page<I: TypedId>(&self) -> Result<Page, ApiError> {
+        page::<I>(self.limit, self.starting_after.as_deref())
     }
 }
 
-/// The store page for a list's `limit` (1–100, default 10) and cursor: one row more than
-/// asked, so [`List::from_rows`] can tell whether another page follows.
-pub fn page(limit: Option<u32>, starting_after: Option<&str>) -> Result<Page, ApiError> {
+/// The store page for a list's `limit` (1–100, default 10) and cursor, which must be an id of
+/// kind `I`: one row more than asked, so [`List::from_rows`] can tell whether another page
+/// follows.
+pub fn page<I: TypedId>(
+    limit: Option<u32>,
+    starting_after: Option<&str>,
+) -> Result<Page, ApiError> {
     let limit = limit.unwrap_or(10);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -36,8 +45,26 @@ pub fn page(limit: Option<u32>, starting_after: Option<&str>) -> Result<Page, Ap
     }
     Ok(Page {
         limit: limit + 1,
-        starting_after: starting_after.map(str::to_owned),
+        starting_after: starting_after.map(cursor::<I>).transpose()?,
     })
+}
+
+/// Parses a `starting_after` as an id of kind `I`.
+pub fn parse_cursor<I: TypedId>(text: &str) -> Result<I, ApiError> {
+    text.parse::<I>().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_cursor",
+            format!(
+                "starting_after must be the id of the last {} of the previous page (`{}…`)",
+                I::KIND,
+                I::PREFIX
+            ),
+        )
+    })
+}
+
+fn cursor<I: TypedId>(text: &str) -> Result<Cursor, ApiError> {
+    parse_cursor::<I>(text).map(Cursor::of)
 }
 
 /// A page of objects.

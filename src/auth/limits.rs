@@ -1,8 +1,14 @@
 //! Rate limits: a token bucket per API key, and a budget of failed authentications per client
-//! IP so that keys cannot be guessed quickly. Both are per daemon instance (in memory).
+//! address that sheds abusive clients cheaply. Both are per daemon instance (in memory).
+//!
+//! The budget is charged and checked only for requests whose credential is refused: a valid
+//! key is never turned away because of failures, its own address's or anyone else's (keys carry
+//! 190 random bits, so the budget is not what stops guessing). An IPv6 client is keyed by its
+//! /64, the block one host usually holds, so rotating addresses within it does not reset the
+//! budget. Which address a request comes from is [`super::client_addr`]'s business.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -51,6 +57,7 @@ impl Limits {
 
     /// Seconds until `ip` may try again, if it is blocked.
     pub fn blocked_for(&self, ip: IpAddr) -> Option<u64> {
+        let ip = budget_key(ip);
         let now = Instant::now();
         let mut blocked = self
             .blocked
@@ -68,6 +75,7 @@ impl Limits {
 
     /// Counts a failed authentication; returns the block in seconds once the budget is spent.
     pub fn record_failure(&self, ip: IpAddr) -> Option<u64> {
+        let ip = budget_key(ip);
         let wait = self
             .failed_auth
             .check_key(&ip)
@@ -90,6 +98,17 @@ impl Limits {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .retain(|_, until| *until > now);
+    }
+}
+
+/// The address a failure is charged to: IPv4 as it is, IPv6 by its /64 network.
+pub fn budget_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let network = u128::from(v6) & !(u128::MAX >> 64);
+            IpAddr::V6(Ipv6Addr::from(network))
+        }
+        v4 => v4,
     }
 }
 
@@ -135,5 +154,39 @@ mod tests {
         assert!(limits.record_failure(ip).is_some());
         assert!(limits.blocked_for(ip).is_some());
         assert_eq!(limits.blocked_for("192.0.2.8".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn ipv6_clients_share_the_budget_of_their_64() {
+        let limits = Limits::new(&config(10, 10, 2));
+        let same_64: Vec<IpAddr> = [
+            "2001:db8:1:2::1",
+            "2001:db8:1:2:ffff::9",
+            "2001:db8:1:2::abcd",
+        ]
+        .iter()
+        .map(|ip| ip.parse().unwrap())
+        .collect();
+        assert_eq!(limits.record_failure(same_64[0]), None);
+        assert_eq!(limits.record_failure(same_64[1]), None);
+        assert!(
+            limits.record_failure(same_64[2]).is_some(),
+            "a third address of the same /64 spends the same budget"
+        );
+        for ip in &same_64 {
+            assert!(limits.blocked_for(*ip).is_some(), "{ip}");
+        }
+        let next_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(limits.blocked_for(next_64), None);
+        assert_eq!(limits.record_failure(next_64), None);
+        assert_eq!(
+            budget_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd".parse().unwrap()),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            budget_key("::ffff:192.0.2.7".parse().unwrap()),
+            "192.0.2.7".parse::<IpAddr>().unwrap(),
+            "a mapped IPv4 address is the IPv4 client, not a /64"
+        );
     }
 }

@@ -1,17 +1,21 @@
 //! Authentication and the guards around every authenticated request.
 //!
 //! [`authenticate`] is the middleware in front of every `/v1` route. In order it:
-//! 1. refuses a client IP that spent its budget of failed authentications (429);
-//! 2. reads the token from `Authorization: Bearer` or `X-Api-Key` and checks its format and
+//! 1. reads the token from `Authorization: Bearer` or `X-Api-Key` and checks its format and
 //!    checksum, so a typo is refused before any database lookup (401);
-//! 3. looks the key up by hash — on every request, so a revocation or deactivation made by any
+//! 2. looks the key up by hash — on every request, so a revocation or deactivation made by any
 //!    daemon sharing the database takes effect on the very next request;
+//! 3. if the credential is refused (absent, malformed, unknown, revoked …), charges the failure
+//!    to the client's address ([`client_addr`], by IPv6 /64) and answers 429 with `Retry-After`
+//!    instead of 401 once that address spent its budget. A valid key is never refused because
+//!    of failures, so a noisy neighbour behind the same address cannot lock a service out;
 //! 4. takes a token from the key's rate-limit bucket (429 with `Retry-After`);
 //! 5. checks `X-Nonce` (400 malformed, 409 reused; required on mutations when configured);
 //! 6. notes the use for the batched `last_used_at`.
 //!
 //! Handlers then take [`MerchantAuth`] or [`OperatorAuth`] as extractors.
 
+pub mod client_addr;
 pub mod idempotency;
 pub mod last_used;
 pub mod limits;
@@ -219,11 +223,27 @@ async fn find_usable_key(headers: &HeaderMap, state: &AppState) -> Result<ApiKey
     Ok(key)
 }
 
-fn client_ip(request: &Request) -> IpAddr {
-    request
+/// The client address a refused credential is charged to (see [`client_addr`]).
+fn client_ip(request: &Request, state: &AppState) -> IpAddr {
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+    client_addr::client_addr(peer, request.headers(), &state.config.http.trusted_proxies)
+}
+
+/// The answer to a refused credential: its 401, or 429 once the client's address has spent
+/// its budget of failures.
+fn refuse_credential(request: &Request, state: &AppState, err: ApiError) -> Response {
+    let ip = client_ip(request, state);
+    if let Some(secs) = state.limits.blocked_for(ip) {
+        return ApiError::rate_limited(secs).into_response();
+    }
+    if let Some(secs) = state.limits.record_failure(ip) {
+        tracing::warn!(%ip, "too many failed authentications from one address");
+        return ApiError::rate_limited(secs).into_response();
+    }
+    err.into_response()
 }
 
 fn is_mutation(method: &Method) -> bool {
@@ -278,18 +298,10 @@ pub async fn authenticate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let ip = client_ip(&request);
-    if let Some(secs) = state.limits.blocked_for(ip) {
-        return ApiError::rate_limited(secs).into_response();
-    }
     let key = match find_usable_key(request.headers(), &state).await {
         Ok(key) => key,
         Err(err) if err.status().as_u16() == 401 => {
-            if let Some(secs) = state.limits.record_failure(ip) {
-                tracing::warn!(%ip, "too many failed authentications from one address");
-                return ApiError::rate_limited(secs).into_response();
-            }
-            return err.into_response();
+            return refuse_credential(&request, &state, err)
         }
         Err(err) => return err.into_response(),
     };

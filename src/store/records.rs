@@ -125,11 +125,12 @@ pub struct MerchantPatch {
     pub updated_at: Option<Timestamp>,
 }
 
-/// Cursor pagination: newest first, strictly after `starting_after` in that order.
+/// Cursor pagination: newest first, strictly after `starting_after` in that order. The cursor
+/// is the canonical text of a parsed id (see [`crate::ids::Cursor`]), never the client's string.
 #[derive(Debug, Clone)]
 pub struct Page {
     pub limit: u32,
-    pub starting_after: Option<String>,
+    pub starting_after: Option<crate::ids::Cursor>,
 }
 
 /// An audit event to append; the store fills in the chain position and hashes.

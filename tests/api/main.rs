@@ -11,6 +11,7 @@ mod cli;
 mod delivery;
 mod durability;
 mod engine;
+mod ids;
 mod interop;
 mod limits;
 mod merchants;
