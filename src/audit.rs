@@ -1,17 +1,82 @@
 //! The audit log: every mutation is recorded (actor key, action, target, request id, time) in
-//! the same transaction as the change, never with a secret, and hash-chained.
+//! the same transaction as the change, never with a secret, and chained under a key.
 //!
-//! Each merchant has its own chain (operator actions form the `operator` chain), so appends are
-//! serialised by the per-merchant lock the mutation already holds. An entry's hash covers every
-//! field and the previous entry's hash; `hooksign audit verify` recomputes the chains, so an
-//! edited, deleted or reordered row is found.
+//! Each merchant has its own chain (operator actions form the `operator` chain). An entry's
+//! hash is an HMAC-SHA256 over every field and the previous entry's hash, keyed with the
+//! **audit key**: 32 random bytes made once per database and stored sealed under the master
+//! key (`audit_keys`), so whoever can write the database but does not hold the master key can
+//! neither recompute a chain after editing a row nor forge a new one. Each row records the id
+//! of the key it was chained with. `hooksign rekey` re-seals the audit key like every other
+//! sealed row, so a master-key rotation keeps old entries verifiable.
+//!
+//! Each chain's head (last sequence number and hash) is also kept in `audit_heads`, updated in
+//! the same transaction as every append, so deleting the last entries is found by `hooksign
+//! audit verify`. An attacker who also rewinds the head row is found only against a head
+//! anchored outside the database: `hooksign audit head` prints the heads, and `hooksign audit
+//! verify --expect-head CHAIN=HASH` fails unless the chain still holds that entry.
+//!
+//! Databases from before keyed chains held plain SHA-256 chains. The process that applies the
+//! keyed-chain migration (`serve` or `migrate`, both holding the master key) checks each such
+//! chain with the old hash and, if intact, **re-chains** it under the audit key; a legacy chain
+//! that does not verify is left as it is and reported by `verify`. After that an unkeyed row
+//! is never accepted and nothing in the database can ask for a re-chain again: an attacker who
+//! rewrites rows and recomputes the plain SHA-256 chain (with or without the key id) is found.
+//! (Re-chaining trusts the legacy log once, at the upgrade; a head anchored before it no
+//! longer matches afterwards, so anchor after upgrading.)
 
+use hmac::{Hmac, Mac};
+use rand::RngCore;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
-use crate::store::AuditRecord;
+use crate::store::{AuditHead, AuditRecord, Store, StoreError};
 
 /// `prev_hash` of the first entry of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The key audit chains are keyed with. Its `id` (not secret) is stored on every entry.
+#[derive(Clone)]
+pub struct AuditKey {
+    id: String,
+    bytes: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuditKey({})", self.id)
+    }
+}
+
+impl AuditKey {
+    /// Wraps raw key bytes; the id is derived from them.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(b"hooksign audit key id\0");
+        hasher.update(bytes);
+        let id = format!("ak_{}", hex::encode(&hasher.finalize()[..6]));
+        Self {
+            id,
+            bytes: Zeroizing::new(bytes),
+        }
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self::from_bytes(bytes)
+    }
+
+    /// The id stored on each entry.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The raw bytes, to be sealed under the master key.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+}
 
 /// The fields an entry's hash covers, in a fixed order.
 #[derive(Debug, Clone, Copy)]
@@ -30,56 +95,10 @@ pub struct HashedFields<'a> {
     pub prev_hash: &'a str,
 }
 
-/// SHA-256 over the length-prefixed fields, lowercase hex.
-pub fn entry_hash(fields: &HashedFields<'_>) -> String {
-    let mut hasher = Sha256::new();
-    let mut put = |value: Option<&str>| match value {
-        // Length prefixes keep ("ab","c") and ("a","bc") apart; `None` differs from "".
-        Some(text) => {
-            hasher.update((text.len() as u64).to_be_bytes());
-            hasher.update(text.as_bytes());
-        }
-        None => hasher.update(u64::MAX.to_be_bytes()),
-    };
-    let seq = fields.seq.to_string();
-    let created_at = fields.created_at.to_string();
-    put(Some(fields.prev_hash));
-    put(Some(fields.id));
-    put(Some(fields.chain));
-    put(Some(&seq));
-    put(fields.merchant_id);
-    put(fields.mode);
-    put(fields.actor_key_id);
-    put(Some(fields.action));
-    put(Some(fields.target));
-    put(fields.request_id);
-    put(Some(fields.details));
-    put(Some(&created_at));
-    hex::encode(hasher.finalize())
-}
-
-/// Where a chain stops being consistent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChainError {
-    #[error("chain {chain}: entry {seq} ({id}) does not follow the previous entry")]
-    Broken { chain: String, seq: i64, id: String },
-    #[error("chain {chain}: entry {seq} ({id}) was altered")]
-    Altered { chain: String, seq: i64, id: String },
-}
-
-/// Checks one chain, given in `seq` order. Returns how many entries were checked.
-pub fn verify_chain(entries: &[AuditRecord]) -> Result<usize, ChainError> {
-    let mut expected_prev = GENESIS_HASH.to_owned();
-    for (index, entry) in entries.iter().enumerate() {
-        let in_place = entry.seq == index as i64 + 1 && entry.prev_hash == expected_prev;
-        if !in_place {
-            return Err(ChainError::Broken {
-                chain: entry.chain.clone(),
-                seq: entry.seq,
-                id: entry.id.clone(),
-            });
-        }
-        let recomputed = entry_hash(&HashedFields {
+impl<'a> HashedFields<'a> {
+    /// The hashed fields of a stored entry.
+    pub fn of(entry: &'a AuditRecord) -> Self {
+        HashedFields {
             id: &entry.id,
             chain: &entry.chain,
             seq: entry.seq,
@@ -92,8 +111,115 @@ pub fn verify_chain(entries: &[AuditRecord]) -> Result<usize, ChainError> {
             details: &entry.details,
             created_at: entry.created_at,
             prev_hash: &entry.prev_hash,
-        });
-        if recomputed != entry.hash {
+        }
+    }
+
+    /// Feeds the length-prefixed fields to `update`.
+    fn feed(&self, mut update: impl FnMut(&[u8])) {
+        let mut put = |value: Option<&str>| match value {
+            // Length prefixes keep ("ab","c") and ("a","bc") apart; `None` differs from "".
+            Some(text) => {
+                update(&(text.len() as u64).to_be_bytes());
+                update(text.as_bytes());
+            }
+            None => update(&u64::MAX.to_be_bytes()),
+        };
+        let seq = self.seq.to_string();
+        let created_at = self.created_at.to_string();
+        put(Some(self.prev_hash));
+        put(Some(self.id));
+        put(Some(self.chain));
+        put(Some(&seq));
+        put(self.merchant_id);
+        put(self.mode);
+        put(self.actor_key_id);
+        put(Some(self.action));
+        put(Some(self.target));
+        put(self.request_id);
+        put(Some(self.details));
+        put(Some(&created_at));
+    }
+}
+
+/// HMAC-SHA256 under the audit key over the key id and the length-prefixed fields, lowercase
+/// hex.
+pub fn entry_hash(key: &AuditKey, fields: &HashedFields<'_>) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes.as_slice())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"hooksign audit chain v1\0");
+    mac.update(&(key.id.len() as u64).to_be_bytes());
+    mac.update(key.id.as_bytes());
+    fields.feed(|bytes| mac.update(bytes));
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The unkeyed SHA-256 of chains written before keyed chains; only used to check a legacy
+/// chain before it is re-chained.
+pub fn legacy_entry_hash(fields: &HashedFields<'_>) -> String {
+    let mut hasher = Sha256::new();
+    fields.feed(|bytes| hasher.update(bytes));
+    hex::encode(hasher.finalize())
+}
+
+/// Where a chain stops being consistent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("chain {chain}: entry {seq} ({id}) does not follow the previous entry")]
+    Broken { chain: String, seq: i64, id: String },
+    #[error("chain {chain}: entry {seq} ({id}) was altered")]
+    Altered { chain: String, seq: i64, id: String },
+    #[error(
+        "chain {chain}: entry {seq} ({id}) is not keyed with this database's audit key ({key})"
+    )]
+    NotKeyed {
+        chain: String,
+        seq: i64,
+        id: String,
+        key: String,
+    },
+    #[error(
+        "chain {chain}: ends at entry {found} but its recorded head is entry {head}: entries were deleted"
+    )]
+    Truncated {
+        chain: String,
+        found: i64,
+        head: i64,
+    },
+    #[error(
+        "chain {chain}: holds no entry with the expected head hash {hash}: truncated or rewritten"
+    )]
+    UnexpectedHead { chain: String, hash: String },
+}
+
+/// Checks one chain, given in `seq` order, under `key`, and that it ends at its recorded
+/// `head`. Returns how many entries were checked.
+pub fn verify_chain(
+    entries: &[AuditRecord],
+    key: &AuditKey,
+    head: Option<&AuditHead>,
+) -> Result<usize, ChainError> {
+    let mut expected_prev = GENESIS_HASH.to_owned();
+    for (index, entry) in entries.iter().enumerate() {
+        let in_place = entry.seq == index as i64 + 1 && entry.prev_hash == expected_prev;
+        if !in_place {
+            return Err(ChainError::Broken {
+                chain: entry.chain.clone(),
+                seq: entry.seq,
+                id: entry.id.clone(),
+            });
+        }
+        if entry.key_id.as_deref() != Some(key.id()) {
+            return Err(ChainError::NotKeyed {
+                chain: entry.chain.clone(),
+                seq: entry.seq,
+                id: entry.id.clone(),
+                key: key.id().to_owned(),
+            });
+        }
+        let recomputed = entry_hash(key, &HashedFields::of(entry));
+        let same: bool =
+            subtle::ConstantTimeEq::ct_eq(recomputed.as_bytes(), entry.hash.as_bytes()).into();
+        if !same {
             return Err(ChainError::Altered {
                 chain: entry.chain.clone(),
                 seq: entry.seq,
@@ -102,74 +228,187 @@ pub fn verify_chain(entries: &[AuditRecord]) -> Result<usize, ChainError> {
         }
         expected_prev = entry.hash.clone();
     }
+    if let Some(head) = head {
+        let (found, last_hash) = entries
+            .last()
+            .map_or((0, GENESIS_HASH), |last| (last.seq, last.hash.as_str()));
+        if found != head.seq || last_hash != head.hash {
+            return Err(ChainError::Truncated {
+                chain: head.chain.clone(),
+                found,
+                head: head.seq,
+            });
+        }
+    }
     Ok(entries.len())
+}
+
+/// Checks that a verified chain still holds the entry with `hash` (a head anchored outside the
+/// database earlier: the chain may have grown since, never shrunk or been rewritten).
+pub fn check_expected_head(
+    chain: &str,
+    entries: &[AuditRecord],
+    hash: &str,
+) -> Result<(), ChainError> {
+    if entries.iter().any(|entry| entry.hash == hash) {
+        Ok(())
+    } else {
+        Err(ChainError::UnexpectedHead {
+            chain: chain.to_owned(),
+            hash: hash.to_owned(),
+        })
+    }
+}
+
+/// Why a stored chain could not be verified.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Loads and verifies one chain of `store` (which must be unlocked) against its head. Returns
+/// the entries checked.
+pub async fn verify_stored_chain(
+    store: &dyn Store,
+    chain: &str,
+) -> Result<Vec<AuditRecord>, VerifyError> {
+    let key = store.audit_key()?;
+    let entries = store.audit_chain(chain).await?;
+    let head = store
+        .audit_heads()
+        .await?
+        .into_iter()
+        .find(|head| head.chain == chain);
+    verify_chain(&entries, &key, head.as_ref())?;
+    Ok(entries)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn chain(n: i64) -> Vec<AuditRecord> {
+    fn record(key: &AuditKey, seq: i64, prev: &str) -> AuditRecord {
+        let mut record = AuditRecord {
+            id: format!("aud_{seq}"),
+            chain: "operator".into(),
+            seq,
+            merchant_id: None,
+            mode: None,
+            actor_key_id: Some("key_1".into()),
+            action: "merchant.create".into(),
+            target: format!("mch_{seq}"),
+            request_id: None,
+            details: "{}".into(),
+            created_at: 1_700_000_000_000 + seq,
+            prev_hash: prev.to_owned(),
+            hash: String::new(),
+            key_id: Some(key.id().to_owned()),
+        };
+        record.hash = entry_hash(key, &HashedFields::of(&record));
+        record
+    }
+
+    fn chain(key: &AuditKey, n: i64) -> Vec<AuditRecord> {
         let mut prev = GENESIS_HASH.to_owned();
         (1..=n)
             .map(|seq| {
-                let mut record = AuditRecord {
-                    id: format!("aud_{seq}"),
-                    chain: "operator".into(),
-                    seq,
-                    merchant_id: None,
-                    mode: None,
-                    actor_key_id: Some("key_1".into()),
-                    action: "merchant.create".into(),
-                    target: format!("mch_{seq}"),
-                    request_id: None,
-                    details: "{}".into(),
-                    created_at: 1_700_000_000_000 + seq,
-                    prev_hash: prev.clone(),
-                    hash: String::new(),
-                };
-                record.hash = entry_hash(&HashedFields {
-                    id: &record.id,
-                    chain: &record.chain,
-                    seq,
-                    merchant_id: None,
-                    mode: None,
-                    actor_key_id: record.actor_key_id.as_deref(),
-                    action: &record.action,
-                    target: &record.target,
-                    request_id: None,
-                    details: &record.details,
-                    created_at: record.created_at,
-                    prev_hash: &record.prev_hash,
-                });
+                let record = record(key, seq, &prev);
                 prev = record.hash.clone();
                 record
             })
             .collect()
     }
 
+    fn head(entries: &[AuditRecord]) -> AuditHead {
+        let last = entries.last().unwrap();
+        AuditHead {
+            chain: last.chain.clone(),
+            seq: last.seq,
+            hash: last.hash.clone(),
+        }
+    }
+
     #[test]
     fn an_intact_chain_verifies() {
-        assert_eq!(verify_chain(&chain(5)), Ok(5));
+        let key = AuditKey::generate();
+        let entries = chain(&key, 5);
+        assert_eq!(verify_chain(&entries, &key, Some(&head(&entries))), Ok(5));
     }
 
     #[test]
     fn an_edited_entry_is_found() {
-        let mut entries = chain(5);
+        let key = AuditKey::generate();
+        let mut entries = chain(&key, 5);
         entries[2].target = "mch_evil".into();
         assert!(matches!(
-            verify_chain(&entries),
+            verify_chain(&entries, &key, None),
             Err(ChainError::Altered { seq: 3, .. })
         ));
     }
 
     #[test]
+    fn an_edit_with_recomputed_plain_hashes_is_found() {
+        let key = AuditKey::generate();
+        let mut entries = chain(&key, 3);
+        // What an attacker without the key can do: edit, then redo the unkeyed chain.
+        let mut prev = GENESIS_HASH.to_owned();
+        entries[1].details = r#"{"forged":true}"#.into();
+        for entry in &mut entries {
+            entry.prev_hash = prev.clone();
+            entry.hash = legacy_entry_hash(&HashedFields::of(entry));
+            prev = entry.hash.clone();
+        }
+        assert!(matches!(
+            verify_chain(&entries, &key, None),
+            Err(ChainError::Altered { seq: 1, .. })
+        ));
+        for entry in &mut entries {
+            entry.key_id = None;
+        }
+        assert!(matches!(
+            verify_chain(&entries, &key, None),
+            Err(ChainError::NotKeyed { seq: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn another_key_does_not_verify() {
+        let entries = chain(&AuditKey::generate(), 2);
+        assert!(matches!(
+            verify_chain(&entries, &AuditKey::generate(), None),
+            Err(ChainError::NotKeyed { seq: 1, .. })
+        ));
+    }
+
+    #[test]
     fn a_deleted_entry_is_found() {
-        let mut entries = chain(5);
+        let key = AuditKey::generate();
+        let mut entries = chain(&key, 5);
         entries.remove(1);
         assert!(matches!(
-            verify_chain(&entries),
+            verify_chain(&entries, &key, None),
             Err(ChainError::Broken { seq: 3, .. })
         ));
+    }
+
+    #[test]
+    fn a_deleted_last_entry_is_found_by_the_head() {
+        let key = AuditKey::generate();
+        let mut entries = chain(&key, 5);
+        let recorded = head(&entries);
+        entries.pop();
+        assert_eq!(
+            verify_chain(&entries, &key, Some(&recorded)),
+            Err(ChainError::Truncated {
+                chain: "operator".into(),
+                found: 4,
+                head: 5
+            })
+        );
+        assert!(check_expected_head("operator", &entries, &entries[3].hash).is_ok());
+        assert!(check_expected_head("operator", &entries, &recorded.hash).is_err());
     }
 }

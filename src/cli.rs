@@ -55,7 +55,8 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Apply database migrations and exit (serve also does this at start).
+    /// Apply database migrations and exit (serve also does this at start). Needs the master
+    /// key, like serve: upgrading to keyed audit chains re-chains the old log once.
     Migrate,
     /// Inspect the configuration.
     #[command(subcommand)]
@@ -108,7 +109,8 @@ pub enum Command {
         #[arg(long)]
         now: Option<i64>,
     },
-    /// Re-encrypt every signing secret under a new master key. Safe to run while daemons run
+    /// Re-encrypt every signing secret and every other sealed row (the audit key) under a new
+    /// master key. Safe to run while daemons run
     /// (give them the new key as master_key and the old one as master_key_previous first) and
     /// safe to run again if interrupted.
     Rekey {
@@ -150,8 +152,21 @@ pub enum MerchantCommand {
 /// `hooksign audit …`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute every audit hash chain; exits non-zero at the first broken or altered entry.
-    Verify,
+    /// Recompute every audit chain (HMAC-SHA256 under the audit key, which the master key
+    /// unlocks) and check each ends at its recorded head; exits non-zero at the first broken,
+    /// altered, unkeyed or missing entry.
+    ///
+    /// Deleting the last entries together with the recorded head is only found against a head
+    /// kept outside the database: pass the lines `hooksign audit head` printed earlier.
+    Verify {
+        /// A head recorded earlier, as `CHAIN=HASH` (a line of `hooksign audit head`); fails
+        /// unless that chain still holds the entry with this hash. Repeat for several chains.
+        #[arg(long = "expect-head", value_name = "CHAIN=HASH")]
+        expect_heads: Vec<String>,
+    },
+    /// Verify every chain, then print each chain's latest hash as `CHAIN=HASH`, one line per
+    /// chain, for anchoring outside the database (a ticket, a log, another system).
+    Head,
 }
 
 /// Parses arguments, runs the command, and turns errors into a message and exit code 1.
@@ -230,12 +245,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             app.run(shutdown_signal()).await?;
         }
         Command::Migrate => {
-            let store = crate::store::connect(&config).await?;
+            let (store, _) = open_store(&config).await?;
             println!("migrations applied ({})", store.backend());
         }
         Command::Config(ConfigCommand::Show) => print!("{}", config.to_redacted_toml()),
         Command::OperatorKey(OperatorKeyCommand::Create { name }) => {
-            let store = crate::store::connect(&config).await?;
+            let (store, _) = open_store(&config).await?;
             let (key, token) =
                 create_operator_key(store.as_ref(), &name, Actor::default(), chrono::Utc::now())
                     .await?;
@@ -246,9 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", token.expose());
         }
         Command::Merchant(MerchantCommand::Create { name }) => {
-            let (master_key, _) = load_master_key(&config)?;
-            let store = crate::store::connect(&config).await?;
-            let encryptor = Encryptor::new(&master_key);
+            let (store, encryptor) = open_store(&config).await?;
             let created = create_merchant(
                 store.as_ref(),
                 &encryptor,
@@ -267,21 +280,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             unreachable!("handled before loading configuration")
         }
         Command::Rekey { new_key_file } => return rekey(&config, &new_key_file).await,
-        Command::Audit(AuditCommand::Verify) => {
-            let store = crate::store::connect(&config).await?;
-            let mut total = 0;
-            for chain in store.audit_chains().await? {
-                let entries = store.audit_chain(&chain).await?;
-                match crate::audit::verify_chain(&entries) {
-                    Ok(count) => total += count,
-                    Err(err) => {
-                        eprintln!("audit log BROKEN: {err}");
-                        return Ok(ExitCode::FAILURE);
-                    }
-                }
-            }
-            println!("audit log intact: {total} entries verified");
+        Command::Audit(AuditCommand::Verify { expect_heads }) => {
+            return audit_verify(&config, &expect_heads, false).await;
         }
+        Command::Audit(AuditCommand::Head) => return audit_verify(&config, &[], true).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the database with the master key (and `master_key_previous`) loaded.
+async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn crate::store::Store>,
+    std::sync::Arc<Encryptor>,
+)> {
+    let (master_key, _) = load_master_key(config)?;
+    let previous: Vec<_> = crate::secrets::load_previous_master_key(config)?
+        .into_iter()
+        .collect();
+    let encryptor = std::sync::Arc::new(Encryptor::new(&master_key).with_older(&previous));
+    let store = crate::store::connect(config, encryptor.clone()).await?;
+    Ok((store, encryptor))
+}
+
+/// `audit verify` (checking `expect_heads` too) or, with `print_heads`, `audit head`.
+async fn audit_verify(
+    config: &Config,
+    expect_heads: &[String],
+    print_heads: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut expected = Vec::new();
+    for text in expect_heads {
+        let (chain, hash) = text
+            .split_once('=')
+            .filter(|(chain, hash)| !chain.is_empty() && !hash.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--expect-head takes CHAIN=HASH, got {text:?}"))?;
+        expected.push((chain.trim().to_owned(), hash.trim().to_ascii_lowercase()));
+    }
+    let (store, _) = open_store(config).await?;
+    let chains = store.audit_chains().await?;
+    let mut total = 0;
+    let mut heads = Vec::new();
+    for chain in &chains {
+        let entries = match crate::audit::verify_stored_chain(store.as_ref(), chain).await {
+            Ok(entries) => entries,
+            Err(crate::audit::VerifyError::Chain(err)) => {
+                eprintln!("audit log BROKEN: {err}");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(crate::audit::VerifyError::Store(err)) => return Err(err.into()),
+        };
+        for (_, hash) in expected.iter().filter(|(name, _)| name == chain) {
+            if let Err(err) = crate::audit::check_expected_head(chain, &entries, hash) {
+                eprintln!("audit log BROKEN: {err}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        total += entries.len();
+        if let Some(last) = entries.last() {
+            heads.push(format!("{chain}={}", last.hash));
+        }
+    }
+    if let Some((chain, _)) = expected.iter().find(|(name, _)| !chains.contains(name)) {
+        eprintln!("audit log BROKEN: chain {chain} (from --expect-head) has no entries");
+        return Ok(ExitCode::FAILURE);
+    }
+    if print_heads {
+        for line in &heads {
+            println!("{line}");
+        }
+        eprintln!(
+            "{} chains verified ({total} entries); keep these lines outside the database and check later with `hooksign audit verify --expect-head CHAIN=HASH`",
+            heads.len()
+        );
+    } else {
+        println!(
+            "audit log intact: {total} entries verified{}",
+            if expected.is_empty() {
+                String::new()
+            } else {
+                format!(", {} expected heads found", expected.len())
+            }
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -364,9 +445,9 @@ async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Resul
     let known: Vec<_> = std::iter::once(current)
         .chain(load_previous_master_key(config)?)
         .collect();
-    let opener = Encryptor::new(&target).with_older(&known);
+    let opener = std::sync::Arc::new(Encryptor::new(&target).with_older(&known));
     let sealer = Encryptor::new(&target);
-    let store = crate::store::connect(config).await?;
+    let store = crate::store::connect(config, opener.clone()).await?;
     let mut resealed = 0;
     let mut skipped = 0;
     for key in &known {
@@ -391,10 +472,12 @@ async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Resul
             }
         }
     }
+    let rows = store.reseal_rows(&sealer).await?;
     println!(
         "re-encrypted {resealed} signing secrets under {} ({skipped} changed meanwhile)",
         target.id()
     );
+    println!("re-encrypted {} audit keys", rows.audit_keys);
     println!("next: set master_key to the new key on every instance, keeping the old one as master_key_previous until all have restarted");
     Ok(ExitCode::SUCCESS)
 }

@@ -118,13 +118,15 @@ impl App {
             ),
         }
         let previous_key: Vec<_> = load_previous_master_key(&config)?.into_iter().collect();
-        let (store, postgres) = crate::store::connect_with_postgres(&config).await?;
+        let encryptor = Arc::new(Encryptor::new(&master_key).with_older(&previous_key));
+        let (store, postgres) =
+            crate::store::connect_with_postgres(&config, encryptor.clone()).await?;
         let config_auth = config.auth.clone();
         let config_delivery = config.delivery.clone();
         let state = AppState::new(Shared {
             config: Arc::new(config),
             store: store.clone(),
-            encryptor: Arc::new(Encryptor::new(&master_key).with_older(&previous_key)),
+            encryptor,
             clock,
             metrics: crate::telemetry::prometheus(),
             limits: Arc::new(Limits::new(&config_auth)),

@@ -4,13 +4,19 @@
 //! one merchant's ciphertext into another row makes it fail to decrypt instead of silently
 //! handing over the wrong secret. Each ciphertext records the id of the key that sealed it, so
 //! the master key can be rotated (`hooksign rekey`).
+//!
+//! Signing secrets are sealed with [`Encryptor::seal`]; everything else persisted that holds a
+//! secret (stored idempotent responses, endpoint headers, the audit chain key) is sealed as
+//! bytes with [`Encryptor::seal_bytes`], bound to its row by a [`RowAad`].
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
 
 use super::{MasterKey, SigningSecret};
-use crate::ids::{MerchantId, SecretId};
+use zeroize::Zeroizing;
+
+use crate::ids::{ApiKeyId, EndpointId, MerchantId, SecretId};
 use crate::keys::Mode;
 
 const NONCE_LEN: usize = 24;
@@ -29,6 +35,45 @@ impl SecretAad {
             "hooksign/secret/v1|{}|{}|{}",
             self.secret_id, self.merchant_id, self.mode
         )
+        .into_bytes()
+    }
+}
+
+/// What a sealed byte string is bound to: the row it lives in. Each kind has its own prefix,
+/// so a ciphertext of one kind never opens as another.
+#[derive(Debug, Clone, Copy)]
+pub enum RowAad<'a> {
+    /// A stored response of `Idempotency-Key` `idempotency_key` of API key `api_key`.
+    IdempotentResponse {
+        api_key: ApiKeyId,
+        idempotency_key: &'a str,
+    },
+    /// The custom headers of an endpoint.
+    EndpointHeaders {
+        endpoint: EndpointId,
+        merchant: MerchantId,
+        mode: Mode,
+    },
+    /// The key of the audit hash chain, by its id.
+    AuditKey { id: &'a str },
+}
+
+impl RowAad<'_> {
+    fn bytes(&self) -> Vec<u8> {
+        // The idempotency key is last: it is the only free-form part, so no `|` in it can
+        // make two different rows' associated data equal.
+        match self {
+            RowAad::IdempotentResponse {
+                api_key,
+                idempotency_key,
+            } => format!("hooksign/idempotent-response/v1|{api_key}|{idempotency_key}"),
+            RowAad::EndpointHeaders {
+                endpoint,
+                merchant,
+                mode,
+            } => format!("hooksign/endpoint-headers/v1|{endpoint}|{merchant}|{mode}"),
+            RowAad::AuditKey { id } => format!("hooksign/audit-key/v1|{id}"),
+        }
         .into_bytes()
     }
 }
@@ -105,24 +150,7 @@ impl Encryptor {
 
     /// `nonce || ciphertext+tag`, bound to `aad`.
     pub fn seal(&self, secret: &SigningSecret, aad: &SecretAad) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad.bytes();
-        let sealed = self
-            .cipher
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: secret.key(),
-                    aad: &aad,
-                },
-            )
-            // Encryption only fails for plaintexts beyond 256 GiB; a secret is 64 bytes.
-            .expect("XChaCha20-Poly1305 encryption of 64 bytes cannot fail");
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
+        self.seal_raw(secret.key(), &aad.bytes())
     }
 
     /// Opens a ciphertext sealed under `key_id` for exactly this row.
@@ -132,6 +160,48 @@ impl Encryptor {
         sealed: &[u8],
         aad: &SecretAad,
     ) -> Result<SigningSecret, CryptoError> {
+        let plain = self.open_raw(key_id, sealed, &aad.bytes())?;
+        let text = std::str::from_utf8(&plain).map_err(|_| CryptoError::Malformed)?;
+        SigningSecret::parse(text).ok_or(CryptoError::Malformed)
+    }
+
+    /// Seals any bytes for the row `aad` names: `nonce || ciphertext+tag`.
+    pub fn seal_bytes(&self, plain: &[u8], aad: &RowAad<'_>) -> Vec<u8> {
+        self.seal_raw(plain, &aad.bytes())
+    }
+
+    /// Opens bytes sealed by [`Encryptor::seal_bytes`] under `key_id` for exactly this row.
+    /// The plaintext is wiped from memory when dropped.
+    pub fn open_bytes(
+        &self,
+        key_id: &str,
+        sealed: &[u8],
+        aad: &RowAad<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open_raw(key_id, sealed, &aad.bytes())
+    }
+
+    fn seal_raw(&self, plain: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
+            // Encryption only fails for plaintexts beyond 256 GiB; request bodies are capped
+            // far below that (http.body_limit_bytes).
+            .expect("XChaCha20-Poly1305 encryption below 256 GiB cannot fail");
+        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    fn open_raw(
+        &self,
+        key_id: &str,
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let cipher = self
             .cipher_for(key_id)
             .ok_or_else(|| CryptoError::UnknownKey(key_id.to_owned()))?;
@@ -139,18 +209,10 @@ impl Encryptor {
             return Err(CryptoError::Malformed);
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let aad = aad.bytes();
-        let plain = cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CryptoError::Authentication)?;
-        let text = String::from_utf8(plain).map_err(|_| CryptoError::Malformed)?;
-        SigningSecret::parse(&text).ok_or(CryptoError::Malformed)
+        cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Authentication)
     }
 }
 
@@ -231,6 +293,41 @@ mod tests {
             old.open(new.key_id(), &resealed, &aad).is_err(),
             "new seals use the new key"
         );
+    }
+
+    #[test]
+    fn sealed_bytes_open_only_for_their_row() {
+        let enc = Encryptor::new(&MasterKey::generate());
+        let api_key = ApiKeyId::new();
+        let aad = RowAad::IdempotentResponse {
+            api_key,
+            idempotency_key: "abc",
+        };
+        let sealed = enc.seal_bytes(b"{\"token\":\"hk_test_x\"}", &aad);
+        assert!(!sealed.windows(7).any(|w| w == b"hk_test"));
+        assert_eq!(
+            enc.open_bytes(enc.key_id(), &sealed, &aad)
+                .unwrap()
+                .as_slice(),
+            b"{\"token\":\"hk_test_x\"}"
+        );
+        for other in [
+            RowAad::IdempotentResponse {
+                api_key,
+                idempotency_key: "abd",
+            },
+            RowAad::IdempotentResponse {
+                api_key: ApiKeyId::new(),
+                idempotency_key: "abc",
+            },
+            RowAad::AuditKey { id: "abc" },
+        ] {
+            assert_eq!(
+                enc.open_bytes(enc.key_id(), &sealed, &other),
+                Err(CryptoError::Authentication),
+                "{other:?}"
+            );
+        }
     }
 
     #[test]

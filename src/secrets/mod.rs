@@ -10,7 +10,7 @@ mod material;
 pub mod rotation;
 pub mod scheduler;
 
-pub use crypto::{CryptoError, Encryptor, SecretAad};
+pub use crypto::{CryptoError, Encryptor, RowAad, SecretAad};
 pub use master_key::{
     create_private_dir, ensure_private_file, load_master_key, load_previous_master_key,
     read_key_file, write_private_file, MasterKey, MasterKeyError, MasterKeySource,

@@ -226,7 +226,7 @@ macro_rules! impl_api_key_store {
                     return Err(KeyRuleError::DuplicateName.into());
                 }
                 Self::insert_key(&mut tx, key).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, key.id).await?;
                 tx.commit().await?;
                 self.keys.changed();
@@ -277,7 +277,7 @@ macro_rules! impl_api_key_store {
                 .bind(patch.active)
                 .execute(&mut *tx)
                 .await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
                 tx.commit().await?;
                 self.keys.changed();
@@ -307,7 +307,7 @@ macro_rules! impl_api_key_store {
                     .bind($crate::clock::to_millis(now))
                     .execute(&mut *tx)
                     .await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
                 tx.commit().await?;
                 self.keys.changed();
@@ -330,7 +330,7 @@ macro_rules! impl_api_key_store {
                     return Err($crate::keys::rules::KeyRuleError::NotRevoked.into());
                 }
                 sqlx::query("DELETE FROM api_keys WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 self.keys.changed();
                 Ok(())
@@ -371,7 +371,7 @@ macro_rules! impl_api_key_store {
                     .execute(&mut *tx)
                     .await?;
                 Self::insert_key(&mut tx, successor).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
                 tx.commit().await?;
                 self.keys.changed();

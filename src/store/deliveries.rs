@@ -533,7 +533,7 @@ macro_rules! impl_delivery_store {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, endpoint.merchant_id).await?;
                 Self::write_endpoint(&mut tx, endpoint, true).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -611,7 +611,7 @@ macro_rules! impl_delivery_store {
                 }
                 endpoint.updated_at = now;
                 Self::write_endpoint(&mut tx, &endpoint, false).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(endpoint)
             }
@@ -627,7 +627,7 @@ macro_rules! impl_delivery_store {
                 Self::lock_merchant(&mut tx, merchant).await?;
                 Self::endpoint_in(&mut tx, merchant, mode, id).await?;
                 sqlx::query("DELETE FROM endpoints WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }

@@ -64,7 +64,7 @@ macro_rules! impl_merchant_store {
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 Self::insert_key(&mut tx, key).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 self.keys.changed();
                 Ok(())
@@ -106,7 +106,7 @@ macro_rules! impl_merchant_store {
                     .await
                     .map_err($crate::store::sql::conflict_on_unique("an active secret already exists"))?;
                 }
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 self.keys.changed();
                 Ok(())
@@ -159,7 +159,7 @@ macro_rules! impl_merchant_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let record = row.ok_or($crate::store::StoreError::NotFound)?.try_into()?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 self.keys.changed();
                 Ok(record)

@@ -14,6 +14,7 @@ pub mod key_cache;
 mod merchants;
 mod postgres;
 pub(crate) mod records;
+mod sealing;
 mod secrets;
 mod sql;
 mod sqlite;
@@ -32,6 +33,7 @@ pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;
 pub use records::*;
+pub use sealing::{ResealReport, Sealing, SealingStore, UnlockReport};
 pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
 
@@ -56,6 +58,13 @@ pub enum StoreError {
     /// A row that cannot be turned back into a domain value.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A write needs the keys, but the store was opened without them (see
+    /// [`SealingStore::unlock`]).
+    #[error("the store was opened without the master key; this needs it")]
+    Locked,
+    /// A sealed row none of the loaded master keys opens.
+    #[error("sealed row cannot be opened: {0}")]
+    Sealed(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -73,6 +82,7 @@ pub trait Store:
     + GuardStore
     + SecretStore
     + DeliveryStore
+    + SealingStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -80,8 +90,9 @@ pub trait Store:
     /// `sqlite` or `postgres`, for logs and metrics.
     fn backend(&self) -> &'static str;
 
-    /// Applies embedded migrations that have not been applied yet.
-    async fn migrate(&self) -> StoreResult<()>;
+    /// Applies embedded migrations that have not been applied yet; returns the versions it
+    /// applied.
+    async fn migrate(&self) -> StoreResult<Vec<i64>>;
 
     /// Whether the database answers and every embedded migration is applied.
     async fn readiness(&self) -> Result<(), String>;
@@ -90,7 +101,7 @@ pub trait Store:
     async fn close(&self);
 
     /// Appends one audit event on its own (for actions that change nothing else, like a
-    /// reveal). The event must name a merchant: its chain is serialised by the merchant lock.
+    /// reveal or a replayed answer).
     async fn record_audit(&self, audit: &NewAuditEvent) -> StoreResult<()>;
 
     /// A merchant's audit entries visible in `mode` (that mode's and the merchant-wide ones),
@@ -108,19 +119,47 @@ pub trait Store:
 
     /// The names of every audit chain.
     async fn audit_chains(&self) -> StoreResult<Vec<String>>;
+
+    /// The recorded head (last entry) of every chain.
+    async fn audit_heads(&self) -> StoreResult<Vec<AuditHead>>;
 }
 
-/// Opens the configured database (creating a SQLite file and its folder when needed) and
-/// applies migrations.
-pub async fn connect(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(connect_with_postgres(config).await?.0)
+/// Opens the configured database (creating a SQLite file and its folder when needed),
+/// applies migrations and unlocks the store with `encryptor` (see [`SealingStore::unlock`]).
+pub async fn connect(
+    config: &Config,
+    encryptor: Arc<crate::secrets::Encryptor>,
+) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(connect_with_postgres(config, encryptor).await?.0)
 }
 
 /// Like [`connect`], also handing back the PostgreSQL store itself when that is the backend
 /// (the daemon uses it to `LISTEN` for work queued by other instances).
 pub async fn connect_with_postgres(
     config: &Config,
+    encryptor: Arc<crate::secrets::Encryptor>,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
+    let (store, postgres, applied) = open(config).await?;
+    // Legacy audit chains are re-chained only by the process that applies the keyed-chain
+    // migration: nothing in the database can ask for it later (see `audit.rs`).
+    let rechain = applied.contains(&KEYED_AUDIT_MIGRATION);
+    let report = store.unlock(encryptor, chrono::Utc::now(), rechain).await?;
+    if !report.rechained.is_empty() {
+        tracing::info!(
+            chains = report.rechained.len(),
+            "re-chained legacy (unkeyed) audit chains under the audit key"
+        );
+    }
+    if !report.broken_legacy.is_empty() {
+        tracing::error!(chains = ?report.broken_legacy, "legacy audit chains that do not verify were left unkeyed");
+    }
+    Ok((store, postgres))
+}
+
+/// The migration that made audit chains keyed (`0006_keyed_audit_chain.sql`).
+pub const KEYED_AUDIT_MIGRATION: i64 = 6;
+
+async fn open(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Vec<i64>)> {
     let mut postgres = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
         DatabaseKind::Sqlite => Arc::new(
@@ -139,6 +178,6 @@ pub async fn connect_with_postgres(
             Arc::new(store)
         }
     };
-    store.migrate().await?;
-    Ok((store, postgres))
+    let applied = store.migrate().await?;
+    Ok((store, postgres, applied))
 }

@@ -21,6 +21,8 @@ pub struct PgStore {
     /// Always disabled: daemons on other machines share no signal a cache could wait on, so
     /// every request reads its key (see `key_cache.rs`).
     keys: Arc<KeyCache>,
+    /// The master-key encryptor and audit key, once unlocked.
+    sealing: super::sealing::SealingCell,
 }
 
 impl PgStore {
@@ -34,6 +36,7 @@ impl PgStore {
         Ok(Self {
             pool,
             keys: Arc::new(KeyCache::disabled()),
+            sealing: Default::default(),
         })
     }
 
@@ -82,6 +85,7 @@ impl PgStore {
 super::merchants::impl_merchant_store!(PgStore);
 super::api_keys::impl_api_key_store!(PgStore, sqlx::Postgres);
 super::guards::impl_guard_store!(PgStore);
+super::sealing::impl_sealing_store!(PgStore, sqlx::Postgres);
 super::deliveries::impl_delivery_store!(
     PgStore,
     sqlx::Postgres,

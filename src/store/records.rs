@@ -171,6 +171,17 @@ pub struct AuditRecord {
     pub created_at: i64,
     pub prev_hash: String,
     pub hash: String,
+    /// The audit key the entry was chained with (`None`: an unkeyed entry from before keyed
+    /// chains, never accepted by verification).
+    pub key_id: Option<String>,
+}
+
+/// The last entry of an audit chain, as recorded beside the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditHead {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
 }
 
 pub(crate) fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError>

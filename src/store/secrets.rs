@@ -303,7 +303,7 @@ macro_rules! impl_secret_store {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 Self::rotate_in(&mut tx, merchant, mode, command, now, revert_window).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 let rows = Self::secret_rows(&mut tx, merchant, mode).await?;
                 tx.commit().await?;
                 Ok(rows)
@@ -352,7 +352,7 @@ macro_rules! impl_secret_store {
                 .bind($crate::clock::to_millis(now))
                 .execute(&mut *tx)
                 .await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -373,7 +373,7 @@ macro_rules! impl_secret_store {
                 if deleted.rows_affected() == 0 {
                     return Ok(false);
                 }
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -451,7 +451,7 @@ macro_rules! impl_secret_store {
                 let command = $crate::store::StoredCommand::Initiate { secret, complete_at: Some(complete_at) };
                 match Self::rotate_in(&mut tx, policy.merchant_id, policy.mode, command, now, revert_window).await {
                     Ok(()) => {
-                        Self::append_audit(&mut tx, audit).await?;
+                        self.append_audit(&mut tx, audit).await?;
                         tx.commit().await?;
                         Ok(true)
                     }

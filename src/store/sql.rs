@@ -23,7 +23,7 @@ pub(super) const KEY_COLUMNS: &str =
      k.revoked_at, k.expires_at, k.last_used_at, k.created_at";
 pub(super) const AUDIT_COLUMNS: &str =
     "id, chain, seq, merchant_id, mode, actor_key_id, action, target, request_id, \
-     details, created_at, prev_hash, hash";
+     details, created_at, prev_hash, hash, key_id";
 pub(super) const SECRET_COLUMNS: &str =
     "id, merchant_id, mode, state, fingerprint, key_id, ciphertext, created_at, activated_at, revert_until, complete_at";
 
@@ -118,6 +118,7 @@ pub(super) struct AuditRow {
     created_at: i64,
     prev_hash: String,
     hash: String,
+    key_id: Option<String>,
 }
 
 impl From<AuditRow> for AuditRecord {
@@ -136,6 +137,7 @@ impl From<AuditRow> for AuditRecord {
             created_at: row.created_at,
             prev_hash: row.prev_hash,
             hash: row.hash,
+            key_id: row.key_id,
         }
     }
 }
@@ -187,21 +189,25 @@ pub(super) fn conflict_on_unique(what: &'static str) -> impl FnOnce(sqlx::Error)
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
         impl $store {
+            /// Appends `event` to its chain, keyed with the audit key. The head row is bumped
+            /// first: that row lock (PostgreSQL) or the write lock (SQLite) serialises appends
+            /// to one chain until commit.
             async fn append_audit(
+                &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
                 event: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<()> {
                 use $crate::audit::{entry_hash, HashedFields, GENESIS_HASH};
+                let key = &self.sealing()?.audit;
                 let chain = event.chain();
-                let last: Option<(i64, String)> =
-                    sqlx::query_as("SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
-                        .bind(&chain)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                let (seq, prev_hash) = match last {
-                    Some((seq, hash)) => (seq + 1, hash),
-                    None => (1, GENESIS_HASH.to_owned()),
-                };
+                let (seq, prev_hash): (i64, String) = sqlx::query_as(
+                    "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 1, $2) \
+                     ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq + 1 RETURNING seq, hash",
+                )
+                .bind(&chain)
+                .bind(GENESIS_HASH)
+                .fetch_one(&mut *conn)
+                .await?;
                 let id = event.id.to_string();
                 let merchant_id = event.merchant_id.map(|id| id.to_string());
                 let mode = event.mode.map(|mode| mode.as_str());
@@ -209,7 +215,7 @@ macro_rules! impl_store {
                 let request_id = event.request_id.map(|id| id.to_string());
                 let details = event.details.to_string();
                 let created_at = $crate::clock::to_millis(event.created_at);
-                let hash = entry_hash(&HashedFields {
+                let hash = entry_hash(key, &HashedFields {
                     id: &id,
                     chain: &chain,
                     seq,
@@ -225,8 +231,8 @@ macro_rules! impl_store {
                 });
                 sqlx::query(
                     "INSERT INTO audit_events (id, chain, seq, merchant_id, mode, actor_key_id, action, target, \
-                     request_id, details, created_at, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     request_id, details, created_at, prev_hash, hash, key_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&id)
                 .bind(&chain)
@@ -241,9 +247,15 @@ macro_rules! impl_store {
                 .bind(created_at)
                 .bind(&prev_hash)
                 .bind(&hash)
+                .bind(key.id())
                 .execute(&mut *conn)
                 .await
                 .map_err($crate::store::sql::conflict_on_unique("audit chain moved concurrently"))?;
+                sqlx::query("UPDATE audit_heads SET hash = $2 WHERE chain = $1")
+                    .bind(&chain)
+                    .bind(&hash)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(())
             }
 
@@ -276,9 +288,18 @@ macro_rules! impl_store {
                 $backend
             }
 
-            async fn migrate(&self) -> $crate::store::StoreResult<()> {
+            async fn migrate(&self) -> $crate::store::StoreResult<Vec<i64>> {
+                // Before the first migration the bookkeeping table does not exist yet.
+                let before: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                    .fetch_all(&self.pool)
+                    .await
+                    .unwrap_or_default();
                 $migrator.run(&self.pool).await?;
-                Ok(())
+                Ok($migrator
+                    .iter()
+                    .map(|m| m.version)
+                    .filter(|version| !before.contains(version))
+                    .collect())
             }
 
             async fn readiness(&self) -> Result<(), String> {
@@ -299,12 +320,11 @@ macro_rules! impl_store {
             }
 
             async fn record_audit(&self, audit: &$crate::store::NewAuditEvent) -> $crate::store::StoreResult<()> {
-                let merchant = audit
-                    .merchant_id
-                    .ok_or_else(|| $crate::store::StoreError::Corrupt("a lone audit event needs a merchant".into()))?;
                 let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, merchant).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                if let Some(merchant) = audit.merchant_id {
+                    Self::lock_merchant(&mut tx, merchant).await?;
+                }
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -342,8 +362,20 @@ macro_rules! impl_store {
                 Ok(rows.into_iter().map(Into::into).collect())
             }
 
+            async fn audit_heads(&self) -> $crate::store::StoreResult<Vec<$crate::store::AuditHead>> {
+                let rows: Vec<(String, i64, String)> =
+                    sqlx::query_as("SELECT chain, seq, hash FROM audit_heads ORDER BY chain")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(chain, seq, hash)| $crate::store::AuditHead { chain, seq, hash })
+                    .collect())
+            }
+
             async fn audit_chains(&self) -> $crate::store::StoreResult<Vec<String>> {
-                Ok(sqlx::query_scalar("SELECT DISTINCT chain FROM audit_events ORDER BY chain")
+                // A chain whose every entry was deleted still has its head.
+                Ok(sqlx::query_scalar("SELECT chain FROM audit_heads UNION SELECT chain FROM audit_events ORDER BY 1")
                     .fetch_all(&self.pool)
                     .await?)
             }

@@ -25,6 +25,8 @@ pub struct SqliteStore {
     keys: Arc<KeyCache>,
     /// The database file (`None` in memory).
     file: Option<PathBuf>,
+    /// The master-key encryptor and audit key, once unlocked.
+    sealing: super::sealing::SealingCell,
 }
 
 impl SqliteStore {
@@ -60,6 +62,7 @@ impl SqliteStore {
             pool,
             keys: Arc::new(KeyCache::disabled()),
             file,
+            sealing: Default::default(),
         })
     }
 
@@ -99,6 +102,7 @@ fn private_database_files(file: &Path) -> std::io::Result<()> {
 super::merchants::impl_merchant_store!(SqliteStore);
 super::api_keys::impl_api_key_store!(SqliteStore, sqlx::Sqlite);
 super::guards::impl_guard_store!(SqliteStore);
+super::sealing::impl_sealing_store!(SqliteStore, sqlx::Sqlite);
 super::deliveries::impl_delivery_store!(SqliteStore, sqlx::Sqlite, "", "");
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);

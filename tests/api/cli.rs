@@ -22,6 +22,7 @@ fn help_teaches_every_subcommand() {
         &["merchant", "create", "--help"],
         &["config", "show", "--help"],
         &["audit", "verify", "--help"],
+        &["audit", "head", "--help"],
         &["migrate", "--help"],
     ] {
         let output = hooksign(dir.path()).args(args).output().unwrap();
@@ -373,15 +374,26 @@ fn rekey_reseals_every_secret_and_is_idempotent() {
         "{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(String::from_utf8(first.stdout)
-        .unwrap()
-        .contains("re-encrypted 4 signing secrets"));
+    let first = String::from_utf8(first.stdout).unwrap();
+    assert!(first.contains("re-encrypted 4 signing secrets"), "{first}");
+    assert!(first.contains("re-encrypted 1 audit keys"), "{first}");
     let second = with_old(&["rekey", "--new-key-file", new_file.to_str().unwrap()]);
+    let second = String::from_utf8(second.stdout).unwrap();
     assert!(
-        String::from_utf8(second.stdout)
-            .unwrap()
-            .contains("re-encrypted 0 signing secrets"),
-        "idempotent"
+        second.contains("re-encrypted 0 signing secrets")
+            && second.contains("re-encrypted 0 audit keys"),
+        "idempotent: {second}"
+    );
+    // The old key can go: the audit log verifies under the new one alone.
+    let verified = hooksign(dir.path())
+        .env("HOOKSIGN_MASTER_KEY", new.to_base64())
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
     );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -185,7 +185,12 @@ async fn a_full_rotation_initiate_complete_revert(app: TestApp) {
             "signing_secret.cancel"
         ]
     );
-    assert_eq!(hooksign::audit::verify_chain(&chain), Ok(chain.len()));
+    assert_eq!(
+        hooksign::audit::verify_stored_chain(app.state.store.as_ref(), &merchant.id)
+            .await
+            .unwrap(),
+        chain
+    );
     assert!(
         !format!("{chain:?}").contains(&new_secret),
         "no secret in the audit log"

@@ -212,7 +212,12 @@ async fn store_keeps_each_audit_chain_in_order(app: TestApp) {
         chain.iter().map(|e| e.seq).collect::<Vec<_>>(),
         [1, 2, 3, 4]
     );
-    assert_eq!(hooksign::audit::verify_chain(&chain), Ok(4));
+    assert_eq!(
+        hooksign::audit::verify_stored_chain(store, &id.to_string())
+            .await
+            .unwrap(),
+        chain
+    );
     let chains = store.audit_chains().await.unwrap();
     assert!(
         chains.contains(&id.to_string()) && chains.contains(&"operator".to_owned()),

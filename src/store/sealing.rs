@@ -1,0 +1,276 @@
+//! The keys a store needs before it may write, and the rows sealed under the master key.
+//!
+//! A store opens *locked*: it can migrate and read, but every write that appends to the audit
+//! chain needs the audit key, and every row holding a secret is sealed on its way to the disk.
+//! [`SealingStore::unlock`] hands the store the master-key [`Encryptor`], loads the audit key
+//! (creating it, sealed, on a fresh database) and, right after the keyed-chain migration,
+//! re-chains legacy audit chains. [`SealingStore::reseal_rows`] is `hooksign rekey`'s
+//! part for these rows.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+
+use super::{StoreError, StoreResult};
+use crate::audit::AuditKey;
+use crate::clock::Timestamp;
+use crate::secrets::{CryptoError, Encryptor};
+
+/// What an unlocked store holds.
+#[derive(Debug)]
+pub struct Sealing {
+    pub encryptor: Arc<Encryptor>,
+    pub audit: AuditKey,
+}
+
+/// Shared by every clone of one store.
+pub(super) type SealingCell = Arc<OnceLock<Sealing>>;
+
+/// What [`SealingStore::unlock`] did to rows from older versions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnlockReport {
+    /// Unkeyed audit chains checked and re-chained under the audit key.
+    pub rechained: Vec<String>,
+    /// Unkeyed audit chains that did not verify and were left as they are.
+    pub broken_legacy: Vec<String>,
+}
+
+/// What [`SealingStore::reseal_rows`] re-sealed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    pub audit_keys: u64,
+}
+
+/// A row that cannot be opened.
+pub(super) fn sealed_error(what: &str, err: CryptoError) -> StoreError {
+    StoreError::Sealed(format!("{what}: {err}"))
+}
+
+/// Unlocking, and the rows sealed under the master key.
+#[async_trait]
+pub trait SealingStore {
+    /// Gives the store its keys (once; later calls keep the first), then updates rows from
+    /// older versions; with `rechain_legacy` (only right after the keyed-chain migration) it
+    /// also re-chains intact unkeyed audit chains. Fails if the audit key exists but none of
+    /// `encryptor`'s keys opens it.
+    async fn unlock(
+        &self,
+        encryptor: Arc<Encryptor>,
+        now: Timestamp,
+        rechain_legacy: bool,
+    ) -> StoreResult<UnlockReport>;
+
+    /// The audit key ([`StoreError::Locked`] before [`SealingStore::unlock`]).
+    fn audit_key(&self) -> StoreResult<AuditKey>;
+
+    /// Re-seals under `sealer` every row sealed with another master key, opening them with the
+    /// store's own encryptor (which must know the old keys). Safe to run again.
+    async fn reseal_rows(&self, sealer: &Encryptor) -> StoreResult<ResealReport>;
+}
+
+/// Implements [`SealingStore`] for a store with `pool` and `sealing` fields.
+macro_rules! impl_sealing_store {
+    ($store:ty, $db:ty) => {
+        impl $store {
+            /// The keys, or [`StoreError::Locked`].
+            pub(super) fn sealing(&self) -> $crate::store::StoreResult<&$crate::store::Sealing> {
+                self.sealing.get().ok_or($crate::store::StoreError::Locked)
+            }
+
+            /// Opens the audit key, creating it on a fresh database. Two daemons starting at
+            /// once insert into the one slot; the loser reads the winner's key.
+            async fn load_audit_key(
+                &self,
+                encryptor: &$crate::secrets::Encryptor,
+                now: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<$crate::audit::AuditKey> {
+                use $crate::secrets::RowAad;
+                for _ in 0..2 {
+                    let row: Option<(String, String, Vec<u8>)> = sqlx::query_as(
+                        "SELECT id, master_key_id, ciphertext FROM audit_keys WHERE slot = 1",
+                    )
+                    .fetch_optional(&self.pool)
+                    .await?;
+                    if let Some((id, master_key_id, sealed)) = row {
+                        let plain = encryptor
+                            .open_bytes(&master_key_id, &sealed, &RowAad::AuditKey { id: &id })
+                            .map_err(|err| $crate::store::sealing::sealed_error(&format!("audit key {id}"), err))?;
+                        let bytes: [u8; 32] = plain
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| $crate::store::StoreError::Corrupt(format!("audit key {id}: not 32 bytes")))?;
+                        let key = $crate::audit::AuditKey::from_bytes(bytes);
+                        if key.id() != id {
+                            return Err($crate::store::StoreError::Corrupt(format!("audit key {id}: id does not match")));
+                        }
+                        return Ok(key);
+                    }
+                    let key = $crate::audit::AuditKey::generate();
+                    let sealed = encryptor.seal_bytes(key.bytes(), &RowAad::AuditKey { id: key.id() });
+                    sqlx::query(
+                        "INSERT INTO audit_keys (slot, id, master_key_id, ciphertext, created_at) \
+                         VALUES (1, $1, $2, $3, $4) ON CONFLICT (slot) DO NOTHING",
+                    )
+                    .bind(key.id())
+                    .bind(encryptor.key_id())
+                    .bind(&sealed)
+                    .bind($crate::clock::to_millis(now))
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Err($crate::store::StoreError::Conflict("the audit key could not be created"))
+            }
+
+            /// Checks every chain that still holds unkeyed entries with the old SHA-256 and,
+            /// when intact, re-chains it under the audit key in one transaction (serialised
+            /// with appends by the head row). A chain that does not verify is left untouched.
+            async fn rechain_legacy_audit(
+                &self,
+                report: &mut $crate::store::UnlockReport,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::audit::{entry_hash, legacy_entry_hash, HashedFields, GENESIS_HASH};
+                let key = self.sealing()?.audit.clone();
+                let chains: Vec<String> =
+                    sqlx::query_scalar("SELECT DISTINCT chain FROM audit_events WHERE key_id IS NULL ORDER BY chain")
+                        .fetch_all(&self.pool)
+                        .await?;
+                for chain in chains {
+                    let mut tx = self.pool.begin().await?;
+                    sqlx::query("UPDATE audit_heads SET seq = seq WHERE chain = $1")
+                        .bind(&chain)
+                        .execute(&mut *tx)
+                        .await?;
+                    let sql = format!(
+                        "SELECT {} FROM audit_events WHERE chain = $1 ORDER BY seq",
+                        $crate::store::sql::AUDIT_COLUMNS
+                    );
+                    let rows: Vec<$crate::store::sql::AuditRow> =
+                        sqlx::query_as(&sql).bind(&chain).fetch_all(&mut *tx).await?;
+                    let mut entries: Vec<$crate::store::AuditRecord> = rows.into_iter().map(Into::into).collect();
+                    let head: Option<(i64, String)> =
+                        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE chain = $1")
+                            .bind(&chain)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let mut prev = GENESIS_HASH.to_owned();
+                    let mut intact = true;
+                    for (index, entry) in entries.iter().enumerate() {
+                        if entry.key_id.is_some()
+                            || entry.seq != index as i64 + 1
+                            || entry.prev_hash != prev
+                            || legacy_entry_hash(&HashedFields::of(entry)) != entry.hash
+                        {
+                            intact = false;
+                            break;
+                        }
+                        prev = entry.hash.clone();
+                    }
+                    let last = entries.last().map(|e| (e.seq, e.hash.clone()));
+                    if !intact || (head.is_some() && head != last) {
+                        tracing::error!(%chain, "legacy audit chain does not verify; left unkeyed, `hooksign audit verify` reports it");
+                        report.broken_legacy.push(chain);
+                        continue;
+                    }
+                    let mut prev = GENESIS_HASH.to_owned();
+                    let mut moved = false;
+                    for entry in &mut entries {
+                        entry.prev_hash = prev.clone();
+                        entry.key_id = Some(key.id().to_owned());
+                        entry.hash = entry_hash(&key, &HashedFields::of(entry));
+                        let updated = sqlx::query(
+                            "UPDATE audit_events SET prev_hash = $2, hash = $3, key_id = $4 WHERE id = $1 AND key_id IS NULL",
+                        )
+                        .bind(&entry.id)
+                        .bind(&entry.prev_hash)
+                        .bind(&entry.hash)
+                        .bind(key.id())
+                        .execute(&mut *tx)
+                        .await?;
+                        if updated.rows_affected() != 1 {
+                            moved = true; // another daemon re-chained it first
+                            break;
+                        }
+                        prev = entry.hash.clone();
+                    }
+                    if moved {
+                        tx.rollback().await?;
+                        continue;
+                    }
+                    let seq = entries.last().map_or(0, |e| e.seq);
+                    sqlx::query(
+                        "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, $2, $3) \
+                         ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                    )
+                    .bind(&chain)
+                    .bind(seq)
+                    .bind(&prev)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    report.rechained.push(chain);
+                }
+                Ok(())
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl $crate::store::SealingStore for $store {
+            async fn unlock(
+                &self,
+                encryptor: std::sync::Arc<$crate::secrets::Encryptor>,
+                now: $crate::clock::Timestamp,
+                rechain_legacy: bool,
+            ) -> $crate::store::StoreResult<$crate::store::UnlockReport> {
+                if self.sealing.get().is_none() {
+                    let audit = self.load_audit_key(&encryptor, now).await?;
+                    let _ = self.sealing.set($crate::store::Sealing { encryptor, audit });
+                }
+                let mut report = $crate::store::UnlockReport::default();
+                if rechain_legacy {
+                    self.rechain_legacy_audit(&mut report).await?;
+                }
+                Ok(report)
+            }
+
+            fn audit_key(&self) -> $crate::store::StoreResult<$crate::audit::AuditKey> {
+                Ok(self.sealing()?.audit.clone())
+            }
+
+            async fn reseal_rows(
+                &self,
+                sealer: &$crate::secrets::Encryptor,
+            ) -> $crate::store::StoreResult<$crate::store::ResealReport> {
+                use $crate::secrets::RowAad;
+                let sealing = self.sealing()?;
+                let mut report = $crate::store::ResealReport::default();
+                let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT id, master_key_id, ciphertext FROM audit_keys WHERE master_key_id <> $1",
+                )
+                .bind(sealer.key_id())
+                .fetch_all(&self.pool)
+                .await?;
+                for (id, old_key, sealed) in rows {
+                    let aad = RowAad::AuditKey { id: &id };
+                    let plain = sealing
+                        .encryptor
+                        .open_bytes(&old_key, &sealed, &aad)
+                        .map_err(|err| $crate::store::sealing::sealed_error(&format!("audit key {id}"), err))?;
+                    let resealed = sealer.seal_bytes(&plain, &aad);
+                    let updated = sqlx::query(
+                        "UPDATE audit_keys SET master_key_id = $3, ciphertext = $4 WHERE id = $1 AND master_key_id = $2",
+                    )
+                    .bind(&id)
+                    .bind(&old_key)
+                    .bind(sealer.key_id())
+                    .bind(&resealed)
+                    .execute(&self.pool)
+                    .await?;
+                    report.audit_keys += updated.rows_affected();
+                }
+                Ok(report)
+            }
+        }
+    };
+}
+
+pub(super) use impl_sealing_store;
