@@ -479,6 +479,22 @@ pub async fn test(
         .ping(&state, &endpoint, &body, &event_id.to_string())
         .await
         .map_err(ApiError::internal)?;
+    // Nothing else is written for a ping, so its audit event has a transaction of its own.
+    let audit = auth.audit_event(
+        "endpoint.test",
+        endpoint.id,
+        json!({
+            "event": event_id.to_string(),
+            "status_code": record.status_code,
+            "error_class": record.error_class,
+        }),
+        state.clock.now(),
+    );
+    state
+        .store
+        .record_audit(&audit)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(PingResult {
         object: "endpoint_test",
         succeeded: result.class() == "success",
@@ -494,7 +510,7 @@ pub async fn test(
 /// Queues an endpoint's past deliveries again (by default the failed ones).
 #[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
     request_body(content = ReplayBody, description = "optional"), security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n}`"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`"), (status = 404, body = ErrorEnvelope)))]
 pub async fn replay(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -515,7 +531,8 @@ pub async fn replay(
     let since = parse_query_time("since", body.since.as_deref())?;
     let until = parse_query_time("until", body.until.as_deref())?;
     let now = state.clock.now();
-    let requeued = state
+    let audit = auth.audit_event("endpoint.replay", endpoint_id, json!({}), now);
+    let replayed = state
         .store
         .replay_endpoint(
             auth.merchant_id,
@@ -525,22 +542,15 @@ pub async fn replay(
             since,
             until,
             now,
+            &audit,
         )
         .await
         .map_err(ApiError::internal)?;
-    let event = auth.audit_event(
-        "endpoint.replay",
-        endpoint_id,
-        json!({ "requeued": requeued }),
-        now,
-    );
-    state
-        .store
-        .record_audit(&event)
-        .await
-        .map_err(ApiError::internal)?;
     state.delivery.wake();
-    Ok(Json(
-        json!({ "object": "replay", "endpoint": id, "requeued": requeued }),
-    ))
+    Ok(Json(json!({
+        "object": "replay",
+        "endpoint": id,
+        "requeued": replayed.requeued,
+        "skipped_in_flight": replayed.skipped_in_flight,
+    })))
 }

@@ -3,11 +3,18 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use reqwest::Method;
+use serde_json::{json, Value};
 
-use crate::delivery::endpoint;
-use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::delivery::{endpoint, send_event};
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp, TestMerchant};
+use crate::on_both_stores;
 use crate::receiver::Receiver;
+
+on_both_stores!(
+    a_delivery_in_flight_is_neither_retried_nor_replayed_and_both_are_audited,
+    the_test_ping_is_audited,
+);
 
 /// Events sent in the stress test; each goes to two endpoints.
 const STRESS_EVENTS: usize = 1_500;
@@ -102,4 +109,170 @@ mod instant_deliveries_to_capped_endpoints {
                 .await;
         }
     }
+}
+
+/// The test key's id, as created with the merchant.
+fn test_key_id(merchant: &TestMerchant) -> String {
+    merchant.body["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["mode"] == "test")
+        .and_then(|key| key["id"].as_str())
+        .unwrap()
+        .to_owned()
+}
+
+/// The newest audit event with `action`, checked to name the test key as actor and a request.
+async fn audited(app: &TestApp, merchant: &TestMerchant, action: &str) -> Value {
+    let events: Value = app
+        .authed(
+            Method::GET,
+            "/v1/audit-events?limit=100",
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let event = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["action"] == action)
+        .unwrap_or_else(|| panic!("no {action} in {events}"))
+        .clone();
+    assert_eq!(
+        event["actor_key_id"],
+        test_key_id(merchant).as_str(),
+        "{event}"
+    );
+    assert!(
+        event["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("req_")),
+        "{event}"
+    );
+    event
+}
+
+async fn a_delivery_in_flight_is_neither_retried_nor_replayed_and_both_are_audited(app: TestApp) {
+    let merchant = app.create_merchant("In flight").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    receiver.set_delay(Duration::from_secs(3));
+    let created = endpoint(&app, token, json!({ "url": receiver.url })).await;
+    let endpoint_id = created["id"].as_str().unwrap();
+    let event = send_event(&app, token, "order.created", json!({})).await;
+    let event_id = event["id"].as_str().unwrap();
+    let listed: Value = app
+        .authed(Method::GET, &format!("/v1/events/{event_id}"), token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let delivery = listed["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    // Wait until the attempt has reached the (slow) receiver.
+    for _ in 0..100 {
+        if receiver.most_in_flight() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.most_in_flight(), 1, "the attempt is under way");
+
+    let retry = app
+        .authed(
+            Method::POST,
+            &format!("/v1/deliveries/{delivery}/retry"),
+            token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(retry, 409, "invalid_request", "delivery_in_flight").await;
+    let replay = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{endpoint_id}/replay"),
+            token,
+        )
+        .json(&json!({ "status": ["pending", "failed"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), 200);
+    let replayed: Value = replay.json().await.unwrap();
+    assert_eq!(replayed["requeued"], 0, "{replayed}");
+    assert_eq!(replayed["skipped_in_flight"], 1, "{replayed}");
+    let leased = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' AND leased_by IS NOT NULL"
+        ))
+        .await;
+    assert_eq!(leased, 1, "the lease of the attempt in flight is untouched");
+    let replay_audit = audited(&app, &merchant, "endpoint.replay").await;
+    assert_eq!(replay_audit["target"], endpoint_id);
+    assert_eq!(
+        replay_audit["details"]["skipped_in_flight"], 1,
+        "{replay_audit}"
+    );
+    assert_eq!(replay_audit["details"]["requeued"], 0, "{replay_audit}");
+
+    // The attempt ends: the receiver got it once, and now a retry re-queues it.
+    receiver.set_delay(Duration::ZERO);
+    for _ in 0..200 {
+        let status = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' AND status = 'delivered'"
+            ))
+            .await;
+        if status == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(receiver.received().len(), 1, "sent once, not twice at once");
+    let retry = app
+        .authed(
+            Method::POST,
+            &format!("/v1/deliveries/{delivery}/retry"),
+            token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(retry.status(), 200);
+    receiver.wait_for(2).await;
+    let retry_audit = audited(&app, &merchant, "delivery.retry").await;
+    assert_eq!(retry_audit["target"], delivery.as_str());
+    // Exactly one retry was audited: the refused one wrote nothing.
+    let retries = app
+        .count("SELECT COUNT(*) FROM audit_events WHERE action = 'delivery.retry'")
+        .await;
+    assert_eq!(retries, 1);
+}
+
+async fn the_test_ping_is_audited(app: TestApp) {
+    let merchant = app.create_merchant("Ping audit").await;
+    let receiver = Receiver::start().await;
+    let created = endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
+    let endpoint_id = created["id"].as_str().unwrap();
+    let ping = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{endpoint_id}/test"),
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 200);
+    let event = audited(&app, &merchant, "endpoint.test").await;
+    assert_eq!(event["target"], endpoint_id);
+    assert_eq!(event["details"]["status_code"], 200, "{event}");
 }
