@@ -203,6 +203,14 @@ impl fmt::Debug for Redacted {
     }
 }
 
+/// The longest request timeout an endpoint may set, in milliseconds.
+pub const MAX_ENDPOINT_TIMEOUT_MS: u32 = 30_000;
+
+/// How much longer a delivery lease lasts than the longest attempt: room for connecting,
+/// recording the outcome and a busy database, so an attempt still under way is never claimed
+/// again by another worker (and sent twice at once).
+pub const LEASE_MARGIN_OVER_TIMEOUT_MS: u64 = 15_000;
+
 /// The longest revert window the design allows.
 pub const MAX_REVERT_WINDOW_SECS: u64 = 48 * 3600;
 
@@ -395,10 +403,20 @@ impl Config {
         if self.delivery.max_queued_claims == 0 {
             return Err(invalid("delivery.max_queued_claims", "must be at least 1"));
         }
-        if self.delivery.lease_secs * 1000 <= u64::from(self.delivery.default_timeout_ms) {
+        if !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&self.delivery.default_timeout_ms) {
+            return Err(invalid(
+                "delivery.default_timeout_ms",
+                format!("must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
+            ));
+        }
+        let shortest_lease_ms = u64::from(MAX_ENDPOINT_TIMEOUT_MS) + LEASE_MARGIN_OVER_TIMEOUT_MS;
+        if self.delivery.lease_secs.saturating_mul(1000) < shortest_lease_ms {
             return Err(invalid(
                 "delivery.lease_secs",
-                "must be longer than delivery.default_timeout_ms",
+                format!(
+                    "must be at least {} s: the longest endpoint timeout ({MAX_ENDPOINT_TIMEOUT_MS} ms) plus a margin of {LEASE_MARGIN_OVER_TIMEOUT_MS} ms, so an attempt under way is never claimed again",
+                    shortest_lease_ms / 1000
+                ),
             ));
         }
         if let Some(key) = &self.master_key_previous {
@@ -530,6 +548,16 @@ mod tests {
             (
                 |c| c.secrets.revert_window_secs = 49 * 3600,
                 "secrets.revert_window_secs",
+            ),
+            (|c| c.delivery.lease_secs = 30, "delivery.lease_secs"),
+            (|c| c.delivery.lease_secs = 44, "delivery.lease_secs"),
+            (
+                |c| c.delivery.default_timeout_ms = 30_001,
+                "delivery.default_timeout_ms",
+            ),
+            (
+                |c| c.delivery.max_queued_claims = 0,
+                "delivery.max_queued_claims",
             ),
         ];
         for (mutate, key) in cases {

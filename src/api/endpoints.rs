@@ -13,6 +13,7 @@ use super::pagination::{List, ListParams};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
+use crate::config::MAX_ENDPOINT_TIMEOUT_MS;
 use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_pattern;
 use crate::delivery::sender::is_reserved_header;
@@ -92,7 +93,9 @@ pub struct EndpointBody {
     pub enabled: Option<bool>,
     /// 1–100 (default 10).
     pub max_in_flight: Option<u32>,
-    /// 100–60000 ms (default 15000).
+    /// 100–30000 ms (default 15000): well below the delivery lease, so a slow attempt is never
+    /// sent a second time while it is still under way.
+    #[schema(minimum = 100, maximum = 30000)]
     pub timeout_ms: Option<u32>,
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
     pub headers: Option<BTreeMap<String, String>>,
@@ -226,13 +229,15 @@ fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
             "max_in_flight must be between 1 and 100",
         ));
     }
+    // Capped well below the delivery lease, so a slow attempt is never claimed again while
+    // it is still under way.
     if body
         .timeout_ms
-        .is_some_and(|ms| !(100..=60_000).contains(&ms))
+        .is_some_and(|ms| !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&ms))
     {
         return Err(invalid(
             "invalid_timeout",
-            "timeout_ms must be between 100 and 60000",
+            format!("timeout_ms must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
         ));
     }
     if body

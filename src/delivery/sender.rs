@@ -10,6 +10,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use super::retry::{parse_retry_after, AttemptResult};
 use super::ssrf::{check_literal, GuardedResolver};
 use crate::clock::Timestamp;
+use crate::config::MAX_ENDPOINT_TIMEOUT_MS;
 use crate::signing::{signature_headers, SigningKeys};
 use crate::store::{AttemptRecord, EndpointRecord};
 
@@ -114,7 +115,7 @@ pub async fn send_attempt(
             let request = client
                 .post(&endpoint.url)
                 .headers(headers)
-                .timeout(StdDuration::from_millis(u64::from(endpoint.timeout_ms)))
+                .timeout(attempt_timeout(endpoint))
                 .body(body.to_vec());
             request.send().await.map_err(|err| {
                 if err.is_timeout() {
@@ -158,6 +159,12 @@ pub async fn send_attempt(
         signatures,
     };
     (result, record)
+}
+
+/// The endpoint's timeout, never above the cap the API enforces (a row written before the cap,
+/// or by hand, must not outlast the delivery lease either).
+fn attempt_timeout(endpoint: &EndpointRecord) -> StdDuration {
+    StdDuration::from_millis(u64::from(endpoint.timeout_ms.min(MAX_ENDPOINT_TIMEOUT_MS)))
 }
 
 fn literal_host_check(url: &str, allow_private: bool) -> Result<(), String> {

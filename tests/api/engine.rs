@@ -14,6 +14,7 @@ use crate::receiver::Receiver;
 on_both_stores!(
     a_delivery_in_flight_is_neither_retried_nor_replayed_and_both_are_audited,
     the_test_ping_is_audited,
+    endpoint_timeouts_are_capped_below_the_delivery_lease,
 );
 
 /// Events sent in the stress test; each goes to two endpoints.
@@ -275,4 +276,50 @@ async fn the_test_ping_is_audited(app: TestApp) {
     let event = audited(&app, &merchant, "endpoint.test").await;
     assert_eq!(event["target"], endpoint_id);
     assert_eq!(event["details"]["status_code"], 200, "{event}");
+}
+
+/// Issue 12, item 11: a timeout as long as the lease let a slow first attempt be claimed again
+/// and sent a second time while still under way.
+async fn endpoint_timeouts_are_capped_below_the_delivery_lease(app: TestApp) {
+    let merchant = app.create_merchant("Timeouts").await;
+    let token = &merchant.test_token;
+    let max = hooksign::config::MAX_ENDPOINT_TIMEOUT_MS;
+    let lease_ms = app.config.delivery.lease_secs * 1000;
+    assert!(u64::from(max) + hooksign::config::LEASE_MARGIN_OVER_TIMEOUT_MS <= lease_ms);
+    for timeout in [max + 1, 60_000] {
+        let refused = app
+            .authed(Method::POST, "/v1/endpoints", token)
+            .json(&json!({ "url": "http://127.0.0.1:9/hook", "timeout_ms": timeout }))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(refused, 422, "invalid_request", "invalid_timeout").await;
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&max.to_string()), "{message}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM endpoints").await, 0);
+    let created = endpoint(
+        &app,
+        token,
+        json!({ "url": "http://127.0.0.1:9/hook", "timeout_ms": max }),
+    )
+    .await;
+    assert_eq!(created["timeout_ms"], max);
+    let id = created["id"].as_str().unwrap();
+    let refused = app
+        .authed(Method::PATCH, &format!("/v1/endpoints/{id}"), token)
+        .json(&json!({ "timeout_ms": 60_000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_error(refused, 422, "invalid_request", "invalid_timeout").await;
+    let stored: Value = app
+        .authed(Method::GET, &format!("/v1/endpoints/{id}"), token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["timeout_ms"], max, "unchanged");
 }
