@@ -147,6 +147,10 @@ pub struct DeliveryConfig {
     /// Allow endpoints on loopback, private, link-local and similar addresses (local
     /// development and tests). Off by default: the SSRF guard refuses them.
     pub allow_private_networks: bool,
+    /// Send every delivery through this HTTP(S) proxy (an egress proxy such as Smokescreen,
+    /// which then enforces the address policy). Proxies named in the environment
+    /// (`HTTP_PROXY`…) are never used.
+    pub egress_proxy: Option<String>,
     /// Deliveries in flight at once across all endpoints (this instance).
     pub max_in_flight: usize,
     /// Default per-endpoint in-flight cap for new endpoints.
@@ -177,6 +181,7 @@ impl Default for DeliveryConfig {
         Self {
             allow_http: false,
             allow_private_networks: false,
+            egress_proxy: None,
             max_in_flight: 256,
             default_endpoint_max_in_flight: 10,
             default_timeout_ms: 15_000,
@@ -400,6 +405,17 @@ impl Config {
                 "must be at least 0 and below 1",
             ));
         }
+        if let Some(proxy) = &self.delivery.egress_proxy {
+            let shown = redact_url_password(proxy);
+            let url = reqwest::Url::parse(proxy)
+                .map_err(|_| invalid("delivery.egress_proxy", format!("`{shown}` is not a URL")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    "delivery.egress_proxy",
+                    format!("`{shown}` must be an http:// or https:// proxy URL with a host"),
+                ));
+            }
+        }
         if self.delivery.max_queued_claims == 0 {
             return Err(invalid("delivery.max_queued_claims", "must be at least 1"));
         }
@@ -467,6 +483,9 @@ impl Config {
             }
         }
         shown.database.url = redact_url_password(&shown.database.url);
+        if let Some(proxy) = &mut shown.delivery.egress_proxy {
+            *proxy = redact_url_password(proxy);
+        }
         toml_string(&shown)
     }
 }
