@@ -27,7 +27,8 @@ pub struct AttemptObject {
     pub started_at: Timestamp,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
-    /// `timeout`, `connection`, `redirect`, `client_error`, `server_error`; null on success.
+    /// `timeout`, `connection`, `forbidden_address` (the SSRF policy refused every address of
+    /// the host), `redirect`, `client_error`, `server_error`; null on success.
     pub error_class: Option<String>,
     /// The first KiB of the response body (or the connection error).
     pub response_body: String,

@@ -27,8 +27,11 @@ pub enum AttemptResult {
     },
     /// No answer within the endpoint's timeout.
     Timeout,
-    /// Could not connect (refused, reset, DNS, TLS, or refused by the SSRF guard).
+    /// Could not connect (refused, reset, DNS, TLS).
     Connection(String),
+    /// The SSRF guard refused every address of the endpoint's host. Retried like a connection
+    /// failure (DNS may change); the addresses are in the operator's log only.
+    Forbidden,
 }
 
 impl AttemptResult {
@@ -41,6 +44,7 @@ impl AttemptResult {
             AttemptResult::Status { .. } => "server_error",
             AttemptResult::Timeout => "timeout",
             AttemptResult::Connection(_) => "connection",
+            AttemptResult::Forbidden => "forbidden_address",
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration as StdDuration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::retry::{parse_retry_after, AttemptResult};
-use super::ssrf::{check_literal, GuardedResolver};
+use super::ssrf::{check_literal, GuardedResolver, SsrfError};
 use crate::clock::Timestamp;
 use crate::config::{DeliveryConfig, MAX_ENDPOINT_TIMEOUT_MS};
 use crate::signing::{signature_headers, SigningKeys};
@@ -120,7 +120,7 @@ pub async fn send_attempt(
     let (headers, signatures) = attempt_headers(endpoint, keys, body, context);
     let started = Instant::now();
     let outcome = match literal_host_check(&endpoint.url, allow_private_networks) {
-        Err(reason) => Err(AttemptResult::Connection(reason)),
+        Err(err) => Err(err),
         Ok(()) => {
             let request = client
                 .post(&endpoint.url)
@@ -130,6 +130,9 @@ pub async fn send_attempt(
             request.send().await.map_err(|err| {
                 if err.is_timeout() {
                     AttemptResult::Timeout
+                } else if refused_by_guard(&err) {
+                    // The resolver has logged the addresses for the operator.
+                    AttemptResult::Forbidden
                 } else {
                     AttemptResult::Connection(error_chain(&err))
                 }
@@ -140,6 +143,7 @@ pub async fn send_attempt(
         Err(result) => {
             let excerpt = match &result {
                 AttemptResult::Connection(reason) => truncate(reason),
+                AttemptResult::Forbidden => FORBIDDEN_EXCERPT.to_owned(),
                 _ => String::new(),
             };
             (result, excerpt)
@@ -177,13 +181,35 @@ fn attempt_timeout(endpoint: &EndpointRecord) -> StdDuration {
     StdDuration::from_millis(u64::from(endpoint.timeout_ms.min(MAX_ENDPOINT_TIMEOUT_MS)))
 }
 
-fn literal_host_check(url: &str, allow_private: bool) -> Result<(), String> {
-    let host = reqwest::Url::parse(url)
-        .map_err(|err| format!("invalid URL: {err}"))?
+/// What a merchant is told about an attempt the SSRF guard refused (never the address).
+pub const FORBIDDEN_EXCERPT: &str =
+    "forbidden_address: the endpoint's host resolves only to addresses deliveries may not reach";
+
+fn literal_host_check(url: &str, allow_private: bool) -> Result<(), AttemptResult> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| AttemptResult::Connection(format!("invalid URL: {err}")))?;
+    let host = parsed
         .host_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "URL has no host".to_owned())?;
-    check_literal(&host, allow_private).map_err(|err| err.to_string())
+        .ok_or_else(|| AttemptResult::Connection("URL has no host".to_owned()))?;
+    check_literal(host, allow_private).map_err(|err| {
+        err.log();
+        AttemptResult::Forbidden
+    })
+}
+
+/// Whether the SSRF guard's resolver refused the request's host.
+fn refused_by_guard(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if matches!(
+            cause.downcast_ref::<SsrfError>(),
+            Some(SsrfError::Forbidden { .. })
+        ) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {

@@ -13,10 +13,13 @@ use ipnet::{Ipv4Net, Ipv6Net};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Why an outbound connection was refused.
+/// Why an outbound connection was refused. The text of `Forbidden` names neither the address
+/// nor its class: it reaches merchants (attempt records, test pings), and the addresses a name
+/// resolves to inside the operator's network are not theirs to map. [`SsrfError::log`] gives
+/// the operator the details.
 #[derive(Debug, thiserror::Error)]
 pub enum SsrfError {
-    #[error("refusing to connect to {host}: resolves only to {reason} address {addr}")]
+    #[error("forbidden_address: {host} resolves only to addresses deliveries may not reach")]
     Forbidden {
         host: String,
         addr: IpAddr,
@@ -27,6 +30,15 @@ pub enum SsrfError {
         host: String,
         source: std::io::Error,
     },
+}
+
+impl SsrfError {
+    /// Writes the refused address and its class to the operator's log.
+    pub fn log(&self) {
+        if let SsrfError::Forbidden { host, addr, reason } = self {
+            tracing::warn!(%host, %addr, reason, "SSRF guard refused an outbound connection");
+        }
+    }
 }
 
 /// IPv4 ranges that are not the public internet, with the reason given for each.
@@ -145,7 +157,9 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let addrs = check_url_host(name.as_str(), allow_private).await?;
+            let addrs = check_url_host(name.as_str(), allow_private)
+                .await
+                .inspect_err(SsrfError::log)?;
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
@@ -295,9 +309,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("localhost") && err.contains("loopback"),
+            err.contains("localhost") && err.contains("forbidden_address"),
             "{err}"
         );
+        assert!(!err.contains("127.0.0.1") && !err.contains("::1"), "{err}");
         assert!(!check_url_host("localhost", true).await.unwrap().is_empty());
     }
 }

@@ -85,32 +85,43 @@ async fn instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_que
     );
 }
 
-async fn stress_app(backend: Backend) -> Option<TestApp> {
-    spawn_app_with(backend, |config| {
+/// Like `on_both_stores!`, with a configuration and a number of runtime threads of its own.
+macro_rules! on_both_stores_with {
+    ($name:ident, $threads:literal, $configure:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn sqlite() {
+                let app = super::spawn_app_with(super::Backend::Sqlite, $configure)
+                    .await
+                    .expect("sqlite app");
+                super::$name(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+            async fn postgres() {
+                if let Some(app) = super::spawn_app_with(super::Backend::Postgres, $configure).await
+                {
+                    super::$name(app).await;
+                }
+            }
+        }
+    };
+}
+
+on_both_stores_with!(
+    instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_queued,
+    4,
+    |config: &mut hooksign::config::Config| {
         config.auth.rate_per_sec = 100_000;
         config.auth.burst = 100_000;
-    })
-    .await
-}
-
-mod instant_deliveries_to_capped_endpoints {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        let app = super::stress_app(super::Backend::Sqlite)
-            .await
-            .expect("sqlite app");
-        super::instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_queued(app)
-            .await;
     }
+);
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        if let Some(app) = super::stress_app(super::Backend::Postgres).await {
-            super::instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_queued(app)
-                .await;
-        }
-    }
-}
+on_both_stores_with!(
+    a_refused_address_is_shown_to_merchants_only_as_its_class,
+    2,
+    |config: &mut hooksign::config::Config| config.delivery.allow_private_networks = false
+);
 
 /// The test key's id, as created with the merchant.
 fn test_key_id(merchant: &TestMerchant) -> String {
@@ -322,4 +333,75 @@ async fn endpoint_timeouts_are_capped_below_the_delivery_lease(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(stored["timeout_ms"], max, "unchanged");
+}
+
+/// Issue 12, item 8: the guard's text named the address a host resolves to ("private address
+/// 10.x"), mapping the operator's internal DNS for any merchant. Merchants see the class.
+async fn a_refused_address_is_shown_to_merchants_only_as_its_class(app: TestApp) {
+    let merchant = app.create_merchant("Guarded").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let created = endpoint(&app, token, json!({ "url": url })).await;
+    let endpoint_id = created["id"].as_str().unwrap();
+    let no_address = |text: &str| {
+        for address in ["127.0.0.1", "::1", "loopback"] {
+            assert!(!text.contains(address), "{address} in {text}");
+        }
+    };
+    let ping = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{endpoint_id}/test"),
+            token,
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    no_address(&ping);
+    let ping: Value = serde_json::from_str(&ping).unwrap();
+    assert_eq!(ping["succeeded"], false);
+    assert_eq!(ping["error_class"], "forbidden_address", "{ping}");
+
+    let event = send_event(&app, token, "order.created", json!({})).await;
+    let event_id = event["id"].as_str().unwrap();
+    let mut listed = Value::Null;
+    for _ in 0..200 {
+        listed = app
+            .authed(Method::GET, &format!("/v1/events/{event_id}"), token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed["deliveries"][0]["attempts"].as_u64() >= Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let delivery_id = listed["deliveries"][0]["id"].as_str().unwrap();
+    let shown = app
+        .authed(Method::GET, &format!("/v1/deliveries/{delivery_id}"), token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    no_address(&shown);
+    let shown: Value = serde_json::from_str(&shown).unwrap();
+    let attempt = &shown["attempt_history"][0];
+    assert_eq!(attempt["error_class"], "forbidden_address", "{shown}");
+    assert!(
+        attempt["response_body"]
+            .as_str()
+            .unwrap()
+            .starts_with("forbidden_address"),
+        "{shown}"
+    );
+    assert!(receiver.received().is_empty(), "nothing reached loopback");
 }
