@@ -154,7 +154,7 @@ pub async fn send_attempt(
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
-                .and_then(parse_retry_after);
+                .and_then(|value| parse_retry_after(value, context.now));
             let excerpt = read_excerpt(response).await;
             (AttemptResult::Status { code, retry_after }, excerpt)
         }
