@@ -151,6 +151,10 @@ pub struct DeliveryConfig {
     /// Allow endpoints on loopback, private, link-local and similar addresses (local
     /// development and tests). Off by default: the SSRF guard refuses them.
     pub allow_private_networks: bool,
+    /// Send every delivery through this HTTP(S) proxy (an egress proxy such as Smokescreen,
+    /// which then enforces the address policy). Proxies named in the environment
+    /// (`HTTP_PROXY`…) are never used.
+    pub egress_proxy: Option<String>,
     /// Deliveries in flight at once across all endpoints (this instance).
     pub max_in_flight: usize,
     /// Default per-endpoint in-flight cap for new endpoints.
@@ -181,6 +185,7 @@ impl Default for DeliveryConfig {
         Self {
             allow_http: false,
             allow_private_networks: false,
+            egress_proxy: None,
             max_in_flight: 256,
             default_endpoint_max_in_flight: 10,
             default_timeout_ms: 15_000,
@@ -206,6 +211,14 @@ impl fmt::Debug for Redacted {
         f.write_str("\"[redacted]\"")
     }
 }
+
+/// The longest request timeout an endpoint may set, in milliseconds.
+pub const MAX_ENDPOINT_TIMEOUT_MS: u32 = 30_000;
+
+/// How much longer a delivery lease lasts than the longest attempt: room for connecting,
+/// recording the outcome and a busy database, so an attempt still under way is never claimed
+/// again by another worker (and sent twice at once).
+pub const LEASE_MARGIN_OVER_TIMEOUT_MS: u64 = 15_000;
 
 /// The longest revert window the design allows.
 pub const MAX_REVERT_WINDOW_SECS: u64 = 48 * 3600;
@@ -408,13 +421,34 @@ impl Config {
                 "must be at least 0 and below 1",
             ));
         }
+        if let Some(proxy) = &self.delivery.egress_proxy {
+            let shown = redact_url_password(proxy);
+            let url = reqwest::Url::parse(proxy)
+                .map_err(|_| invalid("delivery.egress_proxy", format!("`{shown}` is not a URL")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid(
+                    "delivery.egress_proxy",
+                    format!("`{shown}` must be an http:// or https:// proxy URL with a host"),
+                ));
+            }
+        }
         if self.delivery.max_queued_claims == 0 {
             return Err(invalid("delivery.max_queued_claims", "must be at least 1"));
         }
-        if self.delivery.lease_secs * 1000 <= u64::from(self.delivery.default_timeout_ms) {
+        if !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&self.delivery.default_timeout_ms) {
+            return Err(invalid(
+                "delivery.default_timeout_ms",
+                format!("must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
+            ));
+        }
+        let shortest_lease_ms = u64::from(MAX_ENDPOINT_TIMEOUT_MS) + LEASE_MARGIN_OVER_TIMEOUT_MS;
+        if self.delivery.lease_secs.saturating_mul(1000) < shortest_lease_ms {
             return Err(invalid(
                 "delivery.lease_secs",
-                "must be longer than delivery.default_timeout_ms",
+                format!(
+                    "must be at least {} s: the longest endpoint timeout ({MAX_ENDPOINT_TIMEOUT_MS} ms) plus a margin of {LEASE_MARGIN_OVER_TIMEOUT_MS} ms, so an attempt under way is never claimed again",
+                    shortest_lease_ms / 1000
+                ),
             ));
         }
         if let Some(key) = &self.master_key_previous {
@@ -465,6 +499,9 @@ impl Config {
             }
         }
         shown.database.url = redact_url_password(&shown.database.url);
+        if let Some(proxy) = &mut shown.delivery.egress_proxy {
+            *proxy = redact_url_password(proxy);
+        }
         toml_string(&shown)
     }
 }
@@ -550,6 +587,16 @@ mod tests {
             (
                 |c| c.http.trusted_proxies = vec!["0.0.0.0/0".parse().unwrap()],
                 "http.trusted_proxies",
+            ),
+            (|c| c.delivery.lease_secs = 30, "delivery.lease_secs"),
+            (|c| c.delivery.lease_secs = 44, "delivery.lease_secs"),
+            (
+                |c| c.delivery.default_timeout_ms = 30_001,
+                "delivery.default_timeout_ms",
+            ),
+            (
+                |c| c.delivery.max_queued_claims = 0,
+                "delivery.max_queued_claims",
             ),
         ];
         for (mutate, key) in cases {

@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::endpoints::parse_query_time;
 use super::pagination::{page, List};
@@ -13,7 +14,9 @@ use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::{DeliveryId, EndpointId, EventId};
 use crate::keys::Scope;
 use crate::server::AppState;
-use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, StoreError};
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, StoreError, DELIVERY_IN_FLIGHT,
+};
 
 /// One attempt as shown.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -24,7 +27,8 @@ pub struct AttemptObject {
     pub started_at: Timestamp,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
-    /// `timeout`, `connection`, `redirect`, `client_error`, `server_error`; null on success.
+    /// `timeout`, `connection`, `forbidden_address` (the SSRF policy refused every address of
+    /// the host), `redirect`, `client_error`, `server_error`; null on success.
     pub error_class: Option<String>,
     /// The first KiB of the response body (or the connection error).
     pub response_body: String,
@@ -120,6 +124,10 @@ fn parse_id(id: &str) -> Result<DeliveryId, ApiError> {
 fn store_error(err: StoreError, id: &str) -> ApiError {
     match err {
         StoreError::NotFound => ApiError::not_found("delivery", id),
+        StoreError::Conflict(DELIVERY_IN_FLIGHT) => ApiError::conflict(
+            DELIVERY_IN_FLIGHT,
+            format!("delivery {id} is being sent right now; retry it once this attempt has ended"),
+        ),
         other => ApiError::internal(other),
     }
 }
@@ -180,23 +188,23 @@ pub async fn retrieve(
     Ok(Json(DeliveryObject::new(delivery, Some(attempts))))
 }
 
-/// Sends a delivery again now (a failed one from the dead letters, or any other).
+/// Sends a delivery again now (a failed one from the dead letters, or any other that is not
+/// being sent right now).
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = DeliveryObject), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = DeliveryObject), (status = 404, body = ErrorEnvelope),
+        (status = 409, description = "`delivery_in_flight`: an attempt is under way", body = ErrorEnvelope)))]
 pub async fn retry(
     State(state): State<AppState>,
     auth: MerchantAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryObject>> {
     auth.require(Scope::WebhooksWrite)?;
+    let delivery_id: DeliveryId = parse_id(&id)?;
+    let now = state.clock.now();
+    let audit = auth.audit_event("delivery.retry", delivery_id, json!({}), now);
     let delivery = state
         .store
-        .retry_delivery(
-            auth.merchant_id,
-            auth.mode,
-            parse_id(&id)?,
-            state.clock.now(),
-        )
+        .retry_delivery(auth.merchant_id, auth.mode, delivery_id, now, &audit)
         .await
         .map_err(|e| store_error(e, &id))?;
     state.delivery.wake();

@@ -13,6 +13,7 @@ use super::pagination::{List, ListParams};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
+use crate::config::MAX_ENDPOINT_TIMEOUT_MS;
 use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_pattern;
 use crate::delivery::sender::is_reserved_header;
@@ -92,7 +93,9 @@ pub struct EndpointBody {
     pub enabled: Option<bool>,
     /// 1–100 (default 10).
     pub max_in_flight: Option<u32>,
-    /// 100–60000 ms (default 15000).
+    /// 100–30000 ms (default 15000): well below the delivery lease, so a slow attempt is never
+    /// sent a second time while it is still under way.
+    #[schema(minimum = 100, maximum = 30000)]
     pub timeout_ms: Option<u32>,
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
     pub headers: Option<BTreeMap<String, String>>,
@@ -226,13 +229,15 @@ fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
             "max_in_flight must be between 1 and 100",
         ));
     }
+    // Capped well below the delivery lease, so a slow attempt is never claimed again while
+    // it is still under way.
     if body
         .timeout_ms
-        .is_some_and(|ms| !(100..=60_000).contains(&ms))
+        .is_some_and(|ms| !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&ms))
     {
         return Err(invalid(
             "invalid_timeout",
-            "timeout_ms must be between 100 and 60000",
+            format!("timeout_ms must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
         ));
     }
     if body
@@ -479,6 +484,22 @@ pub async fn test(
         .ping(&state, &endpoint, &body, &event_id.to_string())
         .await
         .map_err(ApiError::internal)?;
+    // Nothing else is written for a ping, so its audit event has a transaction of its own.
+    let audit = auth.audit_event(
+        "endpoint.test",
+        endpoint.id,
+        json!({
+            "event": event_id.to_string(),
+            "status_code": record.status_code,
+            "error_class": record.error_class,
+        }),
+        state.clock.now(),
+    );
+    state
+        .store
+        .record_audit(&audit)
+        .await
+        .map_err(ApiError::internal)?;
     Ok(Json(PingResult {
         object: "endpoint_test",
         succeeded: result.class() == "success",
@@ -494,7 +515,7 @@ pub async fn test(
 /// Queues an endpoint's past deliveries again (by default the failed ones).
 #[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
     request_body(content = ReplayBody, description = "optional"), security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n}`"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`"), (status = 404, body = ErrorEnvelope)))]
 pub async fn replay(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -515,7 +536,8 @@ pub async fn replay(
     let since = parse_query_time("since", body.since.as_deref())?;
     let until = parse_query_time("until", body.until.as_deref())?;
     let now = state.clock.now();
-    let requeued = state
+    let audit = auth.audit_event("endpoint.replay", endpoint_id, json!({}), now);
+    let replayed = state
         .store
         .replay_endpoint(
             auth.merchant_id,
@@ -525,22 +547,15 @@ pub async fn replay(
             since,
             until,
             now,
+            &audit,
         )
         .await
         .map_err(ApiError::internal)?;
-    let event = auth.audit_event(
-        "endpoint.replay",
-        endpoint_id,
-        json!({ "requeued": requeued }),
-        now,
-    );
-    state
-        .store
-        .record_audit(&event)
-        .await
-        .map_err(ApiError::internal)?;
     state.delivery.wake();
-    Ok(Json(
-        json!({ "object": "replay", "endpoint": id, "requeued": requeued }),
-    ))
+    Ok(Json(json!({
+        "object": "replay",
+        "endpoint": id,
+        "requeued": replayed.requeued,
+        "skipped_in_flight": replayed.skipped_in_flight,
+    })))
 }

@@ -91,7 +91,7 @@ impl DeliveryEngine {
         Ok(Self {
             outcomes,
             worker_id: format!("worker-{}", uuid::Uuid::now_v7().simple()),
-            client: build_client(config.allow_private_networks)?,
+            client: build_client(config)?,
             allow_private_networks: config.allow_private_networks,
             wake: Notify::new(),
             global: Arc::new(Semaphore::new(config.max_in_flight)),

@@ -27,8 +27,11 @@ pub enum AttemptResult {
     },
     /// No answer within the endpoint's timeout.
     Timeout,
-    /// Could not connect (refused, reset, DNS, TLS, or refused by the SSRF guard).
+    /// Could not connect (refused, reset, DNS, TLS).
     Connection(String),
+    /// The SSRF guard refused every address of the endpoint's host. Retried like a connection
+    /// failure (DNS may change); the addresses are in the operator's log only.
+    Forbidden,
 }
 
 impl AttemptResult {
@@ -41,6 +44,7 @@ impl AttemptResult {
             AttemptResult::Status { .. } => "server_error",
             AttemptResult::Timeout => "timeout",
             AttemptResult::Connection(_) => "connection",
+            AttemptResult::Forbidden => "forbidden_address",
         }
     }
 }
@@ -91,14 +95,20 @@ impl RetryPolicy {
     }
 }
 
-/// Parses `Retry-After` given as delta-seconds (HTTP dates are rare from webhook receivers and
-/// are ignored, falling back to the schedule).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<u32>()
-        .ok()
-        .map(|secs| Duration::seconds(i64::from(secs)))
+/// Parses `Retry-After` in either form (RFC 9110 §10.2.3): delta-seconds, or an HTTP date,
+/// taken relative to `now` (a date already past asks for no delay). The cap is applied by
+/// [`RetryPolicy::decide`].
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u32>() {
+        return Some(Duration::seconds(i64::from(secs)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let delay = match at.duration_since(std::time::SystemTime::from(now)) {
+        Ok(ahead) => Duration::from_std(ahead).unwrap_or(Duration::MAX),
+        Err(_) => Duration::zero(),
+    };
+    Some(delay)
 }
 
 #[cfg(test)]
@@ -177,7 +187,48 @@ mod tests {
             Decision::RetryAt(now + Duration::seconds(3600)),
             "capped"
         );
-        assert_eq!(parse_retry_after(" 30 "), Some(Duration::seconds(30)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_retry_after(" 30 ", now), Some(Duration::seconds(30)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
+            Some(Duration::seconds(120))
+        );
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:29:00 GMT", now),
+            Some(Duration::seconds(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 08:28:00 2015", now),
+            Some(Duration::seconds(3600))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::zero()),
+            "a date in the past asks for no delay"
+        );
+        for bad in ["soon", "-5", "1.5", "", "Wed, 32 Oct 2015 07:28:00 GMT"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_far_retry_after_date_is_capped() {
+        let now = Utc::now();
+        let far = httpdate::fmt_http_date(std::time::SystemTime::from(now + Duration::days(30)));
+        let asked = AttemptResult::Status {
+            code: 503,
+            retry_after: parse_retry_after(&far, now),
+        };
+        assert_eq!(
+            policy().decide(&asked, 1, now, 0.5),
+            Decision::RetryAt(now + Duration::seconds(3600))
+        );
     }
 }

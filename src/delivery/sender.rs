@@ -8,25 +8,36 @@ use std::time::{Duration as StdDuration, Instant};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use super::retry::{parse_retry_after, AttemptResult};
-use super::ssrf::{check_literal, GuardedResolver};
+use super::ssrf::{check_literal, GuardedResolver, SsrfError};
 use crate::clock::Timestamp;
+use crate::config::{DeliveryConfig, MAX_ENDPOINT_TIMEOUT_MS};
 use crate::signing::{signature_headers, SigningKeys};
 use crate::store::{AttemptRecord, EndpointRecord};
 
 /// How much of a response body is kept with the attempt.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 
-/// The shared HTTP client: pooled keep-alive connections, no redirects, and (unless private
-/// networks are allowed) the SSRF-guarding resolver.
-pub fn build_client(allow_private_networks: bool) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The shared HTTP client: pooled keep-alive connections, no redirects, no proxy but the one
+/// configured as `delivery.egress_proxy` (proxies named in the environment, `HTTP_PROXY` and
+/// the like, would carry requests past the SSRF guard), and the SSRF-guarding resolver unless
+/// private networks are allowed or an egress proxy enforces the address policy instead.
+pub fn build_client(config: &DeliveryConfig) -> reqwest::Result<reqwest::Client> {
+    let builder = reqwest::Client::builder()
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .dns_resolver(Arc::new(GuardedResolver::new(allow_private_networks)))
         .pool_idle_timeout(StdDuration::from_secs(90))
         .pool_max_idle_per_host(32)
         .tcp_nodelay(true)
-        .user_agent(concat!("hooksign/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("hooksign/", env!("CARGO_PKG_VERSION")));
+    let builder = match &config.egress_proxy {
+        // The proxy resolves and connects to endpoints itself; this client only resolves the
+        // proxy's own name, which may well be a private address.
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+        None => builder.dns_resolver(Arc::new(GuardedResolver::new(
+            config.allow_private_networks,
+        ))),
+    };
+    builder.build()
 }
 
 /// What one delivery attempt carries besides the body.
@@ -109,16 +120,19 @@ pub async fn send_attempt(
     let (headers, signatures) = attempt_headers(endpoint, keys, body, context);
     let started = Instant::now();
     let outcome = match literal_host_check(&endpoint.url, allow_private_networks) {
-        Err(reason) => Err(AttemptResult::Connection(reason)),
+        Err(err) => Err(err),
         Ok(()) => {
             let request = client
                 .post(&endpoint.url)
                 .headers(headers)
-                .timeout(StdDuration::from_millis(u64::from(endpoint.timeout_ms)))
+                .timeout(attempt_timeout(endpoint))
                 .body(body.to_vec());
             request.send().await.map_err(|err| {
                 if err.is_timeout() {
                     AttemptResult::Timeout
+                } else if refused_by_guard(&err) {
+                    // The resolver has logged the addresses for the operator.
+                    AttemptResult::Forbidden
                 } else {
                     AttemptResult::Connection(error_chain(&err))
                 }
@@ -129,6 +143,7 @@ pub async fn send_attempt(
         Err(result) => {
             let excerpt = match &result {
                 AttemptResult::Connection(reason) => truncate(reason),
+                AttemptResult::Forbidden => FORBIDDEN_EXCERPT.to_owned(),
                 _ => String::new(),
             };
             (result, excerpt)
@@ -139,7 +154,7 @@ pub async fn send_attempt(
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
-                .and_then(parse_retry_after);
+                .and_then(|value| parse_retry_after(value, context.now));
             let excerpt = read_excerpt(response).await;
             (AttemptResult::Status { code, retry_after }, excerpt)
         }
@@ -160,13 +175,41 @@ pub async fn send_attempt(
     (result, record)
 }
 
-fn literal_host_check(url: &str, allow_private: bool) -> Result<(), String> {
-    let host = reqwest::Url::parse(url)
-        .map_err(|err| format!("invalid URL: {err}"))?
+/// The endpoint's timeout, never above the cap the API enforces (a row written before the cap,
+/// or by hand, must not outlast the delivery lease either).
+fn attempt_timeout(endpoint: &EndpointRecord) -> StdDuration {
+    StdDuration::from_millis(u64::from(endpoint.timeout_ms.min(MAX_ENDPOINT_TIMEOUT_MS)))
+}
+
+/// What a merchant is told about an attempt the SSRF guard refused (never the address).
+pub const FORBIDDEN_EXCERPT: &str =
+    "forbidden_address: the endpoint's host resolves only to addresses deliveries may not reach";
+
+fn literal_host_check(url: &str, allow_private: bool) -> Result<(), AttemptResult> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| AttemptResult::Connection(format!("invalid URL: {err}")))?;
+    let host = parsed
         .host_str()
-        .map(str::to_owned)
-        .ok_or_else(|| "URL has no host".to_owned())?;
-    check_literal(&host, allow_private).map_err(|err| err.to_string())
+        .ok_or_else(|| AttemptResult::Connection("URL has no host".to_owned()))?;
+    check_literal(host, allow_private).map_err(|err| {
+        err.log();
+        AttemptResult::Forbidden
+    })
+}
+
+/// Whether the SSRF guard's resolver refused the request's host.
+fn refused_by_guard(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(cause) = source {
+        if matches!(
+            cause.downcast_ref::<SsrfError>(),
+            Some(SsrfError::Forbidden { .. })
+        ) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn error_chain(err: &dyn std::error::Error) -> String {
@@ -201,4 +244,113 @@ fn truncate(text: &str) -> String {
         end -= 1;
     }
     text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Set (to the address of a listener standing in for the endpoint) only in the child
+    /// process of [`proxies_named_in_the_environment_are_not_used`].
+    const CHILD_TARGET: &str = "HOOKSIGN_TEST_DIRECT_TARGET";
+
+    fn listener() -> TcpListener {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        listener
+    }
+
+    fn was_connected_to(listener: &TcpListener) -> bool {
+        listener.accept().is_ok()
+    }
+
+    /// Sends one request with the delivery client (its answer does not matter: the listeners
+    /// never answer).
+    fn send_one(config: &DeliveryConfig, url: &str) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = build_client(config).unwrap();
+            let _ = client
+                .post(url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await;
+        });
+    }
+
+    /// Issue 12, item 6: reqwest honours `HTTP(S)_PROXY`, which carried deliveries past the
+    /// SSRF guard. The environment is process-wide, so the client is built in a child process
+    /// (this test binary, running only this test) that is given the proxy variables.
+    #[test]
+    fn proxies_named_in_the_environment_are_not_used() {
+        if let Ok(target) = std::env::var(CHILD_TARGET) {
+            let config = DeliveryConfig {
+                allow_private_networks: true,
+                ..DeliveryConfig::default()
+            };
+            send_one(&config, &format!("http://{target}/hook"));
+            return;
+        }
+        let (proxy, endpoint) = (listener(), listener());
+        let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "--exact",
+                "delivery::sender::tests::proxies_named_in_the_environment_are_not_used",
+                "--test-threads=1",
+            ])
+            .env(CHILD_TARGET, endpoint.local_addr().unwrap().to_string())
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy");
+        for name in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            child.env(name, &proxy_url);
+        }
+        let output = child.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("1 passed"),
+            "the child ran the test"
+        );
+        assert!(
+            !was_connected_to(&proxy),
+            "the delivery went through the environment's proxy"
+        );
+        assert!(
+            was_connected_to(&endpoint),
+            "the delivery went straight to the endpoint"
+        );
+    }
+
+    #[test]
+    fn the_configured_egress_proxy_is_used() {
+        let (proxy, endpoint) = (listener(), listener());
+        let config = DeliveryConfig {
+            egress_proxy: Some(format!("http://{}", proxy.local_addr().unwrap())),
+            ..DeliveryConfig::default()
+        };
+        send_one(
+            &config,
+            &format!("http://{}/hook", endpoint.local_addr().unwrap()),
+        );
+        assert!(was_connected_to(&proxy));
+        assert!(!was_connected_to(&endpoint));
+    }
 }

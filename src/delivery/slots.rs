@@ -18,6 +18,7 @@ use chrono::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::Timestamp;
+use crate::config::MAX_ENDPOINT_TIMEOUT_MS;
 use crate::ids::{DeliveryId, EndpointId};
 use crate::store::ClaimedDelivery;
 
@@ -211,9 +212,10 @@ impl EndpointPermit {
             if let Some(slot) = state.slots.get_mut(&self.endpoint) {
                 while let Some((claim, lease_until)) = slot.waiting.pop_front() {
                     state.queued -= 1;
-                    let attempt_ends = now
-                        + Duration::milliseconds(i64::from(claim.endpoint.timeout_ms))
-                        + Duration::milliseconds(LEASE_MARGIN_MS);
+                    let attempt_ends =
+                        now + Duration::milliseconds(i64::from(
+                            claim.endpoint.timeout_ms.min(MAX_ENDPOINT_TIMEOUT_MS),
+                        )) + Duration::milliseconds(LEASE_MARGIN_MS);
                     if attempt_ends < lease_until {
                         drop(guard);
                         return Some((claim, self));

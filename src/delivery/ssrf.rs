@@ -3,16 +3,23 @@
 //! the private network. The guard resolves the host itself, refuses forbidden addresses *after*
 //! resolution, and hands the HTTP client only the checked addresses, so there is no second
 //! lookup for DNS rebinding to exploit. Redirects are not followed (set on the client).
-//! IPv4-mapped and NAT64 forms are judged by the IPv4 address they carry.
+//! IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible, NAT64 `64:ff9b::/96`,
+//! 6to4 `2002::/16`) are judged by the IPv4 address they carry. The ranges are tables of
+//! `ipnet` networks, so each one reads as its RFC writes it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Why an outbound connection was refused.
+/// Why an outbound connection was refused. The text of `Forbidden` names neither the address
+/// nor its class: it reaches merchants (attempt records, test pings), and the addresses a name
+/// resolves to inside the operator's network are not theirs to map. [`SsrfError::log`] gives
+/// the operator the details.
 #[derive(Debug, thiserror::Error)]
 pub enum SsrfError {
-    #[error("refusing to connect to {host}: resolves only to {reason} address {addr}")]
+    #[error("forbidden_address: {host} resolves only to addresses deliveries may not reach")]
     Forbidden {
         host: String,
         addr: IpAddr,
@@ -25,53 +32,108 @@ pub enum SsrfError {
     },
 }
 
-/// Why an address is refused, or `None` for a public address.
+impl SsrfError {
+    /// Writes the refused address and its class to the operator's log.
+    pub fn log(&self) {
+        if let SsrfError::Forbidden { host, addr, reason } = self {
+            tracing::warn!(%host, %addr, reason, "SSRF guard refused an outbound connection");
+        }
+    }
+}
+
+/// IPv4 ranges that are not the public internet, with the reason given for each.
+const FORBIDDEN_V4: &[(Ipv4Net, &str)] = &[
+    (v4(0, 0, 0, 0, 8), "unspecified"),
+    (v4(10, 0, 0, 0, 8), "private"),
+    (v4(100, 64, 0, 0, 10), "shared (CGNAT)"),
+    (v4(127, 0, 0, 0, 8), "loopback"),
+    (v4(169, 254, 0, 0, 16), "link-local"),
+    (v4(172, 16, 0, 0, 12), "private"),
+    (v4(192, 0, 0, 0, 24), "IETF protocol"),
+    (v4(192, 0, 2, 0, 24), "documentation"),
+    (v4(192, 88, 99, 0, 24), "6to4 relay"),
+    (v4(192, 168, 0, 0, 16), "private"),
+    (v4(198, 18, 0, 0, 15), "benchmarking"),
+    (v4(198, 51, 100, 0, 24), "documentation"),
+    (v4(203, 0, 113, 0, 24), "documentation"),
+    (v4(224, 0, 0, 0, 4), "multicast"),
+    (v4(240, 0, 0, 0, 4), "reserved"),
+];
+
+/// IPv6 ranges that are not the public internet (those embedding an IPv4 address are judged
+/// by it instead: see [`embedded_v4`]).
+const FORBIDDEN_V6: &[(Ipv6Net, &str)] = &[
+    (v6([0, 0, 0, 0, 0, 0, 0, 0], 128), "unspecified"),
+    (v6([0, 0, 0, 0, 0, 0, 0, 1], 128), "loopback"),
+    // RFC 8215 local-use NAT64: where the IPv4 address sits depends on a local prefix
+    // length, and it is a local network by definition.
+    (v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), "NAT64 local-use"),
+    (v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), "discard-only"),
+    (v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), "IETF protocol"),
+    (v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), "documentation"),
+    (v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), "documentation"),
+    (v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), "unique-local"),
+    (v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), "link-local"),
+    (v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), "site-local"),
+    (v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), "multicast"),
+];
+
+/// IPv4-mapped `::ffff:0:0/96`.
+const MAPPED: Ipv6Net = v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96);
+/// IPv4-compatible `::/96` (deprecated).
+const COMPATIBLE: Ipv6Net = v6([0, 0, 0, 0, 0, 0, 0, 0], 96);
+/// NAT64 well-known prefix `64:ff9b::/96` (RFC 6052).
+const NAT64: Ipv6Net = v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96);
+/// 6to4 `2002::/16`: the IPv4 address is in bits 16–47.
+const SIX_TO_FOUR: Ipv6Net = v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16);
+
+const fn v4(a: u8, b: u8, c: u8, d: u8, prefix: u8) -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), prefix)
+}
+
+const fn v6(s: [u16; 8], prefix: u8) -> Ipv6Net {
+    Ipv6Net::new_assert(
+        Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
+        prefix,
+    )
+}
+
+/// The IPv4 address an IPv6 address stands for, when it is one of the forms that carry one
+/// (mapped, compatible, NAT64, 6to4), with the name of the form.
+pub fn embedded_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
+    let bits = u128::from(ip);
+    let low = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
+    if MAPPED.contains(&ip) {
+        Some((low, "IPv4-mapped"))
+    } else if NAT64.contains(&ip) {
+        Some((low, "NAT64"))
+    } else if SIX_TO_FOUR.contains(&ip) {
+        Some((Ipv4Addr::from((bits >> 80) as u32), "6to4"))
+    } else if COMPATIBLE.contains(&ip) && bits > 1 {
+        Some((low, "IPv4-compatible"))
+    } else {
+        None
+    }
+}
+
+/// Why an address is refused, or `None` for a public address. IPv6 forms that embed an IPv4
+/// address are judged by that address; the deprecated IPv4-compatible form is refused even
+/// when it embeds a public one (nothing legitimate uses it).
 pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, _] = v4.octets();
-            match (a, b, c) {
-                (0, _, _) => Some("unspecified"),
-                (127, _, _) => Some("loopback"),
-                (10, _, _) => Some("private"),
-                (172, 16..=31, _) => Some("private"),
-                (192, 168, _) => Some("private"),
-                (169, 254, _) => Some("link-local"),
-                (100, 64..=127, _) => Some("shared (CGNAT)"),
-                (192, 0, 0) => Some("IETF protocol"),
-                (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => Some("documentation"),
-                (198, 18..=19, _) => Some("benchmarking"),
-                (224..=239, _, _) => Some("multicast"),
-                (240..=255, _, _) => Some("reserved"),
-                _ => None,
-            }
-        }
+        IpAddr::V4(v4) => FORBIDDEN_V4
+            .iter()
+            .find(|(net, _)| net.contains(&v4))
+            .map(|(_, reason)| *reason),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_reason(IpAddr::V4(v4));
+            if let Some((v4, form)) = embedded_v4(v6) {
+                return forbidden_reason(IpAddr::V4(v4))
+                    .or(Some(form).filter(|form| *form == "IPv4-compatible"));
             }
-            let s = v6.segments();
-            if v6.is_unspecified() {
-                Some("unspecified")
-            } else if v6.is_loopback() {
-                Some("loopback")
-            } else if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let [a, b] = s[6].to_be_bytes();
-                let [c, d] = s[7].to_be_bytes();
-                forbidden_reason(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)))
-            } else if s[..6] == [0, 0, 0, 0, 0, 0] {
-                Some("IPv4-compatible")
-            } else if s[0] & 0xfe00 == 0xfc00 {
-                Some("unique-local")
-            } else if s[0] & 0xffc0 == 0xfe80 {
-                Some("link-local")
-            } else if s[0] & 0xff00 == 0xff00 {
-                Some("multicast")
-            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
-                Some("documentation")
-            } else {
-                None
-            }
+            FORBIDDEN_V6
+                .iter()
+                .find(|(net, _)| net.contains(&v6))
+                .map(|(_, reason)| *reason)
         }
     }
 }
@@ -95,7 +157,9 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow_private = self.allow_private;
         Box::pin(async move {
-            let addrs = check_url_host(name.as_str(), allow_private).await?;
+            let addrs = check_url_host(name.as_str(), allow_private)
+                .await
+                .inspect_err(SsrfError::log)?;
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
@@ -183,6 +247,28 @@ mod tests {
             ("::ffff:127.0.0.1", "loopback"),
             ("::ffff:10.0.0.1", "private"),
             ("64:ff9b::a9fe:a9fe", "link-local"),
+            ("64:ff9b::10.0.0.1", "private"),
+            ("64:ff9b::127.0.0.1", "loopback"),
+            ("64:ff9b:1::1", "NAT64 local-use"),
+            ("64:ff9b:1:ffff::8.8.8.8", "NAT64 local-use"),
+            ("2002:7f00:1::", "loopback"),
+            ("2002:a00:1::1", "private"),
+            ("2002:a9fe:a9fe::1", "link-local"),
+            ("2002:c0a8:101:1::1", "private"),
+            ("fec0::1", "site-local"),
+            ("feff:ffff::1", "site-local"),
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("::8.8.8.8", "IPv4-compatible"),
+            ("::ffff:169.254.169.254", "link-local"),
+            ("::ffff:0.0.0.0", "unspecified"),
+            ("100::1", "discard-only"),
+            ("2001::1", "IETF protocol"),
+            ("3fff::1", "documentation"),
+            ("100.127.255.255", "shared (CGNAT)"),
+            ("172.31.255.255", "private"),
+            ("198.19.255.255", "benchmarking"),
+            ("192.88.99.1", "6to4 relay"),
         ];
         for (text, reason) in refused {
             assert_eq!(
@@ -191,7 +277,17 @@ mod tests {
                 "{text}"
             );
         }
-        for public in ["93.184.216.34", "8.8.8.8", "172.32.0.1", "2606:4700::1111"] {
+        for public in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "64:ff9b::8.8.8.8",
+            "2002:808:808::1",
+            "::ffff:8.8.8.8",
+            "2001:4860:4860::8888",
+        ] {
             assert_eq!(forbidden_reason(public.parse().unwrap()), None, "{public}");
         }
     }
@@ -213,9 +309,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("localhost") && err.contains("loopback"),
+            err.contains("localhost") && err.contains("forbidden_address"),
             "{err}"
         );
+        assert!(!err.contains("127.0.0.1") && !err.contains("::1"), "{err}");
         assert!(!check_url_host("localhost", true).await.unwrap().is_empty());
     }
 }

@@ -167,6 +167,24 @@ pub struct DeliveryFilter {
     pub until: Option<Timestamp>,
 }
 
+/// What a replay did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Replayed {
+    /// Deliveries made due now.
+    pub requeued: u64,
+    /// Matching deliveries left alone because they are being sent right now.
+    pub skipped_in_flight: u64,
+}
+
+/// The [`StoreError::Conflict`](super::StoreError::Conflict) of a retry of a delivery in flight.
+pub const DELIVERY_IN_FLIGHT: &str = "delivery_in_flight";
+
+/// SQL: the delivery (alias `d` or the bare table) is not being sent: no lease, or one that
+/// has run out by `$now` (the placeholder given).
+pub(super) fn idle_condition(now: &str) -> String {
+    format!("(leased_by IS NULL OR lease_until IS NULL OR lease_until < {now})")
+}
+
 /// Why the engine disabled an endpoint after an attempt.
 pub type DisabledReason = Option<String>;
 
@@ -273,15 +291,20 @@ pub trait DeliveryStore {
         mode: Mode,
         id: DeliveryId,
     ) -> StoreResult<(DeliveryRecord, Vec<AttemptRecord>)>;
-    /// Makes a delivery due now again.
+    /// Makes a delivery due now again and records `audit`, in one transaction. A delivery in
+    /// flight (leased, its lease not run out) is left alone: `Conflict(DELIVERY_IN_FLIGHT)`,
+    /// since re-queueing it would have it sent twice at once.
     async fn retry_delivery(
         &self,
         merchant: MerchantId,
         mode: Mode,
         id: DeliveryId,
         now: Timestamp,
+        audit: &NewAuditEvent,
     ) -> StoreResult<DeliveryRecord>;
-    /// Makes an endpoint's deliveries in `statuses` created in [since, until) due now again.
+    /// Makes an endpoint's deliveries in `statuses` created in [since, until) due now again,
+    /// skipping those in flight, and records `audit` (its details completed with both counts)
+    /// in the same transaction.
     #[allow(clippy::too_many_arguments)]
     async fn replay_endpoint(
         &self,
@@ -292,7 +315,8 @@ pub trait DeliveryStore {
         since: Option<Timestamp>,
         until: Option<Timestamp>,
         now: Timestamp,
-    ) -> StoreResult<u64>;
+        audit: &NewAuditEvent,
+    ) -> StoreResult<Replayed>;
     /// Pending deliveries and the due time of the oldest, for metrics.
     async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
 }
@@ -1061,12 +1085,15 @@ macro_rules! impl_delivery_store {
                 mode: $crate::keys::Mode,
                 id: $crate::ids::DeliveryId,
                 now: $crate::clock::Timestamp,
+                audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<$crate::store::DeliveryRecord> {
                 let mut tx = self.pool.begin().await?;
-                let updated = sqlx::query(
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let updated = sqlx::query(&format!(
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL, leased_by = NULL, \
-                     updated_at = $4 WHERE id = $1 AND merchant_id = $2 AND mode = $3",
-                )
+                     updated_at = $4 WHERE id = $1 AND merchant_id = $2 AND mode = $3 AND {}",
+                    $crate::store::deliveries::idle_condition("$4")
+                ))
                 .bind(id.to_string())
                 .bind(merchant.to_string())
                 .bind(mode.as_str())
@@ -1074,9 +1101,14 @@ macro_rules! impl_delivery_store {
                 .execute(&mut *tx)
                 .await?;
                 if updated.rows_affected() == 0 {
-                    return Err($crate::store::StoreError::NotFound);
+                    // Either not this merchant's (or no such delivery), or being sent now.
+                    Self::delivery_in(&mut tx, merchant, mode, id).await?;
+                    return Err($crate::store::StoreError::Conflict(
+                        $crate::store::deliveries::DELIVERY_IN_FLIGHT,
+                    ));
                 }
                 let record = Self::delivery_in(&mut tx, merchant, mode, id).await?;
+                Self::append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(record)
             }
@@ -1090,28 +1122,43 @@ macro_rules! impl_delivery_store {
                 since: Option<$crate::clock::Timestamp>,
                 until: Option<$crate::clock::Timestamp>,
                 now: $crate::clock::Timestamp,
-            ) -> $crate::store::StoreResult<u64> {
-                let mut total = 0;
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::Replayed> {
+                let mut replayed = $crate::store::Replayed::default();
                 let mut tx = self.pool.begin().await?;
+                Self::lock_merchant(&mut tx, merchant).await?;
+                let matching = "merchant_id = $1 AND mode = $2 AND endpoint_id = $3 AND status = $5 \
+                                AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7)";
                 for status in statuses {
-                    let updated = sqlx::query(
+                    let bind = |sql| {
+                        sqlx::query(sql)
+                            .bind(merchant.to_string())
+                            .bind(mode.as_str())
+                            .bind(endpoint.to_string())
+                            .bind($crate::clock::to_millis(now))
+                            .bind(status.as_str())
+                            .bind(since.map($crate::clock::to_millis))
+                            .bind(until.map($crate::clock::to_millis))
+                    };
+                    let idle = $crate::store::deliveries::idle_condition("$4");
+                    let count = format!("SELECT COUNT(*) FROM deliveries WHERE {matching} AND NOT {idle}");
+                    let in_flight: i64 = sqlx::Row::get(&bind(&count).fetch_one(&mut *tx).await?, 0);
+                    let requeue = format!(
                         "UPDATE deliveries SET status = 'pending', next_attempt_at = $4, lease_until = NULL, \
-                         leased_by = NULL, updated_at = $4 WHERE merchant_id = $1 AND mode = $2 AND endpoint_id = $3 \
-                         AND status = $5 AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7)",
-                    )
-                    .bind(merchant.to_string())
-                    .bind(mode.as_str())
-                    .bind(endpoint.to_string())
-                    .bind($crate::clock::to_millis(now))
-                    .bind(status.as_str())
-                    .bind(since.map($crate::clock::to_millis))
-                    .bind(until.map($crate::clock::to_millis))
-                    .execute(&mut *tx)
-                    .await?;
-                    total += updated.rows_affected();
+                         leased_by = NULL, updated_at = $4 WHERE {matching} AND {idle}"
+                    );
+                    let updated = bind(&requeue).execute(&mut *tx).await?;
+                    replayed.requeued += updated.rows_affected();
+                    replayed.skipped_in_flight += u64::try_from(in_flight).unwrap_or(0);
                 }
+                let mut audit = audit.clone();
+                if let serde_json::Value::Object(details) = &mut audit.details {
+                    details.insert("requeued".into(), replayed.requeued.into());
+                    details.insert("skipped_in_flight".into(), replayed.skipped_in_flight.into());
+                }
+                Self::append_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
-                Ok(total)
+                Ok(replayed)
             }
 
             async fn queue_stats(&self) -> $crate::store::StoreResult<(i64, Option<$crate::clock::Timestamp>)> {

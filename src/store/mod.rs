@@ -27,6 +27,7 @@ pub use api_keys::{ApiKeyStore, KeyPatch};
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
     DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
+    Replayed, DELIVERY_IN_FLIGHT,
 };
 pub use group_commit::GroupCommit;
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
