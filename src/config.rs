@@ -88,6 +88,14 @@ pub struct HttpConfig {
     pub request_timeout_secs: u64,
     /// On shutdown, how long in-flight requests get to finish.
     pub shutdown_timeout_secs: u64,
+    /// A connection must send a request's headers within this many seconds (from opening,
+    /// or from the first byte of a later request).
+    pub header_read_timeout_secs: u64,
+    /// A keep-alive connection with no request in flight for this many seconds is closed.
+    pub idle_timeout_secs: u64,
+    /// Open client connections at most (lowered at start to what the file-descriptor limit
+    /// allows). At the cap, the connection idle the longest makes room for a new one.
+    pub max_connections: usize,
 }
 
 /// `[log]`
@@ -236,6 +244,9 @@ impl Default for HttpConfig {
             body_limit_bytes: 256 * 1024,
             request_timeout_secs: 30,
             shutdown_timeout_secs: 20,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -361,6 +372,18 @@ impl Config {
                 "http.shutdown_timeout_secs",
                 "must be greater than 0",
             ));
+        }
+        for (key, value) in [
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("http.idle_timeout_secs", self.http.idle_timeout_secs),
+            ("http.max_connections", self.http.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         if self.secrets.revert_window_secs == 0
             || self.secrets.revert_window_secs > MAX_REVERT_WINDOW_SECS
@@ -520,6 +543,12 @@ mod tests {
                 |c| c.http.request_timeout_secs = 0,
                 "http.request_timeout_secs",
             ),
+            (
+                |c| c.http.header_read_timeout_secs = 0,
+                "http.header_read_timeout_secs",
+            ),
+            (|c| c.http.idle_timeout_secs = 0, "http.idle_timeout_secs"),
+            (|c| c.http.max_connections = 0, "http.max_connections"),
             (
                 |c| c.secrets.revert_window_secs = 49 * 3600,
                 "secrets.revert_window_secs",
