@@ -92,6 +92,14 @@ pub struct HttpConfig {
     /// client is the right-most forwarded address that is not itself a trusted proxy. Empty
     /// (the default): the TCP peer is the client and `X-Forwarded-For` is ignored.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// A connection must send a request's headers within this many seconds (from opening,
+    /// or from the first byte of a later request).
+    pub header_read_timeout_secs: u64,
+    /// A keep-alive connection with no request in flight for this many seconds is closed.
+    pub idle_timeout_secs: u64,
+    /// Open client connections at most (lowered at start to what the file-descriptor limit
+    /// allows). At the cap, the connection idle the longest makes room for a new one.
+    pub max_connections: usize,
 }
 
 /// `[log]`
@@ -258,6 +266,9 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             shutdown_timeout_secs: 20,
             trusted_proxies: Vec::new(),
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -394,6 +405,18 @@ impl Config {
                 "http.trusted_proxies",
                 format!("`{everything}` would believe X-Forwarded-For from any client; list your proxies' own ranges"),
             ));
+        }
+        for (key, value) in [
+            (
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+            ),
+            ("http.idle_timeout_secs", self.http.idle_timeout_secs),
+            ("http.max_connections", self.http.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
         }
         if self.secrets.revert_window_secs == 0
             || self.secrets.revert_window_secs > MAX_REVERT_WINDOW_SECS
@@ -580,6 +603,12 @@ mod tests {
                 |c| c.http.request_timeout_secs = 0,
                 "http.request_timeout_secs",
             ),
+            (
+                |c| c.http.header_read_timeout_secs = 0,
+                "http.header_read_timeout_secs",
+            ),
+            (|c| c.http.idle_timeout_secs = 0, "http.idle_timeout_secs"),
+            (|c| c.http.max_connections = 0, "http.max_connections"),
             (
                 |c| c.secrets.revert_window_secs = 49 * 3600,
                 "secrets.revert_window_secs",

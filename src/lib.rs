@@ -18,6 +18,8 @@
 //! - [`auth`], [`api`] — the HTTP admin API: authentication (with the client address behind
 //!   trusted proxies, `auth::client_addr`), the error envelope, one module per resource.
 //! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.
+//! - [`serve`] — the connection loop under it: header-read and idle timeouts, the connection
+//!   cap, the file-descriptor limit.
 //! - [`cli`] — the `hooksign` command line; `main.rs` only calls [`cli::main`].
 
 pub mod verify;
@@ -44,6 +46,8 @@ pub mod keys;
 pub mod provision;
 #[cfg(feature = "server")]
 pub mod secrets;
+#[cfg(feature = "server")]
+pub mod serve;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -171,12 +171,14 @@ impl App {
         tracing::info!(%addr, database = state.store.backend(), "hooksign listening");
         let stop = CancellationToken::new();
         let router = crate::api::router(state.clone());
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let mut server = tokio::spawn(async move { server.await });
+        let fd_limit = crate::serve::raise_fd_limit();
+        let limits = crate::serve::ConnectionLimits::new(&state.config, fd_limit);
+        tracing::info!(
+            open_files_limit = fd_limit,
+            max_connections = limits.max_connections,
+            "connection cap"
+        );
+        let mut server = tokio::spawn(crate::serve::serve(listener, router, limits, stop.clone()));
         let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
         let scheduler = tokio::spawn(rotation_scheduler(state.clone(), stop.clone()));
         let workers = tokio::spawn(
@@ -187,12 +189,12 @@ impl App {
         );
         let work_listener = tokio::spawn(listen_for_work(state.clone(), stop.clone()));
         let outcome: anyhow::Result<()> = tokio::select! {
-            result = &mut server => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
+            result = &mut server => result.map_err(Into::into),
             () = shutdown => {
                 tracing::info!(grace_secs = grace.as_secs(), "shutting down: no new connections, finishing in-flight requests");
                 stop.cancel();
                 match tokio::time::timeout(grace, &mut server).await {
-                    Ok(result) => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
+                    Ok(result) => result.map_err(Into::into),
                     Err(_) => {
                         tracing::warn!("in-flight requests did not finish in time; closing them");
                         server.abort();

@@ -222,3 +222,212 @@ async fn json_nested_deeper_than_the_limit_is_refused_before_parsing(app: TestAp
         0
     );
 }
+
+// Connections. The connection loop sits below storage, so these run on SQLite only; each
+// configures short timeouts so it ends within a few seconds.
+
+/// A fresh TCP connection to the daemon.
+async fn connect(app: &TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes `stream` (or `limit` passes): what arrived, and how long the
+/// connection stayed open (`None`: still open at `limit`).
+async fn read_until_closed(
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> (Vec<u8>, Option<Duration>) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut received = Vec::new();
+    let mut buf = [0_u8; 4096];
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return (received, None),
+            Ok(Ok(0)) | Ok(Err(_)) => return (received, Some(started.elapsed())),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Sends `GET /healthz` on a keep-alive connection and reads the whole answer.
+async fn healthz_on(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut buf = [0_u8; 4096];
+    while !String::from_utf8_lossy(&received).contains(r#""status":"ok""#) {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed before answering");
+        received.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&received).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_read_timeout() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.http.header_read_timeout_secs = 1;
+        config.http.idle_timeout_secs = 30;
+    })
+    .await
+    .expect("sqlite app");
+    let mut silent = connect(&app).await;
+    let (received, open_for) = read_until_closed(&mut silent, Duration::from_secs(8)).await;
+    let open_for = open_for.expect("the daemon closes a silent connection");
+    assert!(received.is_empty());
+    assert!(
+        open_for >= Duration::from_millis(900) && open_for < Duration::from_secs(4),
+        "closed after {open_for:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_sent_a_byte_at_a_time_are_cut_at_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.http.header_read_timeout_secs = 2;
+        config.http.idle_timeout_secs = 30;
+    })
+    .await
+    .expect("sqlite app");
+    let (mut reader, mut writer) = connect(&app).await.into_split();
+    // 36 bytes at one every 500 ms would take 18 s.
+    let trickle = tokio::spawn(async move {
+        for byte in b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n" {
+            if writer.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let (received, open_for) = read_until_closed(&mut reader, Duration::from_secs(10)).await;
+    trickle.abort();
+    let open_for = open_for.expect("the daemon closes a slow-headers connection");
+    assert!(
+        received.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    assert!(
+        open_for >= Duration::from_millis(1500) && open_for < Duration::from_secs(5),
+        "closed after {open_for:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.http.header_read_timeout_secs = 30;
+        config.http.idle_timeout_secs = 1;
+    })
+    .await
+    .expect("sqlite app");
+    let mut stream = connect(&app).await;
+    healthz_on(&mut stream).await;
+    // Kept alive: a second request on the same connection is answered.
+    healthz_on(&mut stream).await;
+    let (_, open_for) = read_until_closed(&mut stream, Duration::from_secs(8)).await;
+    let open_for = open_for.expect("the daemon closes an idle connection");
+    assert!(
+        open_for >= Duration::from_millis(900) && open_for < Duration::from_secs(4),
+        "closed after {open_for:?} (the header timeout is 30 s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_while_idle_connections_hold_twice_the_cap() {
+    let app = spawn_app_with(Backend::Sqlite, |config| {
+        config.http.header_read_timeout_secs = 30;
+        config.http.idle_timeout_secs = 30;
+        config.http.max_connections = 20;
+    })
+    .await
+    .expect("sqlite app");
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(connect(&app).await);
+    }
+    // The oldest were closed to make room for the newest. Of those, some serve a request and
+    // wait kept alive, the others never send anything.
+    for stream in held.iter_mut().rev().take(10) {
+        healthz_on(stream).await;
+    }
+    let started = std::time::Instant::now();
+    let health = app
+        .request(Method::GET, "/healthz")
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .expect("/healthz answers");
+    assert_eq!(health.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The daemon kept at most 20 open: the others were closed to make room.
+    let mut closed = 0;
+    for stream in &mut held {
+        if read_until_closed(stream, Duration::from_millis(200))
+            .await
+            .1
+            .is_some()
+        {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 20, "{closed} of 40 closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_the_request_in_flight_closes_idle_connections_and_stops_accepting() {
+    use axum::extract::ConnectInfo;
+    let app = spawn_app_with(Backend::Sqlite, |_| {})
+        .await
+        .expect("sqlite app");
+    let routes = axum::Router::new().route(
+        "/test/slow-peer",
+        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            peer.ip().to_string()
+        }),
+    );
+    let router = hooksign::api::with_middleware(routes, app.state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = hooksign::serve::ConnectionLimits::new(&app.config, None);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(hooksign::serve::serve(
+        listener,
+        router,
+        limits,
+        stop.clone(),
+    ));
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/test/slow-peer")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.cancel();
+    let (_, idle_open_for) = read_until_closed(&mut idle, Duration::from_secs(2)).await;
+    assert!(idle_open_for.is_some(), "an idle connection closes at once");
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the request in flight is answered");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        "127.0.0.1",
+        "ConnectInfo reaches handlers"
+    );
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("serve returns once its connections are gone")
+        .unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
