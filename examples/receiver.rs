@@ -1,13 +1,16 @@
 //! An example webhook receiver for hooksign deliveries, built on axum and `hooksign::verify`.
 //!
 //! ```sh
-//! cargo run --example receiver -- --scheme bolt --secret <hex secret> [--secret <new hex secret>] --port 9000
+//! cargo run --example receiver -- --scheme bolt --secret-file secrets.txt --port 9000
+//! HOOKSIGN_VERIFY_SECRETS="$OLD,$NEW" cargo run --example receiver -- --scheme standard
 //! ```
 //!
 //! What to copy into your own receiver:
 //! - verify the **raw body bytes**, before any JSON parsing (re-serialised JSON does not verify);
 //! - during a rotation configure the old *and* the new secret: the `matched` index in the log
 //!   tells you when only the new one matches, after which the old one can go;
+//! - read secrets from a file or the environment: a command-line argument is visible to every
+//!   user of the machine in `ps`;
 //! - verify the one scheme your endpoint uses (`--scheme`, required): choosing it from the headers
 //!   present would let anyone strip the `webhook-*` headers and pass as `bolt`, which has no
 //!   timestamp check;
@@ -21,6 +24,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,16 +43,14 @@ use serde_json::{json, Value};
 #[derive(Parser)]
 #[command(name = "receiver")]
 struct Args {
-    /// A signing secret to accept (repeat for old + new during a rotation); the hex string or
-    /// its whsec_ form. HOOKSIGN_SECRETS (space-separated) keeps them out of `ps`.
-    #[arg(
-        long = "secret",
-        value_name = "SECRET",
-        env = "HOOKSIGN_SECRETS",
-        hide_env_values = true,
-        value_delimiter = ' ',
-        required = true
-    )]
+    /// File holding the signing secrets to accept, one per line (old and new during a
+    /// rotation), each the hex string or its whsec_ form; repeatable. Without any (and without
+    /// --secret), $HOOKSIGN_VERIFY_SECRETS is read: secrets separated by commas.
+    #[arg(long = "secret-file", value_name = "PATH")]
+    secret_files: Vec<PathBuf>,
+    /// A signing secret to accept; repeatable. VISIBLE TO OTHER USERS (ps, /proc) and kept in
+    /// shell history: prefer --secret-file or $HOOKSIGN_VERIFY_SECRETS.
+    #[arg(long = "secret", value_name = "SECRET")]
     secrets: Vec<String>,
     /// Port to listen on; 0 picks a free one.
     #[arg(long, default_value_t = 9000)]
@@ -65,6 +67,38 @@ struct Args {
     tolerance: u64,
 }
 
+/// Secrets separated by commas (or whitespace), read when no --secret or --secret-file is given.
+const SECRETS_ENV: &str = "HOOKSIGN_VERIFY_SECRETS";
+
+impl Args {
+    /// Every secret given by flag and file, else those in [`SECRETS_ENV`]. Errors name the
+    /// file or variable, never a secret.
+    fn all_secrets(&self) -> Result<Vec<String>, (ErrorKind, String)> {
+        let split = |text: &str| -> Vec<String> {
+            text.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|part| !part.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut secrets = self.secrets.clone();
+        for path in &self.secret_files {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                let why = format!("cannot read the secret file {}: {err}", path.display());
+                (ErrorKind::Io, why)
+            })?;
+            secrets.extend(split(&text));
+        }
+        if secrets.is_empty() {
+            secrets = split(&std::env::var(SECRETS_ENV).unwrap_or_default());
+        }
+        if secrets.is_empty() {
+            let why = format!("give --secret-file PATH or set {SECRETS_ENV} (or --secret)");
+            return Err((ErrorKind::MissingRequiredArgument, why));
+        }
+        Ok(secrets)
+    }
+}
+
 #[derive(Clone)]
 struct Receiver {
     verifier: Arc<Verifier>,
@@ -75,8 +109,12 @@ struct Receiver {
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    let secrets = match args.all_secrets() {
+        Ok(secrets) => secrets,
+        Err((kind, why)) => Args::command().error(kind, why).exit(),
+    };
     // Fail at start on a mistyped secret, not later as every delivery being refused.
-    let verifier = match Verifier::new(&args.secrets) {
+    let verifier = match Verifier::new(&secrets) {
         Ok(verifier) => verifier,
         // The message never includes the secret itself.
         Err(err) => Args::command().error(ErrorKind::InvalidValue, err).exit(),

@@ -87,8 +87,9 @@ keep CI_KEY 'd["id"]'
 say "Reveal the test-mode signing secret (audited) and start a receiver that trusts it."
 run 'curl -sS --fail-with-body -X POST $API/v1/signing-secret/reveal -H "Authorization: Bearer $K"'
 keep SECRET 'd["active"]["secret"]'
-echo "\$ ${RECEIVER[*]} --scheme bolt --port 0 --secret \$SECRET > receiver.log &"
-"${RECEIVER[@]}" --scheme bolt --port 0 --secret "$SECRET" >receiver.log 2>receiver.err &
+echo "#     The secret goes in the environment, not in --secret: ps shows arguments to every user."
+echo "\$ HOOKSIGN_VERIFY_SECRETS=\$SECRET ${RECEIVER[*]} --scheme bolt --port 0 > receiver.log &"
+HOOKSIGN_VERIFY_SECRETS=$SECRET "${RECEIVER[@]}" --scheme bolt --port 0 >receiver.log 2>receiver.err &
 RECEIVER_PID=$!
 for _ in $(seq 1 300); do
   [[ -s receiver.log ]] && break

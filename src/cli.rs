@@ -1,10 +1,12 @@
 //! The `hooksign` command line. `main.rs` calls [`main`]; each subcommand loads the layered
 //! configuration, applies its flags on top, and calls into the library.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
 use figment::providers::Serialized;
 
 use crate::config::{Config, LogFormat};
@@ -72,14 +74,15 @@ pub enum Command {
     Audit(AuditCommand),
     /// Sign a body read from standard input and print the headers to send.
     ///
-    /// Example: `hooksign sign --secret $SECRET --scheme bolt < body.json`
+    /// The active secret comes from --secret-file, else from $HOOKSIGN_SIGNING_SECRET (the
+    /// pending one from --pending-secret-file or $HOOKSIGN_PENDING_SECRET). A secret given
+    /// with --secret is visible to other users of the machine (ps, /proc) and stays in shell
+    /// history.
+    ///
+    /// Example: `hooksign sign --secret-file secret.txt --scheme bolt < body.json`
     Sign {
-        /// The active signing secret (64 hex characters, or whsec_…).
-        #[arg(long, value_name = "SECRET")]
-        secret: String,
-        /// A pending secret: adds X-Bolt-Hmac-Sha256-Pending (or a second v1 signature).
-        #[arg(long, value_name = "SECRET")]
-        pending_secret: Option<String>,
+        #[command(flatten)]
+        secrets: SignSecrets,
         /// bolt, standard or both.
         #[arg(long, default_value = "bolt")]
         scheme: crate::signing::Scheme,
@@ -92,16 +95,19 @@ pub enum Command {
     },
     /// Verify a body read from standard input against signature headers; exits 0 when valid.
     ///
-    /// Example: `hooksign verify --scheme bolt --secret $OLD --secret $NEW --header "X-Bolt-Hmac-Sha256: …" < body.json`
+    /// The secrets come from every --secret-file (and --secret) given, else from
+    /// $HOOKSIGN_VERIFY_SECRETS (comma-separated). A secret given with --secret is visible to
+    /// other users of the machine (ps, /proc) and stays in shell history.
+    ///
+    /// Example: `HOOKSIGN_VERIFY_SECRETS="$OLD,$NEW" hooksign verify --scheme bolt --header "X-Bolt-Hmac-Sha256: …" < body.json`
     Verify {
         /// The scheme the endpoint uses: bolt or standard. Required, and only that scheme's
         /// headers are checked: guessing it from the headers given would let a request stripped
         /// of its webhook-* headers pass as bolt, without the timestamp check.
         #[arg(long, value_name = "bolt|standard")]
         scheme: crate::verify::Scheme,
-        /// A secret the receiver accepts; repeat for old and new during a rotation.
-        #[arg(long = "secret", value_name = "SECRET", required = true)]
-        secrets: Vec<String>,
+        #[command(flatten)]
+        secrets: VerifySecrets,
         /// A received header as `Name: value`; repeat for each.
         #[arg(long = "header", value_name = "NAME: VALUE", required = true)]
         headers: Vec<String>,
@@ -118,6 +124,159 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
     },
+}
+
+/// Holds `sign`'s active secret: `HOOKSIGN_SIGNING_SECRET`.
+pub const SIGNING_SECRET_ENV: &str = "HOOKSIGN_SIGNING_SECRET";
+/// Holds `sign`'s pending secret: `HOOKSIGN_PENDING_SECRET`.
+pub const PENDING_SECRET_ENV: &str = "HOOKSIGN_PENDING_SECRET";
+/// Holds the secrets `verify` (and the example receivers) accept, comma-separated:
+/// `HOOKSIGN_VERIFY_SECRETS`. Not `HOOKSIGN_SECRETS`, which is the daemon's `[secrets]`
+/// configuration section and would stop `hooksign serve` in the same shell.
+pub const VERIFY_SECRETS_ENV: &str = "HOOKSIGN_VERIFY_SECRETS";
+
+/// A secret typed on the command line. Kept for scripts and throwaway test secrets; `--help`
+/// says it is visible to other users. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct SecretArg(String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretArg([redacted])")
+    }
+}
+
+/// Where `hooksign sign` reads its secrets from.
+#[derive(Debug, Args)]
+pub struct SignSecrets {
+    /// File holding the active signing secret (64 hex characters, or whsec_…). Without it (and
+    /// without --secret), $HOOKSIGN_SIGNING_SECRET is read.
+    #[arg(long, value_name = "PATH")]
+    secret_file: Option<PathBuf>,
+    /// The active signing secret itself. VISIBLE TO OTHER USERS (ps, /proc) and kept in shell
+    /// history: prefer --secret-file or $HOOKSIGN_SIGNING_SECRET.
+    #[arg(long, value_name = "SECRET", conflicts_with = "secret_file")]
+    secret: Option<SecretArg>,
+    /// File holding a pending secret: adds X-Bolt-Hmac-Sha256-Pending (or a second v1
+    /// signature). Without it (and without --pending-secret), $HOOKSIGN_PENDING_SECRET is read
+    /// if set.
+    #[arg(long, value_name = "PATH")]
+    pending_secret_file: Option<PathBuf>,
+    /// The pending secret itself. VISIBLE TO OTHER USERS (ps, /proc) and kept in shell
+    /// history: prefer --pending-secret-file or $HOOKSIGN_PENDING_SECRET.
+    #[arg(long, value_name = "SECRET", conflicts_with = "pending_secret_file")]
+    pending_secret: Option<SecretArg>,
+}
+
+impl SignSecrets {
+    /// The active secret and, if one is given, the pending one.
+    fn resolve(self) -> anyhow::Result<(String, Option<String>)> {
+        let active =
+            one_secret(self.secret, self.secret_file, SIGNING_SECRET_ENV)?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no signing secret: give --secret-file PATH or set {SIGNING_SECRET_ENV} \
+                     (--secret also works, but other users can read it in ps)"
+                )
+            })?;
+        let pending = one_secret(
+            self.pending_secret,
+            self.pending_secret_file,
+            PENDING_SECRET_ENV,
+        )?;
+        Ok((active, pending))
+    }
+}
+
+/// Where `hooksign verify` reads the secrets it accepts from.
+#[derive(Debug, Args)]
+pub struct VerifySecrets {
+    /// File holding secrets the receiver accepts, one per line (or separated by commas);
+    /// repeatable. Without any (and without --secret), $HOOKSIGN_VERIFY_SECRETS is read:
+    /// secrets separated by commas, e.g. "$OLD,$NEW" during a rotation.
+    #[arg(long = "secret-file", value_name = "PATH")]
+    files: Vec<PathBuf>,
+    /// A secret the receiver accepts; repeat for old and new during a rotation. VISIBLE TO
+    /// OTHER USERS (ps, /proc) and kept in shell history: prefer --secret-file or
+    /// $HOOKSIGN_VERIFY_SECRETS.
+    #[arg(long = "secret", value_name = "SECRET")]
+    secrets: Vec<SecretArg>,
+}
+
+impl VerifySecrets {
+    /// Every secret given by flag and file, else those in the environment variable.
+    fn resolve(self) -> anyhow::Result<Vec<String>> {
+        let mut secrets: Vec<String> = self.secrets.into_iter().map(|s| s.0).collect();
+        for path in &self.files {
+            secrets.extend(read_secret_file(path)?);
+        }
+        if secrets.is_empty() {
+            secrets = env_secrets(VERIFY_SECRETS_ENV)?;
+        }
+        anyhow::ensure!(
+            !secrets.is_empty(),
+            "no secrets to verify with: give --secret-file PATH or set {VERIFY_SECRETS_ENV} \
+             (--secret also works, but other users can read it in ps)"
+        );
+        Ok(secrets)
+    }
+}
+
+/// Splits a list of secrets at commas and whitespace, neither of which occurs in a secret.
+fn split_secrets(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The secrets in `path`; errors name the file, never its content.
+fn read_secret_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    let secrets = split_secrets(&text);
+    anyhow::ensure!(
+        !secrets.is_empty(),
+        "the secret file {} is empty",
+        path.display()
+    );
+    Ok(secrets)
+}
+
+/// The secrets in environment variable `name`; none when it is unset or blank.
+fn env_secrets(name: &str) -> anyhow::Result<Vec<String>> {
+    match std::env::var(name) {
+        Ok(text) => Ok(split_secrets(&text)),
+        Err(std::env::VarError::NotPresent) => Ok(Vec::new()),
+        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{name} is not valid UTF-8"),
+    }
+}
+
+/// One secret: the flag's, else the file's, else the environment variable's; `None` when
+/// none of them gives one.
+fn one_secret(
+    flag: Option<SecretArg>,
+    file: Option<PathBuf>,
+    env: &str,
+) -> anyhow::Result<Option<String>> {
+    let (mut secrets, source) = match (flag, file) {
+        (Some(flag), _) => return Ok(Some(flag.0)),
+        (None, Some(path)) => (read_secret_file(&path)?, path.display().to_string()),
+        (None, None) => (env_secrets(env)?, env.to_owned()),
+    };
+    anyhow::ensure!(
+        secrets.len() <= 1,
+        "{source} holds {} secrets; give one (a pending secret has its own option)",
+        secrets.len()
+    );
+    Ok(secrets.pop())
 }
 
 /// `hooksign config …`
@@ -222,18 +381,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // Offline commands: no configuration, no database.
         return match cli.command {
             Command::Sign {
-                secret,
-                pending_secret,
+                secrets,
                 scheme,
                 id,
                 timestamp,
-            } => sign(&secret, pending_secret.as_deref(), scheme, &id, timestamp),
+            } => {
+                let (active, pending) = secrets.resolve()?;
+                sign(&active, pending.as_deref(), scheme, &id, timestamp)
+            }
             Command::Verify {
                 scheme,
                 secrets,
                 headers,
                 now,
-            } => verify(scheme, &secrets, &headers, now),
+            } => verify(scheme, &secrets.resolve()?, &headers, now),
             _ => unreachable!("matched above"),
         };
     }
@@ -378,7 +539,10 @@ fn read_stdin() -> anyhow::Result<Vec<u8>> {
 fn secret_key(text: &str) -> anyhow::Result<Vec<u8>> {
     use base64::Engine as _;
     if let Some(encoded) = text.strip_prefix("whsec_") {
-        return Ok(base64::engine::general_purpose::STANDARD.decode(encoded)?);
+        // Not the decoder's message: it would quote a character of the secret.
+        return base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| anyhow::anyhow!("whsec_ must be followed by base64"));
     }
     let secret = crate::secrets::SigningSecret::parse(text)
         .ok_or_else(|| anyhow::anyhow!("a secret is 64 lowercase hex characters or whsec_…"))?;
@@ -392,8 +556,11 @@ fn sign(
     id: &str,
     timestamp: Option<i64>,
 ) -> anyhow::Result<ExitCode> {
-    let active = secret_key(secret)?;
-    let pending = pending.map(secret_key).transpose()?;
+    let active = secret_key(secret).context("the active secret")?;
+    let pending = pending
+        .map(secret_key)
+        .transpose()
+        .context("the pending secret")?;
     let body = read_stdin()?;
     let keys = crate::signing::SigningKeys {
         active: &active,

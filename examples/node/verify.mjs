@@ -15,8 +15,12 @@
 //
 // Below the line is a small receiver built on node:http, for trying a setup end to end:
 //
-//   node verify.mjs --scheme bolt|standard --port 9002 --secret <hex secret>
-//       [--secret <new hex secret>] [--host 127.0.0.1] [--tolerance 300]
+//   node verify.mjs --scheme bolt|standard --port 9002 --secret-file secrets.txt
+//       [--host 127.0.0.1] [--tolerance 300]
+//   HOOKSIGN_VERIFY_SECRETS="$OLD,$NEW" node verify.mjs --scheme standard
+//
+// Read secrets from a file (one per line) or the environment: one given with --secret is visible
+// to every user of the machine in ps.
 //
 // Verify the one scheme your endpoint uses: picking it from the headers present would let anyone
 // strip the webhook-* headers and pass as bolt, which has no timestamp check. Dedupe on an id the
@@ -215,13 +219,13 @@ function matchesAny(expected, tags) {
 // Not needed to verify in your own app. Run `node verify.mjs --help` for the options.
 
 import { createServer } from 'node:http';
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const DELIVERY_ID = 'x-hooksign-delivery-id';
 const MAX_BODY_BYTES = 1024 * 1024;
-const SECRETS_ENV = 'HOOKSIGN_SECRETS';
+const SECRETS_ENV = 'HOOKSIGN_VERIFY_SECRETS';
 const SCHEMES = ['bolt', 'standard'];
 
 /**
@@ -336,21 +340,29 @@ export function createReceiver({ secrets, scheme, tolerance = DEFAULT_TOLERANCE 
 }
 
 const USAGE = `usage: node verify.mjs --scheme bolt|standard [--port PORT] [--host HOST]
-                      --secret SECRET [--secret SECRET ...] [--tolerance SECONDS]
+                      [--secret-file PATH ...] [--secret SECRET ...] [--tolerance SECONDS]
 
 Example hooksign webhook receiver: verifies every POST and answers
 200 {"ok":true,"matched":i,"duplicate":bool} or 401 {"ok":false,"reason":"..."}.
 
   --port PORT          default 9002; 0 picks a free port
   --host HOST          default 127.0.0.1
-  --secret SECRET      a signing secret to accept (repeat for old + new during a rotation);
-                       default: whitespace-separated secrets from $${SECRETS_ENV}, which keeps
-                       them out of ps
+  --secret-file PATH   file holding the signing secrets to accept, one per line (old and
+                       new during a rotation); repeatable. Without any (and without
+                       --secret), $${SECRETS_ENV} is read: secrets separated by commas
+  --secret SECRET      a signing secret to accept; repeatable. VISIBLE TO OTHER USERS (ps,
+                       /proc) and kept in shell history: prefer --secret-file or
+                       $${SECRETS_ENV}
   --scheme SCHEME      required: bolt or standard, the scheme of the hooksign endpoint
                        pointing here (for a "both" endpoint, pick standard: its timestamp
                        bounds replays); only that scheme is accepted
   --tolerance SECONDS  how far a webhook-timestamp may be off (standard scheme), default 300
 `;
+
+/** Secrets separated by commas or whitespace, neither of which occurs in a secret. */
+function splitSecrets(text) {
+  return text.split(/[,\s]+/).filter(Boolean);
+}
 
 function usageError(message) {
   process.stderr.write(`${USAGE}\nerror: ${message}\n`);
@@ -365,6 +377,7 @@ function parseCommandLine(argv) {
       options: {
         port: { type: 'string', default: '9002' },
         host: { type: 'string', default: '127.0.0.1' },
+        'secret-file': { type: 'string', multiple: true, default: [] },
         secret: { type: 'string', multiple: true, default: [] },
         scheme: { type: 'string' },
         tolerance: { type: 'string', default: String(DEFAULT_TOLERANCE) },
@@ -383,10 +396,17 @@ function parseCommandLine(argv) {
   if (values.scheme === undefined) usageError('--scheme is required: bolt or standard');
   if (!SCHEMES.includes(values.scheme)) usageError('--scheme must be bolt or standard');
   if (!/^[0-9]+$/.test(values.tolerance)) usageError('--tolerance must not be negative');
-  const secrets = values.secret.length > 0
-    ? values.secret
-    : (process.env[SECRETS_ENV] ?? '').split(/\s+/).filter(Boolean);
-  if (secrets.length === 0) usageError(`give at least one --secret (or set ${SECRETS_ENV})`);
+  let secrets = [...values.secret];
+  for (const path of values['secret-file']) {
+    try {
+      secrets.push(...splitSecrets(readFileSync(path, 'utf8')));
+    } catch (error) {
+      // The reason, not the content: the message never includes a secret.
+      usageError(`cannot read the secret file ${path}: ${error.code ?? error.message}`);
+    }
+  }
+  if (secrets.length === 0) secrets = splitSecrets(process.env[SECRETS_ENV] ?? '');
+  if (secrets.length === 0) usageError(`give --secret-file PATH or set ${SECRETS_ENV} (or --secret)`);
   for (const secret of secrets) {
     try {
       signingKey(secret);

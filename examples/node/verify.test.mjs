@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -347,7 +349,7 @@ const DELIVERY = {
  */
 async function withReceiver(args, secrets, check, env = {}) {
   const child = spawn(process.execPath, [SCRIPT, '--port', '0', ...args], {
-    env: { ...process.env, HOOKSIGN_SECRETS: '', ...env },
+    env: { ...process.env, HOOKSIGN_VERIFY_SECRETS: '', ...env },
   });
   let errors = '';
   child.stderr.on('data', (chunk) => { errors += chunk; });
@@ -488,11 +490,53 @@ describe('receiver', () => {
     }
   });
 
+  test('reads secrets from a file or the environment', async () => {
+    const c = BOLT.cases[1];
+    const [old, neu] = [c.active_secret, c.pending_secret];
+    const body = bodyOf(c);
+    const onlyNew = {
+      ...DELIVERY,
+      'X-Bolt-Hmac-Sha256': boltSign(OTHER, body),
+      'X-Bolt-Hmac-Sha256-Pending': boltSign(neu, body),
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'hooksign-'));
+    try {
+      const path = join(dir, 'secrets.txt');
+      writeFileSync(path, `${old}\n${neu}\n`);
+      for (const [args, env] of [[['--secret-file', path], {}], [[], { HOOKSIGN_VERIFY_SECRETS: `${old},${neu}` }]]) {
+        await withReceiver(['--scheme', 'bolt', ...args], [old, neu], async (post) => {
+          const [status, answer] = await post(body, onlyNew);
+          assert.deepEqual([status, answer], [200, { ok: true, matched: 1, duplicate: false }]);
+        }, env);
+      }
+    } finally {
+      rmSync(dir, { recursive: true });
+    }
+    for (const args of [['--secret-file', join(dir, 'no-such-file')], []]) {
+      const result = spawnSync(process.execPath, [SCRIPT, '--port', '0', '--scheme', 'bolt', ...args], {
+        encoding: 'utf8',
+        timeout: 10_000,
+        env: { ...process.env, HOOKSIGN_VERIFY_SECRETS: '' },
+      });
+      assert.equal(result.status, 2, result.stderr);
+      assert.match(result.stderr, /secret/);
+    }
+  });
+
+  test('--help says a secret on the command line is visible to other users', () => {
+    const result = spawnSync(process.execPath, [SCRIPT, '--help'], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(result.status, 0, result.stderr);
+    const text = result.stdout.split(/\s+/).join(' ');
+    for (const expected of ['--secret-file', '$HOOKSIGN_VERIFY_SECRETS', 'VISIBLE TO OTHER USERS (ps, /proc)']) {
+      assert.ok(text.includes(expected), expected);
+    }
+  });
+
   test('refuses to start with an invalid secret', () => {
     const result = spawnSync(process.execPath, [SCRIPT, '--port', '0', '--scheme', 'bolt', '--secret', 'not-a-secret'], {
       encoding: 'utf8',
       timeout: 10_000,
-      env: { ...process.env, HOOKSIGN_SECRETS: '' },
+      env: { ...process.env, HOOKSIGN_VERIFY_SECRETS: '' },
     });
     assert.equal(result.status, 2);
     assert.match(result.stderr, /invalid signing secret/);

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import urllib.error
@@ -336,7 +337,7 @@ class RunningReceiver:
 
     def __init__(self, test, args, secrets, env=None):
         self.test, self.args, self.secrets = test, args, secrets
-        self.env = {**os.environ, "HOOKSIGN_SECRETS": "", **(env or {})}
+        self.env = {**os.environ, "HOOKSIGN_VERIFY_SECRETS": "", **(env or {})}
         self.lines = []
 
     def __enter__(self):
@@ -478,10 +479,42 @@ class ReceiverTests(unittest.TestCase):
                 self.assertIn("--scheme", result.stderr)
                 self.assertNotIn(secret, result.stderr + result.stdout)
 
+    def test_receiver_reads_secrets_from_a_file_or_the_environment(self):
+        case = BOLT["cases"][1]
+        old, new = case["active_secret"], case["pending_secret"]
+        body = body_of(case)
+        only_new = {**DELIVERY, "X-Bolt-Hmac-Sha256": bolt_sign(OTHER, body),
+                    "X-Bolt-Hmac-Sha256-Pending": bolt_sign(new, body)}
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "secrets.txt"
+            path.write_text(f"{old}\n{new}\n")
+            for args, env in ((["--secret-file", str(path)], {}),
+                              ([], {"HOOKSIGN_VERIFY_SECRETS": f"{old},{new}"})):
+                with self.subTest(args or env), \
+                        RunningReceiver(self, ["--scheme", "bolt", *args], [old, new], env) as receiver:
+                    status, answer, _ = receiver.post(body, only_new)
+                    self.assertEqual((status, answer), (200, {"ok": True, "matched": 1, "duplicate": False}))
+        for args in (["--secret-file", str(HERE / "no-such-file")], []):
+            with self.subTest(args):
+                result = subprocess.run(
+                    [sys.executable, str(HERE / "verify.py"), "--port", "0", "--scheme", "bolt", *args],
+                    capture_output=True, text=True, timeout=10, env={**os.environ, "HOOKSIGN_VERIFY_SECRETS": ""},
+                )
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn("secret", result.stderr)
+
+    def test_help_says_a_secret_on_the_command_line_is_visible_to_other_users(self):
+        result = subprocess.run([sys.executable, str(HERE / "verify.py"), "--help"],
+                                capture_output=True, text=True, timeout=10)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        text = " ".join(result.stdout.split())
+        for expected in ("--secret-file", "$HOOKSIGN_VERIFY_SECRETS", "VISIBLE TO OTHER USERS (ps, /proc)"):
+            self.assertIn(expected, text)
+
     def test_receiver_refuses_to_start_with_an_invalid_secret(self):
         result = subprocess.run(
             [sys.executable, str(HERE / "verify.py"), "--port", "0", "--scheme", "bolt", "--secret", "not-a-secret"],
-            capture_output=True, text=True, timeout=10, env={**os.environ, "HOOKSIGN_SECRETS": ""},
+            capture_output=True, text=True, timeout=10, env={**os.environ, "HOOKSIGN_VERIFY_SECRETS": ""},
         )
         self.assertEqual(result.returncode, 2)
         self.assertIn("invalid signing secret", result.stderr)

@@ -14,8 +14,12 @@ matched, so once the new one is the only one matching you can drop the old one.
 
 Below the line is a small receiver built on http.server, for trying a setup end to end:
 
-    python3 verify.py --scheme bolt|standard --port 9001 --secret <hex secret>
-        [--secret <new hex secret>] [--host 127.0.0.1] [--tolerance 300]
+    python3 verify.py --scheme bolt|standard --port 9001 --secret-file secrets.txt
+        [--host 127.0.0.1] [--tolerance 300]
+    HOOKSIGN_VERIFY_SECRETS="$OLD,$NEW" python3 verify.py --scheme standard
+
+Read secrets from a file (one per line) or the environment: one given with --secret is visible
+to every user of the machine in ps.
 
 Verify the one scheme your endpoint uses: picking it from the headers present would let anyone
 strip the webhook-* headers and pass as bolt, which has no timestamp check. Dedupe on an id the
@@ -214,6 +218,7 @@ def _parse_unix_seconds(raw):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -222,7 +227,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E40
 
 DELIVERY_ID = "X-Hooksign-Delivery-Id"
 MAX_BODY_BYTES = 1024 * 1024
-SECRETS_ENV = "HOOKSIGN_SECRETS"
+SECRETS_ENV = "HOOKSIGN_VERIFY_SECRETS"
 
 
 def signed_id(scheme, headers, body):
@@ -347,6 +352,11 @@ def make_handler(secrets, scheme, tolerance, seen):
     return WebhookHandler
 
 
+def split_secrets(text):
+    """Secrets separated by commas or whitespace, neither of which occurs in a secret."""
+    return [part for part in re.split(r"[,\s]+", text) if part]
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description="Example hooksign webhook receiver: verifies every POST and answers "
@@ -355,9 +365,15 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, default=9001, help="default 9001; 0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
     parser.add_argument(
+        "--secret-file", action="append", default=[], metavar="PATH",
+        help="file holding the signing secrets to accept, one per line (old and new during a "
+        f"rotation); repeatable. Without any (and without --secret), ${SECRETS_ENV} is read: "
+        "secrets separated by commas",
+    )
+    parser.add_argument(
         "--secret", action="append", default=[],
-        help="a signing secret to accept (repeat for old + new during a rotation); "
-        f"default: whitespace-separated secrets from ${SECRETS_ENV}, which keeps them out of ps",
+        help="a signing secret to accept; repeatable. VISIBLE TO OTHER USERS (ps, /proc) and "
+        f"kept in shell history: prefer --secret-file or ${SECRETS_ENV}",
     )
     parser.add_argument(
         "--scheme", choices=("bolt", "standard"), required=True,
@@ -367,10 +383,19 @@ def parse_args(argv):
     parser.add_argument("--tolerance", type=int, default=DEFAULT_TOLERANCE,
                         help="seconds a webhook-timestamp may be off (standard scheme)")
     args = parser.parse_args(argv)
+    for path in args.secret_file:
+        try:
+            with open(path, encoding="utf-8") as file:
+                args.secret += split_secrets(file.read())
+        # The reason, never the content (a UnicodeDecodeError would quote a byte of it).
+        except OSError as error:
+            parser.error(f"cannot read the secret file {path}: {error.strerror}")
+        except UnicodeDecodeError:
+            parser.error(f"the secret file {path} is not UTF-8")
     if not args.secret:
-        args.secret = os.environ.get(SECRETS_ENV, "").split()
+        args.secret = split_secrets(os.environ.get(SECRETS_ENV, ""))
     if not args.secret:
-        parser.error(f"give at least one --secret (or set {SECRETS_ENV})")
+        parser.error(f"give --secret-file PATH or set {SECRETS_ENV} (or --secret)")
     for secret in args.secret:
         try:
             signing_key(secret)

@@ -8,7 +8,10 @@ fn hooksign(dir: &std::path::Path) -> Command {
     command
         .current_dir(dir)
         .env_remove("HOOKSIGN_MASTER_KEY")
-        .env_remove("HOOKSIGN_DATABASE__URL");
+        .env_remove("HOOKSIGN_DATABASE__URL")
+        .env_remove("HOOKSIGN_SIGNING_SECRET")
+        .env_remove("HOOKSIGN_PENDING_SECRET")
+        .env_remove("HOOKSIGN_VERIFY_SECRETS");
     command
 }
 
@@ -303,6 +306,181 @@ fn sign_and_verify_round_trip_and_match_the_shared_vectors() {
         assert!(String::from_utf8(output.stderr)
             .unwrap()
             .contains("invalid"));
+    }
+}
+
+fn vector_cases(json: &str) -> Vec<serde_json::Value> {
+    let doc: serde_json::Value = serde_json::from_str(json).unwrap();
+    doc["cases"].as_array().unwrap().clone()
+}
+
+fn vector_body(case: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(case["body_base64"].as_str().unwrap())
+        .unwrap()
+}
+
+/// Runs `hooksign ARGS` with `envs` set and `body` on standard input; panics unless it exits 0.
+fn succeeds(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)], body: &[u8]) -> String {
+    let mut command = hooksign(dir);
+    command.args(args).envs(envs.iter().copied());
+    let output = run_with_stdin(command, body);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?}: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn sign_and_verify_read_secrets_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let other = "0".repeat(64);
+    for case in vector_cases(include_str!("../vectors/bolt-signatures.json")) {
+        let body = vector_body(&case);
+        let active = case["active_secret"].as_str().unwrap();
+        let pending = case["pending_secret"].as_str().unwrap();
+        let on_the_command_line = ["sign", "--secret", active, "--pending-secret", pending];
+        let signed = succeeds(dir.path(), &on_the_command_line, &[], &body);
+        for (name, value) in case["headers_during_rotation"].as_object().unwrap() {
+            let line = format!("{name}: {}", value.as_str().unwrap());
+            assert!(signed.lines().any(|l| l == line), "{signed}");
+        }
+        let active_file = file("active.txt", &format!("{active}\n"));
+        let pending_file = file("pending.txt", &format!("{pending}\n"));
+        let from_files = [
+            "sign",
+            "--secret-file",
+            &active_file,
+            "--pending-secret-file",
+            &pending_file,
+        ];
+        assert_eq!(succeeds(dir.path(), &from_files, &[], &body), signed);
+        let env = [
+            ("HOOKSIGN_SIGNING_SECRET", active),
+            ("HOOKSIGN_PENDING_SECRET", pending),
+        ];
+        assert_eq!(succeeds(dir.path(), &["sign"], &env, &body), signed);
+
+        let mut verify = vec!["verify", "--scheme", "bolt"];
+        for line in signed.lines() {
+            verify.extend(["--header", line]);
+        }
+        let on_the_command_line =
+            [&verify[..], &["--secret", &other, "--secret", pending]].concat();
+        let verified = succeeds(dir.path(), &on_the_command_line, &[], &body);
+        assert_eq!(verified, "valid: secret #2 matched (BoltPending header)\n");
+        let both = file("both.txt", &format!("{other}\n{pending}\n"));
+        let from_file = [&verify[..], &["--secret-file", &both]].concat();
+        let from_file = succeeds(dir.path(), &from_file, &[], &body);
+        assert_eq!(from_file, verified);
+        let listed = format!("{other},{pending}");
+        let env = [("HOOKSIGN_VERIFY_SECRETS", listed.as_str())];
+        assert_eq!(succeeds(dir.path(), &verify, &env, &body), verified);
+    }
+    for case in vector_cases(include_str!("../vectors/standard-webhooks.json")) {
+        let body = vector_body(&case);
+        let (id, ts) = (
+            case["webhook_id"].as_str().unwrap(),
+            case["webhook_timestamp"].to_string(),
+        );
+        let sign = [
+            "sign",
+            "--scheme",
+            "standard",
+            "--id",
+            id,
+            "--timestamp",
+            &ts,
+        ];
+        let env = [
+            (
+                "HOOKSIGN_SIGNING_SECRET",
+                case["active_secret"].as_str().unwrap(),
+            ),
+            (
+                "HOOKSIGN_PENDING_SECRET",
+                case["pending_secret"].as_str().unwrap(),
+            ),
+        ];
+        let signed = succeeds(dir.path(), &sign, &env, &body);
+        let expected = case["webhook_signature_during_rotation"].as_str().unwrap();
+        assert!(
+            signed.contains(&format!("webhook-signature: {expected}\n")),
+            "{signed}"
+        );
+    }
+}
+
+#[test]
+fn missing_doubled_or_unreadable_secrets_are_refused_without_being_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let secret = "3f1c2a9e8b7d6c5f4e3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e";
+    let garbled = file("garbled.txt", "not-a-secret-but-private\n");
+    let two = file("two.txt", &format!("{secret}\n{secret}\n"));
+    let missing = dir.path().join("missing.txt").to_str().unwrap().to_owned();
+    let fails = |args: &[&str], code: i32, says: &[&str]| {
+        let mut command = hooksign(dir.path());
+        command.args(args);
+        let output = run_with_stdin(command, b"{}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        for word in says {
+            assert!(stderr.contains(word), "{args:?}: {word} not in {stderr}");
+        }
+        assert!(
+            !stderr.contains(secret) && !stderr.contains("private"),
+            "{stderr}"
+        );
+    };
+    fails(&["sign"], 1, &["--secret-file", "HOOKSIGN_SIGNING_SECRET"]);
+    fails(
+        &["sign", "--secret", secret, "--secret-file", &two],
+        2,
+        &["--secret-file"],
+    );
+    fails(&["sign", "--secret-file", &missing], 1, &[&missing]);
+    fails(&["sign", "--secret-file", &garbled], 1, &["active secret"]);
+    fails(&["sign", "--secret-file", &two], 1, &["holds 2 secrets"]);
+    let header = ["--header", "X-Bolt-Hmac-Sha256: x"];
+    let verify = [&["verify", "--scheme", "bolt"][..], &header].concat();
+    fails(&verify, 1, &["--secret-file", "HOOKSIGN_VERIFY_SECRETS"]);
+    let garbled_verify = [&verify[..], &["--secret-file", &garbled]].concat();
+    fails(&garbled_verify, 1, &["invalid signing secret"]);
+}
+
+#[test]
+fn help_says_a_secret_on_the_command_line_is_visible_to_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    for (command, variables) in [
+        (
+            "sign",
+            &["HOOKSIGN_SIGNING_SECRET", "HOOKSIGN_PENDING_SECRET"][..],
+        ),
+        ("verify", &["HOOKSIGN_VERIFY_SECRETS"]),
+    ] {
+        let output = hooksign(dir.path())
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let text = String::from_utf8(output.stdout).unwrap();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        for expected in ["--secret-file", "VISIBLE TO OTHER USERS (ps, /proc)"]
+            .iter()
+            .chain(variables)
+        {
+            assert!(text.contains(expected), "{command}: {expected} in {text}");
+        }
     }
 }
 

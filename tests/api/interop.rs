@@ -113,6 +113,15 @@ enum Holds {
 /// The schemes a receiver can verify.
 const SCHEMES: [&str; 2] = ["bolt", "standard"];
 
+/// How a receiver is given its secret: both keep it off the command line, out of `ps`.
+#[derive(Debug, Clone, Copy)]
+enum SecretVia<'a> {
+    /// `HOOKSIGN_VERIFY_SECRETS`.
+    Env(&'a str),
+    /// `--secret-file PATH`.
+    File(&'a Path),
+}
+
 /// A receiver child process, killed when dropped (also when the test panics).
 struct ReceiverProcess {
     name: String,
@@ -133,18 +142,25 @@ impl Drop for ReceiverProcess {
 }
 
 impl ReceiverProcess {
-    /// Starts `lang`'s receiver for `scheme` with `secret` on a free port; `None` when the
-    /// language is skipped (see the module docs).
+    /// Starts `lang`'s receiver for `scheme` with the secret given `via` the environment or a
+    /// file, on a free port; `None` when the language is skipped (see the module docs).
     async fn start(
         lang: Lang,
         holds: Holds,
         scheme: &'static str,
-        secret: &str,
+        via: SecretVia<'_>,
     ) -> Option<ReceiverProcess> {
         let name = format!("{lang:?} {scheme} receiver holding the {holds:?} secret");
-        let spawned = lang
-            .command()
-            .args(["--port", "0", "--scheme", scheme, "--secret", secret])
+        let mut command = lang.command();
+        command.args(["--port", "0", "--scheme", scheme]);
+        match via {
+            SecretVia::Env(secret) => command.env("HOOKSIGN_VERIFY_SECRETS", secret),
+            SecretVia::File(path) => command
+                .arg("--secret-file")
+                .arg(path)
+                .env_remove("HOOKSIGN_VERIFY_SECRETS"),
+        };
+        let spawned = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -346,20 +362,26 @@ async fn every_receiver_verifies_through_a_rotation() {
     let revealed = post(&app, token, "/v1/signing-secret/reveal").await;
     let old = revealed["active"]["secret"].as_str().unwrap().to_owned();
 
-    // Old-only receivers first; the new secret exists only once the rotation starts.
+    // Old-only receivers first, given their secret in the environment; the new secret exists
+    // only once the rotation starts, and the new-only receivers read it from a file.
     let mut receivers = Vec::new();
     for lang in Lang::ALL {
         for scheme in SCHEMES {
-            receivers.extend(ReceiverProcess::start(lang, Holds::Old, scheme, &old).await);
+            let via = SecretVia::Env(&old);
+            receivers.extend(ReceiverProcess::start(lang, Holds::Old, scheme, via).await);
         }
     }
     let initiated = post(&app, token, "/v1/signing-secret/initiate").await;
     let new = initiated["pending"]["secret"].as_str().unwrap().to_owned();
     assert_ne!(old, new);
     // A language skipped above is skipped here too (`start` answers the same way).
+    let dir = tempfile::tempdir().unwrap();
+    let new_file = dir.path().join("new.secret");
+    std::fs::write(&new_file, format!("{new}\n")).unwrap();
     for lang in Lang::ALL {
         for scheme in SCHEMES {
-            receivers.extend(ReceiverProcess::start(lang, Holds::New, scheme, &new).await);
+            let via = SecretVia::File(&new_file);
+            receivers.extend(ReceiverProcess::start(lang, Holds::New, scheme, via).await);
         }
     }
 
@@ -512,8 +534,8 @@ async fn every_receiver_refuses_a_stripped_delivery_and_dedupes_on_the_signed_id
             assert!(!stderr.contains(secret), "{lang:?}: a secret was printed");
         }
 
-        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "standard", secret).await
-        else {
+        let via = SecretVia::Env(secret);
+        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "standard", via).await else {
             continue;
         };
         let name = &receiver.name;
@@ -543,7 +565,8 @@ async fn every_receiver_refuses_a_stripped_delivery_and_dedupes_on_the_signed_id
         assert_eq!(line["dedupe_id"], "evt_interop", "{name}: {line}");
         drop(receiver);
 
-        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "bolt", secret).await else {
+        let via = SecretVia::Env(secret);
+        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "bolt", via).await else {
             continue;
         };
         let name = &receiver.name;
