@@ -1108,7 +1108,7 @@ macro_rules! impl_delivery_store {
                     ));
                 }
                 let record = Self::delivery_in(&mut tx, merchant, mode, id).await?;
-                Self::append_audit(&mut tx, audit).await?;
+                self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(record)
             }
@@ -1156,7 +1156,7 @@ macro_rules! impl_delivery_store {
                     details.insert("requeued".into(), replayed.requeued.into());
                     details.insert("skipped_in_flight".into(), replayed.skipped_in_flight.into());
                 }
-                Self::append_audit(&mut tx, &audit).await?;
+                self.append_audit(&mut tx, &audit).await?;
                 tx.commit().await?;
                 Ok(replayed)
             }
