@@ -18,6 +18,7 @@
 //! - [`auth`], [`api`] — the HTTP admin API: authentication, the error envelope, one module per
 //!   resource.
 //! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.
+//! - [`supervisor`] — restarts a background task that dies, loudly, instead of losing it.
 //! - [`cli`] — the `hooksign` command line; `main.rs` only calls [`cli::main`].
 
 pub mod verify;
@@ -50,5 +51,7 @@ pub mod server;
 pub mod signing;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod supervisor;
 #[cfg(feature = "server")]
 pub mod telemetry;

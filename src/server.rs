@@ -23,6 +23,7 @@ use crate::ids::DeliveryId;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
 use crate::store::{GroupCommit, NewEvent, PgStore, Store};
+use crate::supervisor::supervise;
 
 /// Everything a handler may need. One shared allocation: cloning it (axum does so for every
 /// middleware and handler of every request) is one reference count.
@@ -175,15 +176,13 @@ impl App {
         )
         .with_graceful_shutdown(stop.clone().cancelled_owned());
         let mut server = tokio::spawn(async move { server.await });
-        let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
-        let scheduler = tokio::spawn(rotation_scheduler(state.clone(), stop.clone()));
-        let workers = tokio::spawn(
-            state
-                .delivery
-                .clone()
-                .run(state.clone(), stop.clone(), grace),
-        );
-        let work_listener = tokio::spawn(listen_for_work(state.clone(), stop.clone()));
+        // Each background task is restarted if it dies (see `supervisor`).
+        let housekeeping = supervised("housekeeping", &state, &stop, housekeeping);
+        let scheduler = supervised("rotation scheduler", &state, &stop, rotation_scheduler);
+        let workers = supervised("delivery workers", &state, &stop, move |state, stop| {
+            state.delivery.clone().run(state, stop, grace)
+        });
+        let work_listener = supervised("work listener", &state, &stop, listen_for_work);
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into).and_then(|served| served.map_err(Into::into)),
             () = shutdown => {
@@ -214,6 +213,26 @@ impl App {
         tracing::info!("hooksign stopped");
         outcome
     }
+}
+
+/// The first pause before a dead background task is started again.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs a background task under the supervisor, with its own handles on the state and the
+/// stop token.
+fn supervised<Fut>(
+    name: &'static str,
+    state: &AppState,
+    stop: &CancellationToken,
+    run: impl Fn(AppState, CancellationToken) -> Fut + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (state, stop) = (state.clone(), stop.clone());
+    supervise(name, stop.clone(), RESTART_BACKOFF, move || {
+        run(state.clone(), stop.clone())
+    })
 }
 
 /// Background upkeep: flushes `last_used_at` every `auth.last_used_flush_secs`, prunes expired
