@@ -220,13 +220,27 @@ impl fmt::Debug for Redacted {
     }
 }
 
-/// The longest request timeout an endpoint may set, in milliseconds.
+/// The most deliveries in flight an endpoint may allow.
+pub const MAX_ENDPOINT_IN_FLIGHT: u32 = 100;
+
+/// The most deliveries one claim takes.
+pub const MAX_BATCH_SIZE: u32 = 10_000;
+
+/// The longest request timeout an endpoint may set, in milliseconds, whatever the lease (see
+/// [`DeliveryConfig::max_endpoint_timeout_ms`]).
 pub const MAX_ENDPOINT_TIMEOUT_MS: u32 = 30_000;
 
-/// How much longer a delivery lease lasts than the longest attempt: room for connecting,
-/// recording the outcome and a busy database, so an attempt still under way is never claimed
-/// again by another worker (and sent twice at once).
-pub const LEASE_MARGIN_OVER_TIMEOUT_MS: u64 = 15_000;
+impl DeliveryConfig {
+    /// The longest timeout an endpoint may set: half the delivery lease, and at most
+    /// [`MAX_ENDPOINT_TIMEOUT_MS`]. An attempt under way then always ends (the other half is
+    /// the margin for connecting, recording the outcome, a busy database) before its lease
+    /// does, so another worker never claims it again and sends it a second time at once.
+    pub fn max_endpoint_timeout_ms(&self) -> u32 {
+        u32::try_from(self.lease_secs.saturating_mul(500))
+            .unwrap_or(u32::MAX)
+            .min(MAX_ENDPOINT_TIMEOUT_MS)
+    }
+}
 
 /// The longest revert window the design allows.
 pub const MAX_REVERT_WINDOW_SECS: u64 = 48 * 3600;
@@ -435,6 +449,41 @@ impl Config {
                 "rate_per_sec, burst and failed_auth_per_minute must be greater than 0",
             ));
         }
+        // Zero here would panic a background task (a zero-length interval) or quietly stop
+        // delivery altogether.
+        let at_least_one: [(&'static str, u64); 7] = [
+            (
+                "secrets.scheduler_interval_secs",
+                self.secrets.scheduler_interval_secs,
+            ),
+            ("auth.last_used_flush_secs", self.auth.last_used_flush_secs),
+            ("delivery.batch_size", u64::from(self.delivery.batch_size)),
+            ("delivery.max_in_flight", self.delivery.max_in_flight as u64),
+            (
+                "delivery.default_endpoint_max_in_flight",
+                u64::from(self.delivery.default_endpoint_max_in_flight),
+            ),
+            ("delivery.poll_interval_ms", self.delivery.poll_interval_ms),
+            (
+                "delivery.max_queued_claims",
+                self.delivery.max_queued_claims as u64,
+            ),
+        ];
+        if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(invalid(key, "must be at least 1"));
+        }
+        if self.delivery.default_endpoint_max_in_flight > MAX_ENDPOINT_IN_FLIGHT {
+            return Err(invalid(
+                "delivery.default_endpoint_max_in_flight",
+                format!("must be at most {MAX_ENDPOINT_IN_FLIGHT}, the most an endpoint may set"),
+            ));
+        }
+        if self.delivery.batch_size > MAX_BATCH_SIZE {
+            return Err(invalid(
+                "delivery.batch_size",
+                format!("must be at most {MAX_BATCH_SIZE}"),
+            ));
+        }
         if let Some(key) = &self.master_key {
             decode_master_key(&key.0).map_err(|message| invalid("master_key", message))?;
         }
@@ -455,22 +504,15 @@ impl Config {
                 ));
             }
         }
-        if self.delivery.max_queued_claims == 0 {
-            return Err(invalid("delivery.max_queued_claims", "must be at least 1"));
+        if self.delivery.lease_secs == 0 {
+            return Err(invalid("delivery.lease_secs", "must be at least 1"));
         }
-        if !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&self.delivery.default_timeout_ms) {
+        let max_timeout = self.delivery.max_endpoint_timeout_ms();
+        if !(100..=max_timeout).contains(&self.delivery.default_timeout_ms) {
             return Err(invalid(
                 "delivery.default_timeout_ms",
-                format!("must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
-            ));
-        }
-        let shortest_lease_ms = u64::from(MAX_ENDPOINT_TIMEOUT_MS) + LEASE_MARGIN_OVER_TIMEOUT_MS;
-        if self.delivery.lease_secs.saturating_mul(1000) < shortest_lease_ms {
-            return Err(invalid(
-                "delivery.lease_secs",
                 format!(
-                    "must be at least {} s: the longest endpoint timeout ({MAX_ENDPOINT_TIMEOUT_MS} ms) plus a margin of {LEASE_MARGIN_OVER_TIMEOUT_MS} ms, so an attempt under way is never claimed again",
-                    shortest_lease_ms / 1000
+                    "must be between 100 and {max_timeout}: an attempt may last at most half of delivery.lease_secs (and {MAX_ENDPOINT_TIMEOUT_MS} ms), so it is never claimed again while under way"
                 ),
             ));
         }
@@ -568,6 +610,26 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+        let proxied = Config {
+            delivery: DeliveryConfig {
+                egress_proxy: Some("http://user:pw@smokescreen.internal:4750".into()),
+                ..DeliveryConfig::default()
+            },
+            ..Config::default()
+        };
+        proxied.validate().unwrap();
+        assert!(!proxied.to_redacted_toml().contains(":pw@"));
+    }
+
+    #[test]
+    fn endpoint_timeouts_may_last_half_the_lease_and_at_most_30_seconds() {
+        for (lease_secs, max) in [(60, 30_000), (20, 10_000), (2, 1_000), (3_600, 30_000)] {
+            let config = DeliveryConfig {
+                lease_secs,
+                ..DeliveryConfig::default()
+            };
+            assert_eq!(config.max_endpoint_timeout_ms(), max, "{lease_secs}");
+        }
     }
 
     #[test]
@@ -617,8 +679,11 @@ mod tests {
                 |c| c.http.trusted_proxies = vec!["0.0.0.0/0".parse().unwrap()],
                 "http.trusted_proxies",
             ),
-            (|c| c.delivery.lease_secs = 30, "delivery.lease_secs"),
-            (|c| c.delivery.lease_secs = 44, "delivery.lease_secs"),
+            (|c| c.delivery.lease_secs = 0, "delivery.lease_secs"),
+            (
+                |c| c.delivery.lease_secs = 29,
+                "delivery.default_timeout_ms",
+            ),
             (
                 |c| c.delivery.default_timeout_ms = 30_001,
                 "delivery.default_timeout_ms",
@@ -626,6 +691,37 @@ mod tests {
             (
                 |c| c.delivery.max_queued_claims = 0,
                 "delivery.max_queued_claims",
+            ),
+            (
+                |c| c.delivery.egress_proxy = Some("socks5://127.0.0.1:1080".into()),
+                "delivery.egress_proxy",
+            ),
+            (
+                |c| c.delivery.egress_proxy = Some("not a url".into()),
+                "delivery.egress_proxy",
+            ),
+            (
+                |c| c.secrets.scheduler_interval_secs = 0,
+                "secrets.scheduler_interval_secs",
+            ),
+            (
+                |c| c.auth.last_used_flush_secs = 0,
+                "auth.last_used_flush_secs",
+            ),
+            (|c| c.delivery.batch_size = 0, "delivery.batch_size"),
+            (|c| c.delivery.batch_size = 1_000_000, "delivery.batch_size"),
+            (|c| c.delivery.max_in_flight = 0, "delivery.max_in_flight"),
+            (
+                |c| c.delivery.default_endpoint_max_in_flight = 0,
+                "delivery.default_endpoint_max_in_flight",
+            ),
+            (
+                |c| c.delivery.default_endpoint_max_in_flight = 101,
+                "delivery.default_endpoint_max_in_flight",
+            ),
+            (
+                |c| c.delivery.poll_interval_ms = 0,
+                "delivery.poll_interval_ms",
             ),
         ];
         for (mutate, key) in cases {

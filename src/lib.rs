@@ -20,6 +20,7 @@
 //! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.
 //! - [`serve`] — the connection loop under it: header-read and idle timeouts, the connection
 //!   cap, the file-descriptor limit.
+//! - [`supervisor`] — restarts a background task that dies, loudly, instead of losing it.
 //! - [`cli`] — the `hooksign` command line; `main.rs` only calls [`cli::main`].
 
 pub mod verify;
@@ -54,5 +55,7 @@ pub mod server;
 pub mod signing;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod supervisor;
 #[cfg(feature = "server")]
 pub mod telemetry;

@@ -23,6 +23,7 @@ use crate::ids::DeliveryId;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
 use crate::store::{GroupCommit, NewEvent, PgStore, Store};
+use crate::supervisor::supervise;
 
 /// Everything a handler may need. One shared allocation: cloning it (axum does so for every
 /// middleware and handler of every request) is one reference count.
@@ -179,15 +180,13 @@ impl App {
             "connection cap"
         );
         let mut server = tokio::spawn(crate::serve::serve(listener, router, limits, stop.clone()));
-        let housekeeping = tokio::spawn(housekeeping(state.clone(), stop.clone()));
-        let scheduler = tokio::spawn(rotation_scheduler(state.clone(), stop.clone()));
-        let workers = tokio::spawn(
-            state
-                .delivery
-                .clone()
-                .run(state.clone(), stop.clone(), grace),
-        );
-        let work_listener = tokio::spawn(listen_for_work(state.clone(), stop.clone()));
+        // Each background task is restarted if it dies (see `supervisor`).
+        let housekeeping = supervised("housekeeping", &state, &stop, housekeeping);
+        let scheduler = supervised("rotation scheduler", &state, &stop, rotation_scheduler);
+        let workers = supervised("delivery workers", &state, &stop, move |state, stop| {
+            state.delivery.clone().run(state, stop, grace)
+        });
+        let work_listener = supervised("work listener", &state, &stop, listen_for_work);
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into),
             () = shutdown => {
@@ -218,6 +217,26 @@ impl App {
         tracing::info!("hooksign stopped");
         outcome
     }
+}
+
+/// The first pause before a dead background task is started again.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Runs a background task under the supervisor, with its own handles on the state and the
+/// stop token.
+fn supervised<Fut>(
+    name: &'static str,
+    state: &AppState,
+    stop: &CancellationToken,
+    run: impl Fn(AppState, CancellationToken) -> Fut + Send + 'static,
+) -> tokio::task::JoinHandle<()>
+where
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (state, stop) = (state.clone(), stop.clone());
+    supervise(name, stop.clone(), RESTART_BACKOFF, move || {
+        run(state.clone(), stop.clone())
+    })
 }
 
 /// Background upkeep: flushes `last_used_at` every `auth.last_used_flush_secs`, prunes expired
@@ -282,11 +301,12 @@ async fn rotation_scheduler(state: AppState, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
-            _ = ticks.tick() => match crate::secrets::scheduler::tick(&state).await {
-                Ok(report) if report != Default::default() => tracing::info!(?report, "rotation scheduler acted"),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(error = %err, "rotation scheduler tick failed; will retry"),
-            },
+            _ = ticks.tick() => {
+                let report = crate::secrets::scheduler::tick(&state).await;
+                if report != Default::default() {
+                    tracing::info!(?report, "rotation scheduler acted");
+                }
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use super::pagination::{List, ListParams};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
-use crate::config::MAX_ENDPOINT_TIMEOUT_MS;
+use crate::config::MAX_ENDPOINT_IN_FLIGHT;
 use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_pattern;
 use crate::delivery::sender::is_reserved_header;
@@ -93,8 +93,8 @@ pub struct EndpointBody {
     pub enabled: Option<bool>,
     /// 1–100 (default 10).
     pub max_in_flight: Option<u32>,
-    /// 100–30000 ms (default 15000): well below the delivery lease, so a slow attempt is never
-    /// sent a second time while it is still under way.
+    /// 100–30000 ms (default 15000), and at most half the delivery lease (`delivery.lease_secs`),
+    /// so a slow attempt is never sent a second time while it is still under way.
     #[schema(minimum = 100, maximum = 30000)]
     pub timeout_ms: Option<u32>,
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
@@ -208,7 +208,8 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
     Ok(())
 }
 
-fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
+/// `max_timeout_ms` is [`DeliveryConfig::max_endpoint_timeout_ms`](crate::config::DeliveryConfig::max_endpoint_timeout_ms).
+fn validate_body(body: &EndpointBody, max_timeout_ms: u32) -> Result<(), ApiError> {
     if let Some(types) = &body.event_types {
         if types.len() > 50 {
             return Err(invalid(
@@ -223,21 +224,24 @@ fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
             ));
         }
     }
-    if body.max_in_flight.is_some_and(|n| !(1..=100).contains(&n)) {
+    if body
+        .max_in_flight
+        .is_some_and(|n| !(1..=MAX_ENDPOINT_IN_FLIGHT).contains(&n))
+    {
         return Err(invalid(
             "invalid_max_in_flight",
-            "max_in_flight must be between 1 and 100",
+            format!("max_in_flight must be between 1 and {MAX_ENDPOINT_IN_FLIGHT}"),
         ));
     }
     // Capped well below the delivery lease, so a slow attempt is never claimed again while
     // it is still under way.
     if body
         .timeout_ms
-        .is_some_and(|ms| !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&ms))
+        .is_some_and(|ms| !(100..=max_timeout_ms).contains(&ms))
     {
         return Err(invalid(
             "invalid_timeout",
-            format!("timeout_ms must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
+            format!("timeout_ms must be between 100 and {max_timeout_ms}"),
         ));
     }
     if body
@@ -292,7 +296,7 @@ pub async fn create(
         .as_deref()
         .ok_or_else(|| invalid("invalid_url", "url is required"))?;
     let url = validate_url(url, auth.mode, &state)?;
-    validate_body(&body)?;
+    validate_body(&body, state.config.delivery.max_endpoint_timeout_ms())?;
     let now = state.clock.now();
     let endpoint = EndpointRecord {
         id: EndpointId::new(),
@@ -399,7 +403,7 @@ pub async fn update(
         .as_deref()
         .map(|url| validate_url(url, auth.mode, &state))
         .transpose()?;
-    validate_body(&body)?;
+    validate_body(&body, state.config.delivery.max_endpoint_timeout_ms())?;
     let now = state.clock.now();
     let patch = EndpointPatch {
         url,

@@ -62,6 +62,8 @@ pub struct DeliveryEngine {
     per_endpoint: EndpointSlots,
     keyrings: Mutex<HashMap<(MerchantId, Mode), CachedKeyring>>,
     policy: RetryPolicy,
+    /// The longest an attempt may take (`DeliveryConfig::max_endpoint_timeout_ms`).
+    max_timeout_ms: u32,
     /// Outcomes of attempts, group-committed: concurrent outcomes share a transaction.
     outcomes: GroupCommit<(String, FinishedAttempt), DisabledReason>,
     tasks: TaskTracker,
@@ -97,6 +99,7 @@ impl DeliveryEngine {
             global: Arc::new(Semaphore::new(config.max_in_flight)),
             per_endpoint: EndpointSlots::new(config.max_queued_claims),
             keyrings: Mutex::new(HashMap::new()),
+            max_timeout_ms: config.max_endpoint_timeout_ms(),
             policy: RetryPolicy {
                 schedule: config
                     .retry_schedule_secs
@@ -194,7 +197,9 @@ impl DeliveryEngine {
             .await?;
         let mut handed_back = Vec::new();
         let mut started = 0;
-        for claim in claimed {
+        for mut claim in claimed {
+            // Rows older than the cap (or written by hand) must not outlast the lease either.
+            claim.endpoint.timeout_ms = claim.endpoint.timeout_ms.min(self.max_timeout_ms);
             // The global permit first: a claim admitted to its endpoint is then always sent,
             // and an endpoint permit is never taken only to be given up again.
             let Ok(global_permit) = self.global.clone().try_acquire_owned() else {
@@ -394,10 +399,12 @@ impl DeliveryEngine {
             attempt: 1,
             now: state.clock.now(),
         };
+        let mut endpoint = endpoint.clone();
+        endpoint.timeout_ms = endpoint.timeout_ms.min(self.max_timeout_ms);
         let (result, record) = send_attempt(
             &self.client,
             self.allow_private_networks,
-            endpoint,
+            &endpoint,
             &keyring.signing_keys(),
             body,
             &context,

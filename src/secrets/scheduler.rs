@@ -24,6 +24,29 @@ pub struct TickReport {
     pub completed: usize,
     pub initiated: usize,
     pub destroyed: usize,
+    /// Merchants (and lookups) that failed this tick; each is logged and counted in
+    /// `hooksign_scheduler_errors_total`, and the others are still served.
+    pub failed: usize,
+}
+
+impl TickReport {
+    fn failed(
+        &mut self,
+        what: &'static str,
+        merchant: Option<crate::ids::MerchantId>,
+        err: &StoreError,
+    ) {
+        self.failed += 1;
+        metrics::counter!("hooksign_scheduler_errors_total", "step" => what).increment(1);
+        match merchant {
+            Some(merchant) => {
+                tracing::error!(%merchant, step = what, error = %err, "rotation scheduler: this merchant failed; the tick goes on")
+            }
+            None => {
+                tracing::error!(step = what, error = %err, "rotation scheduler: cannot list due work; the tick goes on")
+            }
+        }
+    }
 }
 
 /// Parses a six-field cron expression (seconds first) and gives its next fire time after
@@ -57,14 +80,19 @@ fn system_event(
     }
 }
 
-/// Runs one tick at the state's clock time.
-pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
+/// Runs one tick at the state's clock time. One merchant's failure (a corrupt row, a lost
+/// connection) is logged, counted and skipped: it never holds up the others.
+pub async fn tick(state: &AppState) -> TickReport {
     let now = state.clock.now();
     let window = Duration::seconds(state.config.secrets.revert_window_secs as i64);
     let store = state.store.as_ref();
     let mut report = TickReport::default();
 
-    for (merchant, mode) in store.due_completions(now).await? {
+    let due = store.due_completions(now).await.unwrap_or_else(|err| {
+        report.failed("complete", None, &err);
+        Vec::new()
+    });
+    for (merchant, mode) in due {
         let audit = system_event(
             merchant,
             mode,
@@ -86,11 +114,15 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
         {
             Ok(_) => report.completed += 1,
             Err(StoreError::Rotation(_)) => {} // another daemon got there first
-            Err(err) => return Err(err),
+            Err(err) => report.failed("complete", Some(merchant), &err),
         }
     }
 
-    for policy in store.due_policies(now).await? {
+    let policies = store.due_policies(now).await.unwrap_or_else(|err| {
+        report.failed("initiate", None, &err);
+        Vec::new()
+    });
+    for policy in policies {
         let next = match next_fire(&policy.cron, now) {
             Ok(next) => next,
             Err(reason) => {
@@ -116,15 +148,21 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
             now,
         );
         let complete_at = now + Duration::seconds(policy.grace_secs);
-        if store
+        match store
             .fire_policy(&policy, next, secret, complete_at, now, window, &audit)
-            .await?
+            .await
         {
-            report.initiated += 1;
+            Ok(true) => report.initiated += 1,
+            Ok(false) => {}
+            Err(err) => report.failed("initiate", Some(policy.merchant_id), &err),
         }
     }
 
-    for (merchant, mode) in store.expired_previous(now).await? {
+    let expired = store.expired_previous(now).await.unwrap_or_else(|err| {
+        report.failed("destroy", None, &err);
+        Vec::new()
+    });
+    for (merchant, mode) in expired {
         let audit = system_event(
             merchant,
             mode,
@@ -139,10 +177,10 @@ pub async fn tick(state: &AppState) -> Result<TickReport, StoreError> {
         {
             Ok(_) => report.destroyed += 1,
             Err(StoreError::Rotation(_)) => {}
-            Err(err) => return Err(err),
+            Err(err) => report.failed("destroy", Some(merchant), &err),
         }
     }
-    Ok(report)
+    report
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod api_keys;
 mod at_rest;
 mod audit;
 mod auth;
+mod background;
 mod cli;
 mod delivery;
 mod durability;
