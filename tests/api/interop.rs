@@ -520,6 +520,11 @@ async fn every_receiver_refuses_a_stripped_delivery_and_dedupes_on_the_signed_id
     let delivery = |id: &str| ("X-Hooksign-Delivery-Id", id.to_owned());
 
     for lang in Lang::ALL {
+        let via = SecretVia::Env(secret);
+        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "standard", via).await else {
+            continue;
+        };
+        // The language is available: check how the receiver starts (and does not).
         // Without a scheme, or with one guessed from the headers, a receiver does not start.
         for scheme in [&[][..], &["--scheme", "auto"], &["--scheme", "both"]] {
             let mut command = lang.command();
@@ -533,11 +538,21 @@ async fn every_receiver_refuses_a_stripped_delivery_and_dedupes_on_the_signed_id
             assert!(stderr.contains("--scheme"), "{lang:?} {scheme:?}: {stderr}");
             assert!(!stderr.contains(secret), "{lang:?}: a secret was printed");
         }
+        // Its help warns that --secret is visible to other users and names the alternatives.
+        let help = lang.command().arg("--help").output().expect("--help");
+        let help = String::from_utf8_lossy(&help.stdout);
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        for expected in [
+            "--secret-file",
+            "$HOOKSIGN_VERIFY_SECRETS",
+            "VISIBLE TO OTHER USERS (ps, /proc)",
+        ] {
+            assert!(
+                help.contains(expected),
+                "{lang:?} --help: {expected}: {help}"
+            );
+        }
 
-        let via = SecretVia::Env(secret);
-        let Some(receiver) = ReceiverProcess::start(lang, Holds::Old, "standard", via).await else {
-            continue;
-        };
         let name = &receiver.name;
         let mut both = vec![delivery("dlv_std_1"), bolt.clone()];
         both.extend(standard.iter().cloned());
