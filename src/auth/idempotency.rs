@@ -3,9 +3,16 @@
 //! with a different request is refused (422 `idempotency_key_reused`), and one still running
 //! is refused with 409. A response we failed to produce (5xx) is not stored, so the client can
 //! retry with the same key.
+//!
+//! Stored responses are sealed under the master key by the store (a token or a secret shown
+//! once must not sit in the database in plaintext). Replaying an answer that shows a token or
+//! a secret hands it out again, so such a replay is audited (`idempotency.replay`, with the
+//! route and the Idempotency-Key, never the body). A stored response no loaded master key
+//! opens is not replayed: 409 `idempotency_response_unavailable`, and the request is not run
+//! again either (the first one took effect).
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::{Authenticated, GUARD_TTL};
 use crate::api::{body_too_large, ApiError};
 use crate::server::AppState;
-use crate::store::{IdempotencyBegin, StoredResponse};
+use crate::store::{ApiKeyRecord, IdempotencyBegin, KeyKind, NewAuditEvent, StoredResponse};
 
 /// The response header on a replay.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -44,6 +51,13 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     let Some(Authenticated(key)) = request.extensions().get::<Authenticated>().cloned() else {
         return ApiError::internal("idempotency runs before authentication").into_response();
     };
+    let route = format!(
+        "POST {}",
+        request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or_else(|| request.uri().path(), MatchedPath::as_str)
+    );
     let (parts, body) = request.into_parts();
     let bytes = match to_bytes(body, state.config.http.body_limit_bytes).await {
         Ok(bytes) => bytes,
@@ -73,7 +87,22 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
             "a request with this Idempotency-Key is still being processed; retry shortly",
         )
         .into_response(),
-        Ok(IdempotencyBegin::Replay(stored)) => replay(stored),
+        Ok(IdempotencyBegin::Unreadable) => ApiError::conflict(
+            "idempotency_response_unavailable",
+            "the request with this Idempotency-Key completed, but its stored answer can no longer be \
+             read (the master key that sealed it is not loaded); check its effect and use a new key",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::Replay(stored)) => {
+            if shows_a_secret(&route, &stored.body) {
+                let audit = replay_audit(&key, &route, &idem_key, stored.status, now);
+                if let Err(err) = state.store.record_audit(&audit).await {
+                    // A secret handed out again must leave a trace; without one, no replay.
+                    return ApiError::internal(err).into_response();
+                }
+            }
+            replay(stored)
+        }
         Ok(IdempotencyBegin::Started) => {
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
@@ -115,6 +144,69 @@ async fn record(
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// Routes whose answers show a token or a secret once.
+const SECRET_BEARING_ROUTES: &[&str] = &[
+    "POST /v1/merchants",
+    "POST /v1/api-keys",
+    "POST /v1/api-keys/{id}/roll",
+    "POST /v1/signing-secret/initiate",
+    "POST /v1/signing-secret/reveal",
+];
+
+/// Whether a stored answer shows a token or a secret: its route is one that does, or its body
+/// holds something shaped like an API token (so a route added later is covered too).
+fn shows_a_secret(route: &str, body: &[u8]) -> bool {
+    SECRET_BEARING_ROUTES.contains(&route) || holds_a_token(body)
+}
+
+/// `hk_live_`, `hk_test_` or `hk_op_` followed by 38 base62 characters.
+fn holds_a_token(body: &[u8]) -> bool {
+    const BODY_LEN: usize = 38;
+    let mut rest = body;
+    while let Some(at) = rest.windows(3).position(|w| w == b"hk_") {
+        let after = &rest[at + 3..];
+        for prefix in [&b"live_"[..], b"test_", b"op_"] {
+            if let Some(token) = after.strip_prefix(prefix) {
+                if token.len() >= BODY_LEN
+                    && token[..BODY_LEN].iter().all(u8::is_ascii_alphanumeric)
+                {
+                    return true;
+                }
+            }
+        }
+        rest = after;
+    }
+    false
+}
+
+/// The audit entry of a replayed answer that shows a secret.
+fn replay_audit(
+    key: &ApiKeyRecord,
+    route: &str,
+    idem_key: &str,
+    status: u16,
+    now: crate::clock::Timestamp,
+) -> NewAuditEvent {
+    NewAuditEvent {
+        id: crate::ids::AuditId::new(),
+        merchant_id: key.merchant_id,
+        mode: match key.kind {
+            KeyKind::Merchant(mode) => Some(mode),
+            KeyKind::Operator => None,
+        },
+        actor_key_id: Some(key.id),
+        action: "idempotency.replay",
+        target: route.to_owned(),
+        request_id: crate::api::request_id::current_typed_request_id(),
+        details: serde_json::json!({
+            "route": route,
+            "idempotency_key": idem_key,
+            "status": status,
+        }),
+        created_at: now,
+    }
+}
+
 fn replay(stored: StoredResponse) -> Response {
     let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
     let mut response = (status, stored.body).into_response();
@@ -127,4 +219,24 @@ fn replay(stored: StoredResponse) -> Response {
     }
     headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_showing_a_token_or_secret_are_recognised() {
+        let token = format!("hk_test_{}", "a".repeat(38));
+        assert!(holds_a_token(
+            format!(r#"{{"token":"{token}"}}"#).as_bytes()
+        ));
+        assert!(holds_a_token(
+            format!("hk_op_{}", "Z9".repeat(19)).as_bytes()
+        ));
+        assert!(!holds_a_token(b"hk_live_short"));
+        assert!(!holds_a_token(br#"{"display_prefix":"hk_live_s6I6gR"}"#));
+        assert!(shows_a_secret("POST /v1/signing-secret/reveal", b"{}"));
+        assert!(!shows_a_secret("POST /v1/events", br#"{"id":"evt_1"}"#));
+    }
 }

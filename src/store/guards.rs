@@ -1,5 +1,9 @@
 //! Request guards that must hold across every daemon sharing the database: nonces (`X-Nonce`)
 //! and idempotency keys (`Idempotency-Key`), both remembered per API key for 24 hours.
+//!
+//! A stored response may hold a token or secret shown once, so its body never reaches the disk
+//! in plaintext: the store seals it under the master key, bound to its row (API key id and
+//! Idempotency-Key), and opens it for a replay.
 
 use async_trait::async_trait;
 
@@ -7,7 +11,7 @@ use super::StoreResult;
 use crate::clock::Timestamp;
 use crate::ids::ApiKeyId;
 
-/// A response kept for replay.
+/// A response kept for replay (the body in plaintext here; sealed in the database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
     pub status: u16,
@@ -24,6 +28,9 @@ pub enum IdempotencyBegin {
     Replay(StoredResponse),
     /// The same key is being used by a request still running.
     InFlight,
+    /// The same request completed, but its stored response cannot be opened (sealed under a
+    /// master key no longer loaded): it cannot be replayed.
+    Unreadable,
     /// The key was used for a different request.
     Mismatch,
 }
@@ -105,7 +112,7 @@ macro_rules! impl_guard_store {
                     "INSERT INTO idempotency_keys (key_id, idempotency_key, fingerprint, state, created_at, expires_at) \
                      VALUES ($1, $2, $3, 'in_flight', $4, $5) \
                      ON CONFLICT (key_id, idempotency_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
-                     state = 'in_flight', status = NULL, content_type = NULL, body = NULL, \
+                     state = 'in_flight', status = NULL, content_type = NULL, body = NULL, body_key_id = NULL, \
                      created_at = excluded.created_at, expires_at = excluded.expires_at \
                      WHERE idempotency_keys.expires_at <= excluded.created_at",
                 )
@@ -119,8 +126,9 @@ macro_rules! impl_guard_store {
                 if claimed.rows_affected() == 1 {
                     return Ok(IdempotencyBegin::Started);
                 }
-                let row: Option<(String, String, Option<i64>, Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
-                    "SELECT fingerprint, state, status, content_type, body FROM idempotency_keys \
+                type Row = (String, String, Option<i64>, Option<String>, Option<Vec<u8>>, Option<String>);
+                let row: Option<Row> = sqlx::query_as(
+                    "SELECT fingerprint, state, status, content_type, body, body_key_id FROM idempotency_keys \
                      WHERE key_id = $1 AND idempotency_key = $2",
                 )
                 .bind(key.to_string())
@@ -131,14 +139,29 @@ macro_rules! impl_guard_store {
                     // Deleted in between (abandoned): treat like a request still running.
                     None => IdempotencyBegin::InFlight,
                     // While the first request runs, any other with the same key waits its turn.
-                    Some((_, state, _, _, _)) if state == "in_flight" => IdempotencyBegin::InFlight,
-                    Some((stored, _, _, _, _)) if stored != fingerprint => IdempotencyBegin::Mismatch,
-                    Some((_, state, Some(status), content_type, body)) if state == "done" => {
-                        IdempotencyBegin::Replay(StoredResponse {
-                            status: u16::try_from(status).unwrap_or(500),
-                            content_type,
-                            body: body.unwrap_or_default(),
-                        })
+                    Some((_, state, ..)) if state == "in_flight" => IdempotencyBegin::InFlight,
+                    Some((stored, ..)) if stored != fingerprint => IdempotencyBegin::Mismatch,
+                    Some((_, state, Some(status), content_type, body, body_key_id)) if state == "done" => {
+                        let aad = $crate::secrets::RowAad::IdempotentResponse { api_key: key, idempotency_key };
+                        let opened = match (body, body_key_id) {
+                            (Some(sealed), Some(master_key)) => {
+                                self.sealing()?.encryptor.open_bytes(&master_key, &sealed, &aad).map(|plain| plain.to_vec())
+                            }
+                            // Sealed at start; a row from an older version seen before that.
+                            (Some(plain), None) => Ok(plain),
+                            (None, _) => Ok(Vec::new()),
+                        };
+                        match opened {
+                            Ok(body) => IdempotencyBegin::Replay(StoredResponse {
+                                status: u16::try_from(status).unwrap_or(500),
+                                content_type,
+                                body,
+                            }),
+                            Err(err) => {
+                                tracing::error!(error = %err, api_key = %key, "a stored idempotent response cannot be opened");
+                                IdempotencyBegin::Unreadable
+                            }
+                        }
                     }
                     Some(_) => IdempotencyBegin::InFlight,
                 })
@@ -150,15 +173,19 @@ macro_rules! impl_guard_store {
                 idempotency_key: &str,
                 response: &$crate::store::StoredResponse,
             ) -> $crate::store::StoreResult<()> {
+                let encryptor = &self.sealing()?.encryptor;
+                let aad = $crate::secrets::RowAad::IdempotentResponse { api_key: key, idempotency_key };
+                let sealed = encryptor.seal_bytes(&response.body, &aad);
                 sqlx::query(
-                    "UPDATE idempotency_keys SET state = 'done', status = $3, content_type = $4, body = $5 \
-                     WHERE key_id = $1 AND idempotency_key = $2",
+                    "UPDATE idempotency_keys SET state = 'done', status = $3, content_type = $4, body = $5, \
+                     body_key_id = $6 WHERE key_id = $1 AND idempotency_key = $2",
                 )
                 .bind(key.to_string())
                 .bind(idempotency_key)
                 .bind(i64::from(response.status))
                 .bind(response.content_type.as_deref())
-                .bind(&response.body)
+                .bind(&sealed)
+                .bind(encryptor.key_id())
                 .execute(&self.pool)
                 .await?;
                 Ok(())
