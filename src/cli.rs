@@ -104,8 +104,8 @@ pub enum Command {
         #[arg(long)]
         now: Option<i64>,
     },
-    /// Re-encrypt every signing secret and every other sealed row (the audit key, stored
-    /// idempotent responses) under a new master key. Safe to run while daemons run
+    /// Re-encrypt every signing secret and every other sealed row (the audit key, endpoint
+    /// headers, stored idempotent responses) under a new master key. Safe to run while daemons run
     /// (give them the new key as master_key and the old one as master_key_previous first) and
     /// safe to run again if interrupted.
     Rekey {
@@ -475,8 +475,8 @@ async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Resul
         target.id()
     );
     println!(
-        "re-encrypted {} audit keys and {} stored idempotent responses ({} unreadable, left to expire)",
-        rows.audit_keys, rows.idempotent_responses, rows.unreadable
+        "re-encrypted {} audit keys, {} endpoint header sets and {} stored idempotent responses ({} unreadable, left to expire)",
+        rows.audit_keys, rows.endpoint_headers, rows.idempotent_responses, rows.unreadable
     );
     println!("next: set master_key to the new key on every instance, keeping the old one as master_key_previous until all have restarted");
     Ok(ExitCode::SUCCESS)

@@ -41,6 +41,9 @@ pub struct EndpointObject {
     pub enabled: bool,
     pub max_in_flight: u32,
     pub timeout_ms: u32,
+    /// Custom header names, each with a masked value (`••••`): the values (usually the
+    /// receiver's credentials) are write-only, sealed at rest, and sent only to the receiver.
+    #[schema(example = json!({"Authorization": "••••"}))]
     pub headers: BTreeMap<String, String>,
     /// Why the daemon (or an admin) disabled it.
     pub disabled_reason: Option<String>,
@@ -55,6 +58,10 @@ pub struct EndpointObject {
     pub updated_at: Timestamp,
 }
 
+/// What the API shows instead of a custom header's value (not a valid header value, so it
+/// cannot be sent back by mistake as one).
+pub const MASKED_HEADER_VALUE: &str = "••••";
+
 impl From<EndpointRecord> for EndpointObject {
     fn from(e: EndpointRecord) -> Self {
         Self {
@@ -68,7 +75,11 @@ impl From<EndpointRecord> for EndpointObject {
             enabled: e.enabled,
             max_in_flight: e.max_in_flight,
             timeout_ms: e.timeout_ms,
-            headers: e.headers,
+            headers: e
+                .headers
+                .into_keys()
+                .map(|name| (name, MASKED_HEADER_VALUE.to_owned()))
+                .collect(),
             disabled_reason: e.disabled_reason,
             disabled_at: e.disabled_at,
             created_at: e.created_at,
@@ -94,7 +105,8 @@ pub struct EndpointBody {
     pub max_in_flight: Option<u32>,
     /// 100–60000 ms (default 15000).
     pub timeout_ms: Option<u32>,
-    /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
+    /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden. Values
+    /// are write-only: answers show them masked. On PATCH the map replaces the stored one.
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -193,6 +205,13 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
             return Err(invalid(
                 "invalid_headers",
                 format!("`{name}` is set by hooksign and cannot be overridden"),
+            ));
+        }
+        if value == MASKED_HEADER_VALUE {
+            // A GET answer sent back as is would overwrite the credential with the mask.
+            return Err(invalid(
+                "invalid_headers",
+                format!("the value of `{name}` is the mask answers show; send the real value"),
             ));
         }
         if value.len() > 1024 || reqwest::header::HeaderValue::from_str(value).is_err() {

@@ -4,7 +4,7 @@
 //! chain needs the audit key, and every row holding a secret is sealed on its way to the disk.
 //! [`SealingStore::unlock`] hands the store the master-key [`Encryptor`], loads the audit key
 //! (creating it, sealed, on a fresh database), seals rows an older version wrote in plaintext
-//! (stored idempotent responses) and, right after the keyed-chain migration, re-chains legacy
+//! (stored idempotent responses, endpoint headers) and, right after the keyed-chain migration, re-chains legacy
 //! audit chains. Sealing old rows happens at start, not on first use, so no plaintext waits on
 //! disk for a request that may never come; on SQLite it runs with `secure_delete`, so the
 //! overwritten plaintext does not linger in free pages. [`SealingStore::reseal_rows`] is `hooksign rekey`'s
@@ -45,6 +45,7 @@ pub struct UnlockReport {
 pub struct ResealReport {
     pub audit_keys: u64,
     pub idempotent_responses: u64,
+    pub endpoint_headers: u64,
     /// Stored responses no loaded key opens: left to expire (a replay answers 409).
     pub unreadable: u64,
 }
@@ -114,6 +115,46 @@ macro_rules! impl_sealing_store {
                     .bind(&idempotency_key)
                     .bind(&sealed)
                     .bind(encryptor.key_id())
+                    .execute(&mut *conn)
+                    .await?;
+                    report.sealed_legacy_rows += updated.rows_affected();
+                }
+                sqlx::query($wipe_off).execute(&mut *conn).await?;
+                sqlx::query($flush).execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            /// Seals endpoint headers an older version kept in plaintext.
+            async fn seal_legacy_endpoint_headers(
+                &self,
+                report: &mut $crate::store::UnlockReport,
+            ) -> $crate::store::StoreResult<()> {
+                let encryptor = self.sealing()?.encryptor.clone();
+                let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT id, merchant_id, mode, headers FROM endpoints \
+                     WHERE headers <> '{}' AND headers_sealed IS NULL",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query($wipe_on).execute(&mut *conn).await?;
+                for (id, merchant, mode, headers) in rows {
+                    let id_typed: $crate::ids::EndpointId = $crate::store::records::parse_id(&id)?;
+                    let merchant_typed: $crate::ids::MerchantId = $crate::store::records::parse_id(&merchant)?;
+                    let mode_typed: $crate::keys::Mode = mode.parse().map_err($crate::store::StoreError::Corrupt)?;
+                    let aad = $crate::store::deliveries::headers_aad(id_typed, merchant_typed, mode_typed);
+                    let sealed = encryptor.seal_bytes(headers.as_bytes(), &aad);
+                    let updated = sqlx::query(
+                        "UPDATE endpoints SET headers = '{}', headers_key_id = $3, headers_sealed = $4 \
+                         WHERE id = $1 AND headers = $2 AND headers_sealed IS NULL",
+                    )
+                    .bind(&id)
+                    .bind(&headers)
+                    .bind(encryptor.key_id())
+                    .bind(&sealed)
                     .execute(&mut *conn)
                     .await?;
                     report.sealed_legacy_rows += updated.rows_affected();
@@ -278,6 +319,7 @@ macro_rules! impl_sealing_store {
                 }
                 let mut report = $crate::store::UnlockReport::default();
                 self.seal_legacy_idempotent(&mut report).await?;
+                self.seal_legacy_endpoint_headers(&mut report).await?;
                 if rechain_legacy {
                     self.rechain_legacy_audit(&mut report).await?;
                 }
@@ -346,6 +388,37 @@ macro_rules! impl_sealing_store {
                     .execute(&self.pool)
                     .await?;
                     report.idempotent_responses += updated.rows_affected();
+                }
+                let rows: Vec<(String, String, String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT id, merchant_id, mode, headers_key_id, headers_sealed FROM endpoints \
+                     WHERE headers_key_id IS NOT NULL AND headers_key_id <> $1 AND headers_sealed IS NOT NULL",
+                )
+                .bind(sealer.key_id())
+                .fetch_all(&self.pool)
+                .await?;
+                for (id, merchant, mode, old_key, sealed) in rows {
+                    let aad = $crate::store::deliveries::headers_aad(
+                        $crate::store::records::parse_id(&id)?,
+                        $crate::store::records::parse_id(&merchant)?,
+                        mode.parse().map_err($crate::store::StoreError::Corrupt)?,
+                    );
+                    // Endpoint headers do not expire: one no loaded key opens stops the rekey.
+                    let plain = sealing
+                        .encryptor
+                        .open_bytes(&old_key, &sealed, &aad)
+                        .map_err(|err| $crate::store::sealing::sealed_error(&format!("headers of endpoint {id}"), err))?;
+                    let resealed = sealer.seal_bytes(&plain, &aad);
+                    let updated = sqlx::query(
+                        "UPDATE endpoints SET headers_key_id = $3, headers_sealed = $4 \
+                         WHERE id = $1 AND headers_key_id = $2",
+                    )
+                    .bind(&id)
+                    .bind(&old_key)
+                    .bind(sealer.key_id())
+                    .bind(&resealed)
+                    .execute(&self.pool)
+                    .await?;
+                    report.endpoint_headers += updated.rows_affected();
                 }
                 Ok(report)
             }

@@ -6,11 +6,15 @@ use serde_json::{json, Value};
 
 use crate::helpers::{Backend, TestApp};
 use crate::on_both_stores;
+use crate::receiver::Receiver;
 
 on_both_stores!(
     database_files_are_private_to_their_owner,
     idempotent_replays_keep_no_secret_in_the_database_and_audit_secret_replays,
     plaintext_idempotent_responses_of_an_older_version_are_sealed_at_start,
+    endpoint_headers_are_sealed_shown_masked_and_still_delivered,
+    plaintext_endpoint_headers_of_an_older_version_are_sealed_at_start,
+    rekey_reseals_endpoint_headers_and_stored_responses,
 );
 
 /// Every byte the database holds: on SQLite the database file and its write-ahead log as
@@ -301,6 +305,10 @@ async fn idempotent_replays_keep_no_secret_in_the_database_and_audit_secret_repl
     for secret in &shown {
         assert!(!contains(&raw, secret), "{secret} is in the database");
     }
+    assert!(
+        !contains(&raw, "rcv-secret-walkthrough-0001"),
+        "endpoint header"
+    );
     // The replays that handed a token or secret out again are audited, with the route and
     // never the secret; the others are not.
     let merchant_id = merchant["id"].as_str().unwrap();
@@ -389,4 +397,184 @@ async fn plaintext_idempotent_responses_of_an_older_version_are_sealed_at_start(
         .unwrap();
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
     assert_eq!(replayed.text().await.unwrap(), first);
+}
+
+async fn get_json(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.authed(Method::GET, path, token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+async fn endpoint_headers_are_sealed_shown_masked_and_still_delivered(app: TestApp) {
+    let merchant = app.create_merchant("Sealed headers").await;
+    let token = merchant.test_token.clone();
+    let receiver = Receiver::start().await;
+    let credential = format!("Bearer rcv-secret-{}", uuid::Uuid::now_v7().simple());
+    let masked = json!({ "Authorization": "••••", "X-Team": "••••" });
+    let created = app
+        .authed(Method::POST, "/v1/endpoints", &token)
+        .json(&json!({
+            "url": receiver.url,
+            "headers": { "Authorization": credential, "X-Team": "payments" },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created["headers"], masked,
+        "not even the creation echoes a value"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let shown = get_json(&app, &token, &format!("/v1/endpoints/{id}")).await;
+    assert_eq!(shown["headers"], masked);
+    let listed = get_json(&app, &token, "/v1/endpoints").await;
+    assert_eq!(listed["data"][0]["headers"], masked);
+    assert!(!listed.to_string().contains("rcv-secret"));
+    assert!(!contains(&raw_database(&app).await, &credential));
+    assert!(!contains(&raw_database(&app).await, "rcv-secret-"));
+
+    // The receiver still gets the real value.
+    let sent = app
+        .authed(Method::POST, "/v1/events", &token)
+        .json(&json!({ "type": "order.created", "payload": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].header("authorization"), Some(credential.as_str()));
+    assert_eq!(got[0].header("x-team"), Some("payments"));
+
+    // A new value replaces the old one, sealed too.
+    let rotated = format!("Bearer rcv-secret-{}", uuid::Uuid::now_v7().simple());
+    let patched = app
+        .authed(Method::PATCH, &format!("/v1/endpoints/{id}"), &token)
+        .json(&json!({ "headers": { "Authorization": rotated } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let patched: Value = patched.json().await.unwrap();
+    assert_eq!(patched["headers"], json!({ "Authorization": "••••" }));
+    let sent = app
+        .authed(Method::POST, "/v1/events", &token)
+        .json(&json!({ "type": "order.updated", "payload": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let got = receiver.wait_for(2).await;
+    assert_eq!(got[1].header("authorization"), Some(rotated.as_str()));
+    assert_eq!(got[1].header("x-team"), None);
+    let raw = raw_database(&app).await;
+    assert!(!contains(&raw, &rotated) && !contains(&raw, "rcv-secret-"));
+    // The mask cannot be stored back as a value by mistake.
+    let refused = app
+        .authed(Method::PATCH, &format!("/v1/endpoints/{id}"), &token)
+        .json(&json!({ "headers": masked }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 422);
+}
+
+async fn plaintext_endpoint_headers_of_an_older_version_are_sealed_at_start(app: TestApp) {
+    let merchant = app.create_merchant("Legacy headers").await;
+    let receiver = Receiver::start().await;
+    let created = app
+        .authed(Method::POST, "/v1/endpoints", &merchant.test_token)
+        .json(&json!({ "url": receiver.url }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // What an older version stored: the headers as plain JSON.
+    app.execute(&format!(
+        "UPDATE endpoints SET headers = '{{\"Authorization\":\"Bearer rcv-legacy-credential\"}}' WHERE id = '{id}'"
+    ))
+    .await
+    .unwrap();
+    assert!(contains(&raw_database(&app).await, "rcv-legacy-credential"));
+    let (app, _) = app.restart().await;
+    if app.backend == Backend::Postgres {
+        // Old row versions stay in PostgreSQL's pages until VACUUM; the live rows are sealed.
+        app.execute("VACUUM FULL endpoints").await.unwrap();
+    }
+    assert!(
+        !contains(&raw_database(&app).await, "rcv-legacy-credential"),
+        "sealed at start"
+    );
+    let shown = get_json(&app, &merchant.test_token, &format!("/v1/endpoints/{id}")).await;
+    assert_eq!(shown["headers"], json!({ "Authorization": "••••" }));
+    let sent = app
+        .authed(Method::POST, "/v1/events", &merchant.test_token)
+        .json(&json!({ "type": "order.created", "payload": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(
+        got[0].header("authorization"),
+        Some("Bearer rcv-legacy-credential")
+    );
+}
+
+async fn rekey_reseals_endpoint_headers_and_stored_responses(mut app: TestApp) {
+    let merchant = app.create_merchant("Rekeyed").await;
+    let receiver = Receiver::start().await;
+    let create = |app: &TestApp| {
+        app.authed(Method::POST, "/v1/endpoints", &merchant.test_token)
+            .header("idempotency-key", "rekeyed-endpoint")
+            .json(&json!({ "url": receiver.url, "headers": { "Authorization": "Bearer rcv-rekeyed" } }))
+            .send()
+    };
+    let first = create(&app).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = first.text().await.unwrap();
+    app.stop().await;
+    let new_key = hooksign::secrets::MasterKey::generate();
+    let new_file = app.data_dir.join("new.key");
+    std::fs::write(&new_file, new_key.to_base64()).unwrap();
+    let rekey = std::process::Command::new(env!("CARGO_BIN_EXE_hooksign"))
+        .args(["rekey", "--new-key-file", new_file.to_str().unwrap()])
+        .env("HOOKSIGN_DATABASE__URL", &app.config.database.url)
+        .env(
+            "HOOKSIGN_MASTER_KEY",
+            &app.config.master_key.as_ref().unwrap().0,
+        )
+        .current_dir(app.data_dir.parent().unwrap())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&rekey.stdout).into_owned();
+    assert!(
+        rekey.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rekey.stderr)
+    );
+    assert!(
+        out.contains("1 endpoint header sets and 1 stored idempotent responses"),
+        "{out}"
+    );
+    // Only the new key from now on.
+    app.config.master_key = Some(hooksign::config::Redacted(new_key.to_base64()));
+    let (app, _) = app.restart().await;
+    let replayed = create(&app).await.unwrap();
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(replayed.text().await.unwrap(), first);
+    let sent = app
+        .authed(Method::POST, "/v1/events", &merchant.test_token)
+        .json(&json!({ "type": "order.created", "payload": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].header("authorization"), Some("Bearer rcv-rekeyed"));
 }
