@@ -10,6 +10,14 @@
 //! route and the Idempotency-Key, never the body). A stored response no loaded master key
 //! opens is not replayed: 409 `idempotency_response_unavailable`, and the request is not run
 //! again either (the first one took effect).
+//!
+//! Nothing leaves a key stuck: a claim holds for a short lease (`http.request_timeout_secs`
+//! plus a margin), renewed while the request runs, so a dead process's claim lapses within
+//! that time. The request itself runs in a task of its own, so neither the request deadline
+//! (which answers 503) nor a client that hangs up cancels it halfway: it runs to its end and
+//! its real outcome is recorded for the key, so a retry gets 409 while it runs and then the
+//! replay (an event answered 503 on the deadline is committed once, and its retry replays the
+//! 202). A release guard frees the claim on every other way out (a panic, a runtime shutdown).
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request, State};
@@ -17,6 +25,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 use super::{Authenticated, GUARD_TTL};
 use crate::api::{body_too_large, ApiError};
@@ -71,9 +80,11 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     hasher.update(&bytes);
     let fingerprint = hex::encode(hasher.finalize());
     let now = state.clock.now();
+    let lease =
+        chrono::Duration::from_std(Claim::lease(&state)).unwrap_or(chrono::Duration::minutes(1));
     let begun = state
         .store
-        .begin_idempotent(key.id, &idem_key, &fingerprint, now, now + GUARD_TTL)
+        .begin_idempotent(key.id, &idem_key, &fingerprint, now, now + lease)
         .await;
     match begun {
         Err(err) => ApiError::internal(err).into_response(),
@@ -104,44 +115,158 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
             replay(stored)
         }
         Ok(IdempotencyBegin::Started) => {
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            record(&state, key.id, &idem_key, response).await
+            let claim = Claim {
+                state: state.clone(),
+                key: key.id,
+                idempotency_key: idem_key,
+                claimed_at: now,
+                released: false,
+            };
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let run = tokio::spawn(crate::api::request_id::in_current_request(
+                claim.run(next, request),
+            ));
+            match run.await {
+                Ok(response) => response,
+                // The handler panicked; the claim's guard released the key.
+                Err(_) => ApiError::internal("handler panicked").into_response(),
+            }
         }
     }
 }
 
-async fn record(
-    state: &AppState,
+/// How much longer than the request deadline a claim holds without renewal.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+/// A claimed idempotency key. Dropped without [`Claim::finish`] or [`Claim::release`] (a
+/// panic, a runtime shutting down), it releases the key in the background.
+struct Claim {
+    state: AppState,
     key: crate::ids::ApiKeyId,
-    idem_key: &str,
-    response: Response,
-) -> Response {
-    if response.status().is_server_error() {
-        if let Err(err) = state.store.abandon_idempotent(key, idem_key).await {
+    idempotency_key: String,
+    claimed_at: crate::clock::Timestamp,
+    released: bool,
+}
+
+impl Claim {
+    fn lease(state: &AppState) -> Duration {
+        Duration::from_secs(state.config.http.request_timeout_secs) + LEASE_MARGIN
+    }
+
+    fn lease_until(&self) -> crate::clock::Timestamp {
+        let lease = chrono::Duration::from_std(Self::lease(&self.state))
+            .unwrap_or(chrono::Duration::minutes(1));
+        self.state.clock.now() + lease
+    }
+
+    /// Runs the request to its end, renewing the lease meanwhile, and records its outcome.
+    async fn run(self, next: Next, request: Request) -> Response {
+        let mut handler = std::pin::pin!(next.run(request));
+        let every = Self::lease(&self.state) / 3;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let started = tokio::time::Instant::now();
+        let response = loop {
+            tokio::select! {
+                response = &mut handler => break response,
+                _ = renew.tick() => {
+                    // A request still running after a whole day keeps its key no longer.
+                    if started.elapsed() > GUARD_TTL.to_std().unwrap_or(Duration::MAX) {
+                        continue;
+                    }
+                    let until = self.lease_until();
+                    match self.state.store.renew_idempotent(self.key, &self.idempotency_key, self.claimed_at, until).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!("an idempotency claim lapsed while its request ran"),
+                        Err(err) => tracing::warn!(error = %err, "cannot renew an idempotency claim"),
+                    }
+                }
+            }
+        };
+        self.finish(response).await
+    }
+
+    /// Stores `response` for replay (a 5xx releases the key instead, so it can be retried).
+    async fn finish(mut self, response: Response) -> Response {
+        if response.status().is_server_error() {
+            self.release().await;
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = match to_bytes(body, usize::MAX).await {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                self.release().await;
+                return ApiError::internal(err).into_response();
+            }
+        };
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+            body: bytes.to_vec(),
+        };
+        let expires_at = self.claimed_at + GUARD_TTL;
+        let state = &self.state;
+        match state
+            .store
+            .finish_idempotent(
+                self.key,
+                &self.idempotency_key,
+                self.claimed_at,
+                &stored,
+                expires_at,
+            )
+            .await
+        {
+            Ok(()) => self.released = true,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot store an idempotent response");
+                self.release().await;
+            }
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    }
+
+    async fn release(&mut self) {
+        self.released = true;
+        if let Err(err) = self
+            .state
+            .store
+            .abandon_idempotent(self.key, &self.idempotency_key, self.claimed_at)
+            .await
+        {
+            // The lease still runs out.
             tracing::error!(error = %err, "cannot release an idempotency key");
         }
-        return response;
     }
-    let (parts, body) = response.into_parts();
-    let bytes = match to_bytes(body, usize::MAX).await {
-        Ok(bytes) => bytes,
-        Err(err) => return ApiError::internal(err).into_response(),
-    };
-    let stored = StoredResponse {
-        status: parts.status.as_u16(),
-        content_type: parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        body: bytes.to_vec(),
-    };
-    if let Err(err) = state.store.finish_idempotent(key, idem_key, &stored).await {
-        tracing::error!(error = %err, "cannot store an idempotent response");
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime left: the lease runs out
+        };
+        let store = self.state.store.clone();
+        let (key, idempotency_key, claimed_at) = (
+            self.key,
+            std::mem::take(&mut self.idempotency_key),
+            self.claimed_at,
+        );
+        runtime.spawn(async move {
+            if let Err(err) = store
+                .abandon_idempotent(key, &idempotency_key, claimed_at)
+                .await
+            {
+                tracing::error!(error = %err, "cannot release an idempotency key");
+            }
+        });
     }
-    Response::from_parts(parts, Body::from(bytes))
 }
 
 /// Routes whose answers show a token or a secret once.

@@ -4,6 +4,12 @@
 //! A stored response may hold a token or secret shown once, so its body never reaches the disk
 //! in plaintext: the store seals it under the master key, bound to its row (API key id and
 //! Idempotency-Key), and opens it for a replay.
+//!
+//! A claim (`in_flight`) only holds for a short lease (`expires_at`), renewed while its request
+//! runs; a claim whose process died is taken over once the lease runs out. A claim is named by
+//! the time it was made (`created_at`): finishing, renewing or releasing it only touches the row
+//! while it is still that claim, so a claim taken over after its lease cannot be overwritten by
+//! the request that lost it.
 
 use async_trait::async_trait;
 
@@ -47,26 +53,45 @@ pub trait GuardStore {
         expires_at: Timestamp,
     ) -> StoreResult<bool>;
 
-    /// Claims an idempotency key for a request with `fingerprint`.
+    /// Claims an idempotency key for a request with `fingerprint` at `now` (the claim's name),
+    /// holding it until `lease_until` unless renewed. A key whose claim or stored response has
+    /// expired is claimed afresh.
     async fn begin_idempotent(
         &self,
         key: ApiKeyId,
         idempotency_key: &str,
         fingerprint: &str,
         now: Timestamp,
-        expires_at: Timestamp,
+        lease_until: Timestamp,
     ) -> StoreResult<IdempotencyBegin>;
 
-    /// Stores the response of a claimed key for replay.
+    /// Extends the claim made at `claimed_at` to `lease_until`; `false` if it is no longer ours.
+    async fn renew_idempotent(
+        &self,
+        key: ApiKeyId,
+        idempotency_key: &str,
+        claimed_at: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Stores the response of the claim made at `claimed_at` for replay until `expires_at`.
     async fn finish_idempotent(
         &self,
         key: ApiKeyId,
         idempotency_key: &str,
+        claimed_at: Timestamp,
         response: &StoredResponse,
+        expires_at: Timestamp,
     ) -> StoreResult<()>;
 
-    /// Releases a claimed key without a response (the request failed on our side).
-    async fn abandon_idempotent(&self, key: ApiKeyId, idempotency_key: &str) -> StoreResult<()>;
+    /// Releases the claim made at `claimed_at` without a response (the request failed on our
+    /// side, or never ran to its end).
+    async fn abandon_idempotent(
+        &self,
+        key: ApiKeyId,
+        idempotency_key: &str,
+        claimed_at: Timestamp,
+    ) -> StoreResult<()>;
 
     /// Deletes expired nonces and idempotency keys; returns how many rows went.
     async fn prune_expired(&self, now: Timestamp) -> StoreResult<u64>;
@@ -167,18 +192,41 @@ macro_rules! impl_guard_store {
                 })
             }
 
+            async fn renew_idempotent(
+                &self,
+                key: $crate::ids::ApiKeyId,
+                idempotency_key: &str,
+                claimed_at: $crate::clock::Timestamp,
+                lease_until: $crate::clock::Timestamp,
+            ) -> $crate::store::StoreResult<bool> {
+                let renewed = sqlx::query(
+                    "UPDATE idempotency_keys SET expires_at = $4 \
+                     WHERE key_id = $1 AND idempotency_key = $2 AND created_at = $3 AND state = 'in_flight'",
+                )
+                .bind(key.to_string())
+                .bind(idempotency_key)
+                .bind($crate::clock::to_millis(claimed_at))
+                .bind($crate::clock::to_millis(lease_until))
+                .execute(&self.pool)
+                .await?;
+                Ok(renewed.rows_affected() == 1)
+            }
+
             async fn finish_idempotent(
                 &self,
                 key: $crate::ids::ApiKeyId,
                 idempotency_key: &str,
+                claimed_at: $crate::clock::Timestamp,
                 response: &$crate::store::StoredResponse,
+                expires_at: $crate::clock::Timestamp,
             ) -> $crate::store::StoreResult<()> {
                 let encryptor = &self.sealing()?.encryptor;
                 let aad = $crate::secrets::RowAad::IdempotentResponse { api_key: key, idempotency_key };
                 let sealed = encryptor.seal_bytes(&response.body, &aad);
                 sqlx::query(
                     "UPDATE idempotency_keys SET state = 'done', status = $3, content_type = $4, body = $5, \
-                     body_key_id = $6 WHERE key_id = $1 AND idempotency_key = $2",
+                     body_key_id = $6, expires_at = $8 \
+                     WHERE key_id = $1 AND idempotency_key = $2 AND created_at = $7 AND state = 'in_flight'",
                 )
                 .bind(key.to_string())
                 .bind(idempotency_key)
@@ -186,6 +234,8 @@ macro_rules! impl_guard_store {
                 .bind(response.content_type.as_deref())
                 .bind(&sealed)
                 .bind(encryptor.key_id())
+                .bind($crate::clock::to_millis(claimed_at))
+                .bind($crate::clock::to_millis(expires_at))
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -195,12 +245,17 @@ macro_rules! impl_guard_store {
                 &self,
                 key: $crate::ids::ApiKeyId,
                 idempotency_key: &str,
+                claimed_at: $crate::clock::Timestamp,
             ) -> $crate::store::StoreResult<()> {
-                sqlx::query("DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2")
-                    .bind(key.to_string())
-                    .bind(idempotency_key)
-                    .execute(&self.pool)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM idempotency_keys WHERE key_id = $1 AND idempotency_key = $2 \
+                     AND created_at = $3 AND state = 'in_flight'",
+                )
+                .bind(key.to_string())
+                .bind(idempotency_key)
+                .bind($crate::clock::to_millis(claimed_at))
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 
