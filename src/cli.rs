@@ -115,8 +115,8 @@ pub enum Command {
         #[arg(long)]
         now: Option<i64>,
     },
-    /// Re-encrypt every signing secret and every other sealed row (the audit key) under a new
-    /// master key. Safe to run while daemons run
+    /// Re-encrypt every signing secret and every other sealed row (the audit key, endpoint
+    /// headers, stored idempotent responses) under a new master key. Safe to run while daemons run
     /// (give them the new key as master_key and the old one as master_key_previous first) and
     /// safe to run again if interrupted.
     Rekey {
@@ -644,7 +644,10 @@ async fn rekey(config: &Config, new_key_file: &std::path::Path) -> anyhow::Resul
         "re-encrypted {resealed} signing secrets under {} ({skipped} changed meanwhile)",
         target.id()
     );
-    println!("re-encrypted {} audit keys", rows.audit_keys);
+    println!(
+        "re-encrypted {} audit keys, {} endpoint header sets and {} stored idempotent responses ({} unreadable, left to expire)",
+        rows.audit_keys, rows.endpoint_headers, rows.idempotent_responses, rows.unreadable
+    );
     println!("next: set master_key to the new key on every instance, keeping the old one as master_key_previous until all have restarted");
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,10 @@
 //! - [`config`] — layered configuration (defaults ← `hooksign.toml` ← `HOOKSIGN_*`).
 //! - [`ids`], [`keys`], [`secrets`] — the domain types: prefixed ids, API tokens and scopes,
 //!   signing-secret material and its encryption at rest.
-//! - [`store`] — the storage trait and its SQLite and PostgreSQL implementations.
+//! - [`store`] — the storage trait and its SQLite and PostgreSQL implementations; `sealing`
+//!   there unlocks a store with the master key and seals what must not reach the disk in
+//!   plaintext (stored idempotent answers, endpoint headers, the audit key).
+//! - [`audit`] — the audit log's keyed hash chains, their heads and verification.
 //! - [`auth`], [`api`] — the HTTP admin API: authentication (with the client address behind
 //!   trusted proxies, `auth::client_addr`), the error envelope, one module per resource.
 //! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.

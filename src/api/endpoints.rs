@@ -42,6 +42,9 @@ pub struct EndpointObject {
     pub enabled: bool,
     pub max_in_flight: u32,
     pub timeout_ms: u32,
+    /// Custom header names, each with a masked value (`••••`): the values (usually the
+    /// receiver's credentials) are write-only, sealed at rest, and sent only to the receiver.
+    #[schema(example = json!({"Authorization": "••••"}))]
     pub headers: BTreeMap<String, String>,
     /// Why the daemon (or an admin) disabled it.
     pub disabled_reason: Option<String>,
@@ -56,6 +59,10 @@ pub struct EndpointObject {
     pub updated_at: Timestamp,
 }
 
+/// What the API shows instead of a custom header's value (not a valid header value, so it
+/// cannot be sent back by mistake as one).
+pub const MASKED_HEADER_VALUE: &str = "••••";
+
 impl From<EndpointRecord> for EndpointObject {
     fn from(e: EndpointRecord) -> Self {
         Self {
@@ -69,7 +76,11 @@ impl From<EndpointRecord> for EndpointObject {
             enabled: e.enabled,
             max_in_flight: e.max_in_flight,
             timeout_ms: e.timeout_ms,
-            headers: e.headers,
+            headers: e
+                .headers
+                .into_keys()
+                .map(|name| (name, MASKED_HEADER_VALUE.to_owned()))
+                .collect(),
             disabled_reason: e.disabled_reason,
             disabled_at: e.disabled_at,
             created_at: e.created_at,
@@ -97,7 +108,8 @@ pub struct EndpointBody {
     /// so a slow attempt is never sent a second time while it is still under way.
     #[schema(minimum = 100, maximum = 30000)]
     pub timeout_ms: Option<u32>,
-    /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
+    /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden. Values
+    /// are write-only: answers show them masked. On PATCH the map replaces the stored one.
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -196,6 +208,13 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
             return Err(invalid(
                 "invalid_headers",
                 format!("`{name}` is set by hooksign and cannot be overridden"),
+            ));
+        }
+        if value == MASKED_HEADER_VALUE {
+            // A GET answer sent back as is would overwrite the credential with the mask.
+            return Err(invalid(
+                "invalid_headers",
+                format!("the value of `{name}` is the mask answers show; send the real value"),
             ));
         }
         if value.len() > 1024 || reqwest::header::HeaderValue::from_str(value).is_err() {

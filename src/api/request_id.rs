@@ -26,6 +26,17 @@ pub fn current_request_id() -> String {
         .unwrap_or_else(|_| "req_unknown".to_owned())
 }
 
+/// Runs `work` (typically spawned as a task of its own) with the current request's id and
+/// tracing span, so its errors and logs still name the request.
+pub fn in_current_request<F: std::future::Future>(
+    work: F,
+) -> impl std::future::Future<Output = F::Output> {
+    REQUEST_ID.scope(
+        current_request_id(),
+        tracing::Instrument::instrument(work, tracing::Span::current()),
+    )
+}
+
 /// The request id as a typed id, when it is one we generated.
 pub fn current_typed_request_id() -> Option<RequestId> {
     current_request_id().parse().ok()

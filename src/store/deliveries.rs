@@ -4,6 +4,10 @@
 //! 202 nothing is lost. Workers claim due deliveries in batches with a lease (on PostgreSQL
 //! with `FOR UPDATE SKIP LOCKED`, so many daemons share one queue); a lease that runs out is
 //! claimed again (at-least-once delivery).
+//!
+//! Endpoint headers (usually the receiver's credentials) are sealed under the master key on
+//! their way to the database and opened when a row is read, so the engine sends the real
+//! values and nothing else sees them on disk.
 
 use std::collections::BTreeMap;
 
@@ -326,8 +330,8 @@ pub trait DeliveryStore {
 pub(super) const ROWS_PER_STATEMENT: usize = 256;
 
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.merchant_id, e.mode, e.url, e.description, e.event_types, e.scheme, \
-     e.enabled, e.max_in_flight, e.timeout_ms, e.headers, e.disabled_reason, e.disabled_at, e.failing_since, \
-     e.created_at, e.updated_at";
+     e.enabled, e.max_in_flight, e.timeout_ms, e.headers, e.headers_key_id, e.headers_sealed, e.disabled_reason, \
+     e.disabled_at, e.failing_since, e.created_at, e.updated_at";
 pub(super) const DELIVERY_COLUMNS: &str =
     "d.id, d.event_id, d.endpoint_id, d.mode, d.status, d.attempts, \
      d.next_attempt_at, d.last_status, d.last_error, d.delivered_at, d.created_at, d.updated_at";
@@ -345,6 +349,8 @@ pub(super) struct EndpointRow {
     max_in_flight: i64,
     timeout_ms: i64,
     headers: String,
+    headers_key_id: Option<String>,
+    headers_sealed: Option<Vec<u8>>,
     disabled_reason: Option<String>,
     disabled_at: Option<i64>,
     failing_since: Option<i64>,
@@ -352,17 +358,64 @@ pub(super) struct EndpointRow {
     updated_at: i64,
 }
 
-impl TryFrom<EndpointRow> for EndpointRecord {
-    type Error = super::StoreError;
+/// What an endpoint's sealed headers are bound to.
+pub(super) fn headers_aad(
+    id: EndpointId,
+    merchant: MerchantId,
+    mode: Mode,
+) -> crate::secrets::RowAad<'static> {
+    crate::secrets::RowAad::EndpointHeaders {
+        endpoint: id,
+        merchant,
+        mode,
+    }
+}
 
-    fn try_from(row: EndpointRow) -> Result<Self, super::StoreError> {
+/// The sealed form of `headers` (no ciphertext for none): `(key id, ciphertext)`.
+pub(super) fn seal_headers(
+    encryptor: &crate::secrets::Encryptor,
+    endpoint: &EndpointRecord,
+) -> (Option<String>, Option<Vec<u8>>) {
+    if endpoint.headers.is_empty() {
+        return (None, None);
+    }
+    let json = zeroize::Zeroizing::new(serde_json::to_vec(&endpoint.headers).unwrap_or_default());
+    let aad = headers_aad(endpoint.id, endpoint.merchant_id, endpoint.mode);
+    (
+        Some(encryptor.key_id().to_owned()),
+        Some(encryptor.seal_bytes(&json, &aad)),
+    )
+}
+
+impl EndpointRow {
+    /// The record, with its headers opened by `encryptor`.
+    pub(super) fn into_record(
+        self,
+        encryptor: &crate::secrets::Encryptor,
+    ) -> Result<EndpointRecord, super::StoreError> {
         use super::records::{opt_time, parse_id};
+        let row = self;
         let corrupt =
             |what: &str| super::StoreError::Corrupt(format!("endpoint {}: {what}", row.id));
+        let id: EndpointId = parse_id(&row.id)?;
+        let merchant_id: MerchantId = parse_id(&row.merchant_id)?;
+        let mode: Mode = row.mode.parse().map_err(super::StoreError::Corrupt)?;
+        let headers = match (&row.headers_key_id, &row.headers_sealed) {
+            (Some(key_id), Some(sealed)) => {
+                let plain = encryptor
+                    .open_bytes(key_id, sealed, &headers_aad(id, merchant_id, mode))
+                    .map_err(|err| {
+                        super::sealing::sealed_error(&format!("headers of endpoint {id}"), err)
+                    })?;
+                serde_json::from_slice(&plain).map_err(|_| corrupt("headers"))?
+            }
+            // Plaintext from an older version (sealed at start), or no headers.
+            _ => serde_json::from_str(&row.headers).map_err(|_| corrupt("headers"))?,
+        };
         Ok(EndpointRecord {
-            id: parse_id(&row.id)?,
-            merchant_id: parse_id(&row.merchant_id)?,
-            mode: row.mode.parse().map_err(super::StoreError::Corrupt)?,
+            id,
+            merchant_id,
+            mode,
             url: row.url.clone(),
             description: row.description.clone(),
             event_types: row
@@ -375,7 +428,7 @@ impl TryFrom<EndpointRow> for EndpointRecord {
             max_in_flight: u32::try_from(row.max_in_flight)
                 .map_err(|_| corrupt("max_in_flight"))?,
             timeout_ms: u32::try_from(row.timeout_ms).map_err(|_| corrupt("timeout_ms"))?,
-            headers: serde_json::from_str(&row.headers).map_err(|_| corrupt("headers"))?,
+            headers,
             disabled_reason: row.disabled_reason.clone(),
             disabled_at: opt_time(row.disabled_at),
             failing_since: opt_time(row.failing_since),
@@ -447,11 +500,14 @@ pub(super) struct ClaimRow {
     secrets_version: i64,
 }
 
-impl TryFrom<ClaimRow> for ClaimedDelivery {
-    type Error = super::StoreError;
-
-    fn try_from(row: ClaimRow) -> Result<Self, super::StoreError> {
+impl ClaimRow {
+    /// The claimed delivery, with its endpoint's headers opened by `encryptor`.
+    pub(super) fn into_claimed(
+        self,
+        encryptor: &crate::secrets::Encryptor,
+    ) -> Result<ClaimedDelivery, super::StoreError> {
         use super::records::parse_id;
+        let row = self;
         Ok(ClaimedDelivery {
             id: parse_id(&row.delivery_id)?,
             lease: row.leased_by,
@@ -459,7 +515,7 @@ impl TryFrom<ClaimRow> for ClaimedDelivery {
             event_type: row.event_type,
             body: row.body,
             attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
-            endpoint: row.endpoint.try_into()?,
+            endpoint: row.endpoint.into_record(encryptor)?,
             secrets_version: row.secrets_version,
         })
     }
@@ -474,6 +530,7 @@ macro_rules! impl_delivery_store {
         impl $store {
             async fn endpoint_in(
                 conn: &mut <$db as sqlx::Database>::Connection,
+                encryptor: &$crate::secrets::Encryptor,
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 id: $crate::ids::EndpointId,
@@ -488,7 +545,7 @@ macro_rules! impl_delivery_store {
                     .bind(mode.as_str())
                     .fetch_optional(&mut *conn)
                     .await?;
-                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+                row.ok_or($crate::store::StoreError::NotFound)?.into_record(encryptor)
             }
 
             async fn delivery_in(
@@ -511,18 +568,23 @@ macro_rules! impl_delivery_store {
             }
 
             async fn write_endpoint(
+                &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
                 endpoint: &$crate::store::EndpointRecord,
                 insert: bool,
             ) -> $crate::store::StoreResult<()> {
+                let (headers_key_id, headers_sealed) =
+                    $crate::store::deliveries::seal_headers(&self.sealing()?.encryptor, endpoint);
                 let sql = if insert {
                     "INSERT INTO endpoints (id, merchant_id, mode, url, description, event_types, scheme, enabled, \
-                     max_in_flight, timeout_ms, headers, disabled_reason, disabled_at, failing_since, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                     max_in_flight, timeout_ms, headers, disabled_reason, disabled_at, failing_since, created_at, updated_at, \
+                     headers_key_id, headers_sealed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
                 } else {
                     "UPDATE endpoints SET url = $4, description = $5, event_types = $6, scheme = $7, enabled = $8, \
                      max_in_flight = $9, timeout_ms = $10, headers = $11, disabled_reason = $12, disabled_at = $13, \
-                     failing_since = $14, updated_at = $16 WHERE id = $1 AND merchant_id = $2 AND mode = $3 AND created_at = $15"
+                     failing_since = $14, updated_at = $16, headers_key_id = $17, headers_sealed = $18 \
+                     WHERE id = $1 AND merchant_id = $2 AND mode = $3 AND created_at = $15"
                 };
                 sqlx::query(sql)
                     .bind(endpoint.id.to_string())
@@ -535,12 +597,15 @@ macro_rules! impl_delivery_store {
                     .bind(endpoint.enabled)
                     .bind(i64::from(endpoint.max_in_flight))
                     .bind(i64::from(endpoint.timeout_ms))
-                    .bind(serde_json::to_string(&endpoint.headers).unwrap_or_else(|_| "{}".into()))
+                    // The plaintext column keeps only the empty map; the headers are sealed.
+                    .bind("{}")
                     .bind(endpoint.disabled_reason.as_deref())
                     .bind(endpoint.disabled_at.map($crate::clock::to_millis))
                     .bind(endpoint.failing_since.map($crate::clock::to_millis))
                     .bind($crate::clock::to_millis(endpoint.created_at))
                     .bind($crate::clock::to_millis(endpoint.updated_at))
+                    .bind(headers_key_id)
+                    .bind(headers_sealed)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -556,7 +621,7 @@ macro_rules! impl_delivery_store {
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, endpoint.merchant_id).await?;
-                Self::write_endpoint(&mut tx, endpoint, true).await?;
+                self.write_endpoint(&mut tx, endpoint, true).await?;
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())
@@ -573,7 +638,8 @@ macro_rules! impl_delivery_store {
                 );
                 let rows: Vec<$crate::store::deliveries::EndpointRow> =
                     sqlx::query_as(&sql).bind(merchant.to_string()).bind(mode.as_str()).fetch_all(&self.pool).await?;
-                rows.into_iter().map(TryInto::try_into).collect()
+                let encryptor = &self.sealing()?.encryptor;
+                rows.into_iter().map(|row| row.into_record(encryptor)).collect()
             }
 
             async fn get_endpoint(
@@ -583,7 +649,7 @@ macro_rules! impl_delivery_store {
                 id: $crate::ids::EndpointId,
             ) -> $crate::store::StoreResult<$crate::store::EndpointRecord> {
                 let mut conn = self.pool.acquire().await?;
-                Self::endpoint_in(&mut conn, merchant, mode, id).await
+                Self::endpoint_in(&mut conn, &self.sealing()?.encryptor, merchant, mode, id).await
             }
 
             async fn update_endpoint(
@@ -597,7 +663,7 @@ macro_rules! impl_delivery_store {
             ) -> $crate::store::StoreResult<$crate::store::EndpointRecord> {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
-                let mut endpoint = Self::endpoint_in(&mut tx, merchant, mode, id).await?;
+                let mut endpoint = Self::endpoint_in(&mut tx, &self.sealing()?.encryptor, merchant, mode, id).await?;
                 if let Some(url) = &patch.url {
                     endpoint.url = url.clone();
                 }
@@ -634,7 +700,7 @@ macro_rules! impl_delivery_store {
                     _ => {}
                 }
                 endpoint.updated_at = now;
-                Self::write_endpoint(&mut tx, &endpoint, false).await?;
+                self.write_endpoint(&mut tx, &endpoint, false).await?;
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(endpoint)
@@ -649,7 +715,7 @@ macro_rules! impl_delivery_store {
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
-                Self::endpoint_in(&mut tx, merchant, mode, id).await?;
+                Self::endpoint_in(&mut tx, &self.sealing()?.encryptor, merchant, mode, id).await?;
                 sqlx::query("DELETE FROM endpoints WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
@@ -859,7 +925,8 @@ macro_rules! impl_delivery_store {
                 details.push(") ORDER BY d.next_attempt_at");
                 let rows: Vec<$crate::store::deliveries::ClaimRow> =
                     details.build_query_as().persistent(false).fetch_all(&self.pool).await?;
-                rows.into_iter().map(TryInto::try_into).collect()
+                let encryptor = &self.sealing()?.encryptor;
+                rows.into_iter().map(|row| row.into_claimed(encryptor)).collect()
             }
 
             async fn release_claims(

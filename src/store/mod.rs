@@ -151,6 +151,12 @@ pub async fn connect_with_postgres(
             "re-chained legacy (unkeyed) audit chains under the audit key"
         );
     }
+    if report.sealed_legacy_rows > 0 {
+        tracing::info!(
+            rows = report.sealed_legacy_rows,
+            "sealed rows an older version stored in plaintext"
+        );
+    }
     if !report.broken_legacy.is_empty() {
         tracing::error!(chains = ?report.broken_legacy, "legacy audit chains that do not verify were left unkeyed");
     }

@@ -85,7 +85,7 @@ impl PgStore {
 super::merchants::impl_merchant_store!(PgStore);
 super::api_keys::impl_api_key_store!(PgStore, sqlx::Postgres);
 super::guards::impl_guard_store!(PgStore);
-super::sealing::impl_sealing_store!(PgStore, sqlx::Postgres);
+super::sealing::impl_sealing_store!(PgStore, sqlx::Postgres, "SELECT 1", "SELECT 1", "SELECT 1");
 super::deliveries::impl_delivery_store!(
     PgStore,
     sqlx::Postgres,

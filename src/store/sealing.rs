@@ -3,8 +3,11 @@
 //! A store opens *locked*: it can migrate and read, but every write that appends to the audit
 //! chain needs the audit key, and every row holding a secret is sealed on its way to the disk.
 //! [`SealingStore::unlock`] hands the store the master-key [`Encryptor`], loads the audit key
-//! (creating it, sealed, on a fresh database) and, right after the keyed-chain migration,
-//! re-chains legacy audit chains. [`SealingStore::reseal_rows`] is `hooksign rekey`'s
+//! (creating it, sealed, on a fresh database), seals rows an older version wrote in plaintext
+//! (stored idempotent responses, endpoint headers) and, right after the keyed-chain migration, re-chains legacy
+//! audit chains. Sealing old rows happens at start, not on first use, so no plaintext waits on
+//! disk for a request that may never come; on SQLite it runs with `secure_delete`, so the
+//! overwritten plaintext does not linger in free pages. [`SealingStore::reseal_rows`] is `hooksign rekey`'s
 //! part for these rows.
 
 use std::sync::{Arc, OnceLock};
@@ -33,12 +36,18 @@ pub struct UnlockReport {
     pub rechained: Vec<String>,
     /// Unkeyed audit chains that did not verify and were left as they are.
     pub broken_legacy: Vec<String>,
+    /// Plaintext rows from an older version sealed now.
+    pub sealed_legacy_rows: u64,
 }
 
 /// What [`SealingStore::reseal_rows`] re-sealed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResealReport {
     pub audit_keys: u64,
+    pub idempotent_responses: u64,
+    pub endpoint_headers: u64,
+    /// Stored responses no loaded key opens: left to expire (a replay answers 409).
+    pub unreadable: u64,
 }
 
 /// A row that cannot be opened.
@@ -68,10 +77,93 @@ pub trait SealingStore {
     async fn reseal_rows(&self, sealer: &Encryptor) -> StoreResult<ResealReport>;
 }
 
-/// Implements [`SealingStore`] for a store with `pool` and `sealing` fields.
+/// Implements [`SealingStore`] for a store with `pool` and `sealing` fields; `$wipe_on` and
+/// `$wipe_off` turn overwriting of deleted content on and off for one connection, and `$flush`
+/// moves the overwritten pages into the database file and empties the log (SQLite's
+/// `secure_delete` and `wal_checkpoint(TRUNCATE)`; no-ops on PostgreSQL, where `VACUUM`
+/// reclaims old row versions).
 macro_rules! impl_sealing_store {
-    ($store:ty, $db:ty) => {
+    ($store:ty, $db:ty, $wipe_on:literal, $wipe_off:literal, $flush:literal) => {
         impl $store {
+            /// Seals stored idempotent responses an older version kept in plaintext.
+            async fn seal_legacy_idempotent(
+                &self,
+                report: &mut $crate::store::UnlockReport,
+            ) -> $crate::store::StoreResult<()> {
+                use $crate::secrets::RowAad;
+                let encryptor = self.sealing()?.encryptor.clone();
+                let rows: Vec<(String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT key_id, idempotency_key, body FROM idempotency_keys \
+                     WHERE body IS NOT NULL AND body_key_id IS NULL",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query($wipe_on).execute(&mut *conn).await?;
+                for (key, idempotency_key, body) in rows {
+                    let api_key: $crate::ids::ApiKeyId = $crate::store::records::parse_id(&key)?;
+                    let aad = RowAad::IdempotentResponse { api_key, idempotency_key: &idempotency_key };
+                    let sealed = encryptor.seal_bytes(&body, &aad);
+                    let updated = sqlx::query(
+                        "UPDATE idempotency_keys SET body = $3, body_key_id = $4 \
+                         WHERE key_id = $1 AND idempotency_key = $2 AND body_key_id IS NULL",
+                    )
+                    .bind(&key)
+                    .bind(&idempotency_key)
+                    .bind(&sealed)
+                    .bind(encryptor.key_id())
+                    .execute(&mut *conn)
+                    .await?;
+                    report.sealed_legacy_rows += updated.rows_affected();
+                }
+                sqlx::query($wipe_off).execute(&mut *conn).await?;
+                sqlx::query($flush).execute(&mut *conn).await?;
+                Ok(())
+            }
+
+            /// Seals endpoint headers an older version kept in plaintext.
+            async fn seal_legacy_endpoint_headers(
+                &self,
+                report: &mut $crate::store::UnlockReport,
+            ) -> $crate::store::StoreResult<()> {
+                let encryptor = self.sealing()?.encryptor.clone();
+                let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT id, merchant_id, mode, headers FROM endpoints \
+                     WHERE headers <> '{}' AND headers_sealed IS NULL",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                if rows.is_empty() {
+                    return Ok(());
+                }
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query($wipe_on).execute(&mut *conn).await?;
+                for (id, merchant, mode, headers) in rows {
+                    let id_typed: $crate::ids::EndpointId = $crate::store::records::parse_id(&id)?;
+                    let merchant_typed: $crate::ids::MerchantId = $crate::store::records::parse_id(&merchant)?;
+                    let mode_typed: $crate::keys::Mode = mode.parse().map_err($crate::store::StoreError::Corrupt)?;
+                    let aad = $crate::store::deliveries::headers_aad(id_typed, merchant_typed, mode_typed);
+                    let sealed = encryptor.seal_bytes(headers.as_bytes(), &aad);
+                    let updated = sqlx::query(
+                        "UPDATE endpoints SET headers = '{}', headers_key_id = $3, headers_sealed = $4 \
+                         WHERE id = $1 AND headers = $2 AND headers_sealed IS NULL",
+                    )
+                    .bind(&id)
+                    .bind(&headers)
+                    .bind(encryptor.key_id())
+                    .bind(&sealed)
+                    .execute(&mut *conn)
+                    .await?;
+                    report.sealed_legacy_rows += updated.rows_affected();
+                }
+                sqlx::query($wipe_off).execute(&mut *conn).await?;
+                sqlx::query($flush).execute(&mut *conn).await?;
+                Ok(())
+            }
+
             /// The keys, or [`StoreError::Locked`].
             pub(super) fn sealing(&self) -> $crate::store::StoreResult<&$crate::store::Sealing> {
                 self.sealing.get().ok_or($crate::store::StoreError::Locked)
@@ -226,6 +318,8 @@ macro_rules! impl_sealing_store {
                     let _ = self.sealing.set($crate::store::Sealing { encryptor, audit });
                 }
                 let mut report = $crate::store::UnlockReport::default();
+                self.seal_legacy_idempotent(&mut report).await?;
+                self.seal_legacy_endpoint_headers(&mut report).await?;
                 if rechain_legacy {
                     self.rechain_legacy_audit(&mut report).await?;
                 }
@@ -266,6 +360,65 @@ macro_rules! impl_sealing_store {
                     .execute(&self.pool)
                     .await?;
                     report.audit_keys += updated.rows_affected();
+                }
+                let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT key_id, idempotency_key, body_key_id, body FROM idempotency_keys \
+                     WHERE body_key_id IS NOT NULL AND body_key_id <> $1 AND body IS NOT NULL",
+                )
+                .bind(sealer.key_id())
+                .fetch_all(&self.pool)
+                .await?;
+                for (key, idempotency_key, old_key, sealed) in rows {
+                    let api_key: $crate::ids::ApiKeyId = $crate::store::records::parse_id(&key)?;
+                    let aad = RowAad::IdempotentResponse { api_key, idempotency_key: &idempotency_key };
+                    let Ok(plain) = sealing.encryptor.open_bytes(&old_key, &sealed, &aad) else {
+                        report.unreadable += 1;
+                        continue;
+                    };
+                    let resealed = sealer.seal_bytes(&plain, &aad);
+                    let updated = sqlx::query(
+                        "UPDATE idempotency_keys SET body = $4, body_key_id = $5 \
+                         WHERE key_id = $1 AND idempotency_key = $2 AND body_key_id = $3",
+                    )
+                    .bind(&key)
+                    .bind(&idempotency_key)
+                    .bind(&old_key)
+                    .bind(&resealed)
+                    .bind(sealer.key_id())
+                    .execute(&self.pool)
+                    .await?;
+                    report.idempotent_responses += updated.rows_affected();
+                }
+                let rows: Vec<(String, String, String, String, Vec<u8>)> = sqlx::query_as(
+                    "SELECT id, merchant_id, mode, headers_key_id, headers_sealed FROM endpoints \
+                     WHERE headers_key_id IS NOT NULL AND headers_key_id <> $1 AND headers_sealed IS NOT NULL",
+                )
+                .bind(sealer.key_id())
+                .fetch_all(&self.pool)
+                .await?;
+                for (id, merchant, mode, old_key, sealed) in rows {
+                    let aad = $crate::store::deliveries::headers_aad(
+                        $crate::store::records::parse_id(&id)?,
+                        $crate::store::records::parse_id(&merchant)?,
+                        mode.parse().map_err($crate::store::StoreError::Corrupt)?,
+                    );
+                    // Endpoint headers do not expire: one no loaded key opens stops the rekey.
+                    let plain = sealing
+                        .encryptor
+                        .open_bytes(&old_key, &sealed, &aad)
+                        .map_err(|err| $crate::store::sealing::sealed_error(&format!("headers of endpoint {id}"), err))?;
+                    let resealed = sealer.seal_bytes(&plain, &aad);
+                    let updated = sqlx::query(
+                        "UPDATE endpoints SET headers_key_id = $3, headers_sealed = $4 \
+                         WHERE id = $1 AND headers_key_id = $2",
+                    )
+                    .bind(&id)
+                    .bind(&old_key)
+                    .bind(sealer.key_id())
+                    .bind(&resealed)
+                    .execute(&self.pool)
+                    .await?;
+                    report.endpoint_headers += updated.rows_affected();
                 }
                 Ok(report)
             }

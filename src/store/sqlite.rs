@@ -102,7 +102,13 @@ fn private_database_files(file: &Path) -> std::io::Result<()> {
 super::merchants::impl_merchant_store!(SqliteStore);
 super::api_keys::impl_api_key_store!(SqliteStore, sqlx::Sqlite);
 super::guards::impl_guard_store!(SqliteStore);
-super::sealing::impl_sealing_store!(SqliteStore, sqlx::Sqlite);
+super::sealing::impl_sealing_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "PRAGMA secure_delete = ON",
+    "PRAGMA secure_delete = OFF",
+    "PRAGMA wal_checkpoint(TRUNCATE)"
+);
 super::deliveries::impl_delivery_store!(SqliteStore, sqlx::Sqlite, "", "");
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);

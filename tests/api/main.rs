@@ -2,6 +2,7 @@
 //! test on SQLite and (when `HOOKSIGN_TEST_DATABASE_URL` is set) PostgreSQL.
 
 mod helpers;
+mod idempotency;
 
 mod api_keys;
 mod at_rest;

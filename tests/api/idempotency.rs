@@ -1,0 +1,330 @@
+//! `Idempotency-Key` claims never outlive their request: a request past the deadline, a client
+//! that hangs up, a handler that panics or a process that dies leaves no key blocked beyond a
+//! short lease, and a retried event is created exactly once.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::post;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+
+/// Runs `test` on both stores with a one-second request deadline.
+macro_rules! with_short_deadline {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = super::short_deadline_app(crate::helpers::Backend::Sqlite).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if let Some(app) = super::short_deadline_app(crate::helpers::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )+
+    };
+}
+
+with_short_deadline!(
+    a_request_past_the_deadline_runs_to_its_end_and_its_retry_replays_it,
+    a_client_that_hangs_up_leaves_the_key_replayable,
+    a_panicking_request_releases_its_key,
+    a_dead_claim_lapses_with_its_lease,
+    an_event_answered_503_on_the_deadline_is_created_once,
+);
+
+async fn short_deadline_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |config| config.http.request_timeout_secs = 1).await
+}
+
+/// The daemon's middleware and authentication around test routes: `/v1/slow` answers 201
+/// after 2.5 s, `/v1/panic` panics; both count their runs.
+async fn test_routes(app: &TestApp, runs: Arc<AtomicUsize>) -> String {
+    let slow_runs = runs.clone();
+    let routes = axum::Router::new()
+        .route(
+            "/v1/slow",
+            post(move || {
+                let runs = slow_runs.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
+                    let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+                    (axum::http::StatusCode::CREATED, format!("slow run {run}"))
+                }
+            }),
+        )
+        .route(
+            "/v1/panic",
+            post(move || {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    if runs.load(Ordering::SeqCst) > 0 {
+                        panic!("handler panics");
+                    }
+                    "unreachable"
+                }
+            }),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.state.clone(),
+            hooksign::auth::idempotency::idempotency,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.state.clone(),
+            hooksign::auth::authenticate,
+        ));
+    let router = hooksign::api::with_middleware(routes, app.state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    base
+}
+
+async fn post_slow(app: &TestApp, base: &str, token: &str, path: &str) -> reqwest::Response {
+    app.client
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("idempotency-key", "slow-1")
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_request_past_the_deadline_runs_to_its_end_and_its_retry_replays_it(app: TestApp) {
+    let merchant = app.create_merchant("Slow").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let base = test_routes(&app, runs.clone()).await;
+    let first = post_slow(&app, &base, &merchant.test_token, "/v1/slow").await;
+    assert_error(first, 503, "api_error", "request_timeout").await;
+    // Still running: the retry waits its turn instead of running it a second time.
+    let busy = post_slow(&app, &base, &merchant.test_token, "/v1/slow").await;
+    assert_error(
+        busy,
+        409,
+        "invalid_request",
+        "idempotency_request_in_progress",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let replayed = post_slow(&app, &base, &merchant.test_token, "/v1/slow").await;
+    assert_eq!(replayed.status(), 201);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(replayed.text().await.unwrap(), "slow run 1");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+async fn a_client_that_hangs_up_leaves_the_key_replayable(app: TestApp) {
+    let merchant = app.create_merchant("Gone").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let base = test_routes(&app, runs.clone()).await;
+    let gone = app
+        .client
+        .post(format!("{base}/v1/slow"))
+        .bearer_auth(&merchant.test_token)
+        .header("idempotency-key", "slow-1")
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client hung up");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_flight'")
+            .await,
+        0,
+        "no claim left behind"
+    );
+    let replayed = post_slow(&app, &base, &merchant.test_token, "/v1/slow").await;
+    assert_eq!(replayed.status(), 201);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+async fn a_panicking_request_releases_its_key(app: TestApp) {
+    let merchant = app.create_merchant("Panics").await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let base = test_routes(&app, runs.clone()).await;
+    let first = post_slow(&app, &base, &merchant.test_token, "/v1/panic").await;
+    assert_error(first, 500, "api_error", "internal_error").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Released, not stuck: the retry runs again (and panics again), no 409.
+    let again = post_slow(&app, &base, &merchant.test_token, "/v1/panic").await;
+    assert_eq!(again.status(), 500);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
+}
+
+async fn a_dead_claim_lapses_with_its_lease(app: TestApp) {
+    let merchant = app.create_merchant("Crashed").await;
+    let key_id: hooksign::ids::ApiKeyId = merchant.body["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|key| key["mode"] == "test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A claim the daemon makes holds for the request timeout plus a margin, not for a day.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let base = test_routes(&app, runs).await;
+    let (client, url, token) = (
+        app.client.clone(),
+        format!("{base}/v1/slow"),
+        merchant.test_token.clone(),
+    );
+    let slow = tokio::spawn(async move {
+        client
+            .post(url)
+            .bearer_auth(token)
+            .header("idempotency-key", "lease")
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count(
+            "SELECT expires_at - created_at FROM idempotency_keys WHERE idempotency_key = 'lease' AND state = 'in_flight'"
+        )
+        .await,
+        16_000,
+        "lease = http.request_timeout_secs (1) + 15 s"
+    );
+    let _ = slow.await;
+    // A process claimed the key and died before answering: nothing will release it.
+    let now = app.clock_now();
+    let lease = chrono::Duration::seconds(1 + 15);
+    app.state
+        .store
+        .begin_idempotent(key_id, "crashed", "fingerprint", now, now + lease)
+        .await
+        .unwrap();
+    let retry = || {
+        app.authed(Method::POST, "/v1/api-keys", &merchant.test_token)
+            .header("idempotency-key", "crashed")
+            .json(&json!({ "name": "after the crash" }))
+            .send()
+    };
+    let busy = retry().await.unwrap();
+    assert_error(
+        busy,
+        409,
+        "invalid_request",
+        "idempotency_request_in_progress",
+    )
+    .await;
+    // Once the lease (request timeout + margin) has passed, not after 24 hours.
+    app.clock.advance(chrono::Duration::seconds(17));
+    let created = retry().await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert!(created.headers().get("idempotent-replayed").is_none());
+}
+
+/// Holds the database's lock on new events until dropped (SQLite: the write lock; PostgreSQL:
+/// an exclusive lock on `events`).
+async fn hold_event_writes(app: &TestApp) -> tokio::sync::oneshot::Sender<()> {
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let (locked, is_locked) = tokio::sync::oneshot::channel::<()>();
+    let url = app.config.database.url.clone();
+    let backend = app.backend;
+    tokio::spawn(async move {
+        use sqlx::Connection as _;
+        match backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                let _ = locked.send(());
+                let _ = released.await;
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                let mut tx = conn.begin().await.unwrap();
+                sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let _ = locked.send(());
+                let _ = released.await;
+                tx.commit().await.unwrap();
+            }
+        }
+    });
+    is_locked.await.unwrap();
+    release
+}
+
+async fn an_event_answered_503_on_the_deadline_is_created_once(app: TestApp) {
+    let merchant = app.create_merchant("Slow ingest").await;
+    let send = || {
+        app.authed(Method::POST, "/v1/events", &merchant.test_token)
+            .header("idempotency-key", "order-1")
+            .json(&json!({ "type": "order.created", "payload": { "order": 1 } }))
+            .send()
+    };
+    let release = hold_event_writes(&app).await;
+    let first = send().await.unwrap();
+    assert_error(first, 503, "api_error", "request_timeout").await;
+    let _ = release.send(());
+    // The client retries until it has an answer; each 409 means "still running".
+    let mut answer = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let retry = send().await.unwrap();
+        if retry.status() == 409 {
+            // A claim whose request never got to run (SQLite: blocked before claiming)
+            // lapses with its lease; let time pass for it.
+            app.clock.advance(chrono::Duration::seconds(5));
+            continue;
+        }
+        answer = Some(retry);
+        break;
+    }
+    let answer = answer.expect("the retry gets an answer within the lease");
+    assert_eq!(answer.status(), 202);
+    if app.backend == Backend::Postgres {
+        // The first request ran to its end: its 202 is what the retry gets.
+        assert_eq!(answer.headers()["idempotent-replayed"], "true");
+    }
+    let event: Value = answer.json().await.unwrap();
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events").await,
+        1,
+        "exactly one event"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM events WHERE id = '{}'",
+            event["id"].as_str().unwrap()
+        ))
+        .await,
+        1
+    );
+    // And it stays one: later retries replay it.
+    let later = send().await.unwrap();
+    assert_eq!(later.status(), 202);
+    assert_eq!(later.headers()["idempotent-replayed"], "true");
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
+}
