@@ -186,6 +186,11 @@ pub struct DeliveryConfig {
     pub retry_after_cap_secs: u64,
     /// An endpoint failing continuously this long is disabled, in seconds.
     pub disable_after_secs: u64,
+    /// Endpoints a merchant may have in each mode.
+    pub max_endpoints_per_mode: u32,
+    /// Events waiting for the ingest transaction at most; beyond, `POST /v1/events` answers
+    /// 503 with `Retry-After` instead of queueing without bound.
+    pub ingest_queue_capacity: usize,
 }
 
 impl Default for DeliveryConfig {
@@ -205,6 +210,8 @@ impl Default for DeliveryConfig {
             retry_jitter: 0.2,
             retry_after_cap_secs: 3_600,
             disable_after_secs: 5 * 24 * 3_600,
+            max_endpoints_per_mode: 100,
+            ingest_queue_capacity: 1_024,
         }
     }
 }
@@ -427,6 +434,14 @@ impl Config {
             ),
             ("http.idle_timeout_secs", self.http.idle_timeout_secs),
             ("http.max_connections", self.http.max_connections as u64),
+            (
+                "delivery.max_endpoints_per_mode",
+                u64::from(self.delivery.max_endpoints_per_mode),
+            ),
+            (
+                "delivery.ingest_queue_capacity",
+                self.delivery.ingest_queue_capacity as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));

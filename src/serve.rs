@@ -159,7 +159,7 @@ pub async fn serve(
             permit = make_room(&room, &open) => permit,
         };
         while connections.try_join_next().is_some() {}
-        let activity = open.insert();
+        let activity = open.insert(limits);
         let slot = Slot {
             open: open.clone(),
             activity: activity.clone(),
@@ -169,7 +169,6 @@ pub async fn serve(
             stream,
             peer,
             router.clone(),
-            limits,
             slot,
             stop.clone(),
         ));
@@ -253,7 +252,6 @@ async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
-    limits: ConnectionLimits,
     slot: Slot,
     stop: CancellationToken,
 ) {
@@ -282,12 +280,15 @@ async fn serve_connection(
     let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
     tokio::pin!(connection);
     let mut closing = false;
-    let timer = tokio::time::sleep_until(activity.deadline(&limits).0.into());
+    let timer = tokio::time::sleep_until(activity.arm().into());
     tokio::pin!(timer);
     let closed = loop {
-        let deadline = activity.deadline(&limits).0.into();
-        if timer.deadline() != deadline {
-            timer.as_mut().reset(deadline);
+        // The timer is moved only when the deadline came closer; when it fires early (a
+        // request came meanwhile), it is re-armed. Under steady traffic that is once per
+        // timeout period, not twice per request.
+        let deadline = activity.deadline().0;
+        if deadline < timer.deadline().into_std() {
+            timer.as_mut().reset(activity.arm().into());
         }
         tokio::select! {
             result = connection.as_mut() => {
@@ -298,12 +299,13 @@ async fn serve_connection(
             }
             () = timer.as_mut() => {
                 // The clock may have moved on (a request came): only a deadline still past ends it.
-                let (deadline, reason) = activity.deadline(&limits);
+                let (deadline, reason) = activity.deadline();
                 if Instant::now() >= deadline {
                     break Some(reason);
                 }
+                timer.as_mut().reset(activity.arm().into());
             }
-            // A request began or ended, or a head started: the deadline moved.
+            // A request ended or a head started: the deadline came closer.
             () = activity.changed.notified() => {}
             () = activity.close_for_room.cancelled(), if !closing => {
                 if activity.in_flight.load(Ordering::SeqCst) == 0 {
@@ -341,9 +343,9 @@ struct RegistryInner {
 }
 
 impl Registry {
-    fn insert(&self) -> Arc<Activity> {
+    fn insert(&self, limits: ConnectionLimits) -> Arc<Activity> {
         let id = self.0.next_id.fetch_add(1, Ordering::Relaxed);
-        let activity = Arc::new(Activity::new(id));
+        let activity = Arc::new(Activity::new(id, limits));
         let mut connections = self.lock();
         connections.insert(id, activity.clone());
         metrics::gauge!("hooksign_http_connections").set(connections.len() as f64);
@@ -386,6 +388,7 @@ const NEVER: u64 = u64::MAX;
 /// `opened`.
 struct Activity {
     id: u64,
+    limits: ConnectionLimits,
     opened: Instant,
     /// Requests whose response has not been written to the end.
     in_flight: AtomicUsize,
@@ -399,14 +402,17 @@ struct Activity {
     progress: AtomicU64,
     /// Set to make room under the cap.
     close_for_room: CancellationToken,
-    /// Wakes the connection's watcher when its deadline may have come closer.
+    /// The deadline the connection's timer is set to.
+    armed: AtomicU64,
+    /// Wakes the connection's watcher when its deadline came closer than `armed`.
     changed: Notify,
 }
 
 impl Activity {
-    fn new(id: u64) -> Self {
+    fn new(id: u64, limits: ConnectionLimits) -> Self {
         Self {
             id,
+            limits,
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             answered: AtomicBool::new(false),
@@ -414,6 +420,7 @@ impl Activity {
             head_started: AtomicU64::new(NEVER),
             progress: AtomicU64::new(0),
             close_for_room: CancellationToken::new(),
+            armed: AtomicU64::new(NEVER),
             changed: Notify::new(),
         }
     }
@@ -424,6 +431,24 @@ impl Activity {
 
     fn at(&self, millis: u64) -> Instant {
         self.opened + Duration::from_millis(millis)
+    }
+
+    fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_millis()).unwrap_or(NEVER - 1)
+    }
+
+    /// The current deadline, noted as the one the timer is set to.
+    fn arm(&self) -> Instant {
+        let deadline = self.deadline().0;
+        self.armed.store(self.millis(deadline), Ordering::SeqCst);
+        deadline
+    }
+
+    /// Wakes the watcher if the deadline is now closer than the timer.
+    fn nudge(&self) {
+        if self.millis(self.deadline().0) < self.armed.load(Ordering::SeqCst) {
+            self.changed.notify_one();
+        }
     }
 
     fn idle_since(&self) -> Instant {
@@ -438,7 +463,7 @@ impl Activity {
                 self.head_started
                     .compare_exchange(NEVER, now, Ordering::SeqCst, Ordering::SeqCst);
             if started.is_ok() {
-                self.changed.notify_one();
+                self.nudge();
             }
         }
     }
@@ -451,7 +476,8 @@ impl Activity {
     }
 
     /// When the connection is closed if nothing happens first, and why.
-    fn deadline(&self, limits: &ConnectionLimits) -> (Instant, Closed) {
+    fn deadline(&self) -> (Instant, Closed) {
+        let limits = &self.limits;
         if self.in_flight.load(Ordering::SeqCst) > 0 {
             let progress = self.at(self.progress.load(Ordering::Relaxed));
             return (
@@ -497,7 +523,7 @@ impl Drop for InFlight {
         activity.head_started.store(NEVER, Ordering::SeqCst);
         activity.answered.store(true, Ordering::SeqCst);
         activity.in_flight.fetch_sub(1, Ordering::SeqCst);
-        activity.changed.notify_one();
+        activity.nudge();
     }
 }
 
@@ -601,22 +627,22 @@ mod tests {
 
     #[test]
     fn the_clock_that_applies_follows_what_the_connection_does() {
-        let activity = Arc::new(Activity::new(0));
+        let activity = Arc::new(Activity::new(0, limits()));
         let opened = activity.opened;
-        let (at, reason) = activity.deadline(&limits());
+        let (at, reason) = activity.deadline();
         assert!(matches!(reason, Closed::HeaderTimeout));
         assert_eq!(at, opened + Duration::from_secs(10));
         let in_flight = InFlight::begin(activity.clone());
-        assert!(matches!(activity.deadline(&limits()).1, Closed::Stalled));
+        assert!(matches!(activity.deadline().1, Closed::Stalled));
         // Bytes read while a request is in flight do not start a header clock.
         activity.read();
         drop(in_flight);
-        let (at, reason) = activity.deadline(&limits());
+        let (at, reason) = activity.deadline();
         assert!(matches!(reason, Closed::IdleTimeout));
         assert!(at >= opened + Duration::from_secs(60));
         // The first byte of the next request starts the header clock.
         activity.read();
-        let (at, reason) = activity.deadline(&limits());
+        let (at, reason) = activity.deadline();
         assert!(matches!(reason, Closed::HeaderTimeout));
         assert!(at < opened + Duration::from_secs(60));
     }
@@ -637,12 +663,12 @@ mod tests {
     #[test]
     fn room_is_made_by_closing_the_longest_idle_connection_never_a_busy_one() {
         let open = Registry::default();
-        let busy = open.insert();
+        let busy = open.insert(limits());
         let _in_flight = InFlight::begin(busy.clone());
         std::thread::sleep(Duration::from_millis(5));
-        let older = open.insert();
+        let older = open.insert(limits());
         std::thread::sleep(Duration::from_millis(5));
-        let newer = open.insert();
+        let newer = open.insert(limits());
         open.close_longest_idle();
         assert!(older.close_for_room.is_cancelled());
         assert!(!newer.close_for_room.is_cancelled());

@@ -78,12 +78,18 @@ pub fn group_commit_writers(store: &dyn Store) -> usize {
     }
 }
 
-fn ingest_queue(store: Arc<dyn Store>) -> GroupCommit<NewEvent, Vec<DeliveryId>> {
+/// At most `capacity` events wait for a transaction (`delivery.ingest_queue_capacity`).
+fn ingest_queue(store: Arc<dyn Store>, capacity: usize) -> GroupCommit<NewEvent, Vec<DeliveryId>> {
     let writers = group_commit_writers(store.as_ref());
-    GroupCommit::spawn_writers(writers, INGEST_BATCH, move |events: Arc<[NewEvent]>| {
-        let store = store.clone();
-        async move { store.ingest_events(&events).await }
-    })
+    GroupCommit::spawn_bounded(
+        writers,
+        INGEST_BATCH,
+        capacity,
+        move |events: Arc<[NewEvent]>| {
+            let store = store.clone();
+            async move { store.ingest_events(&events).await }
+        },
+    )
 }
 
 /// A built, bound, not yet serving daemon.
@@ -133,7 +139,10 @@ impl App {
             limits: Arc::new(Limits::new(&config_auth)),
             last_used: Arc::new(LastUsed::default()),
             delivery: Arc::new(DeliveryEngine::new(&config_delivery, store.clone())?),
-            ingest: Arc::new(ingest_queue(store.clone())),
+            ingest: Arc::new(ingest_queue(
+                store.clone(),
+                config_delivery.ingest_queue_capacity,
+            )),
             postgres,
         });
         let operator_key_file = ensure_operator_key(&state).await?;

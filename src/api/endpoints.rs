@@ -303,7 +303,8 @@ pub(super) fn parse_query_time(
 /// Creates an endpoint.
 #[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointBody,
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 201, body = EndpointObject), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 201, body = EndpointObject), (status = 409, body = ErrorEnvelope, description = "endpoint_limit_reached"),
+              (status = 422, body = ErrorEnvelope)))]
 pub async fn create(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -345,11 +346,20 @@ pub async fn create(
         json!({ "url": endpoint.url }),
         now,
     );
-    state
-        .store
-        .create_endpoint(&endpoint, &event)
-        .await
-        .map_err(ApiError::internal)?;
+    let limit = state.config.delivery.max_endpoints_per_mode;
+    match state.store.create_endpoint(&endpoint, limit, &event).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict("endpoint_limit_reached")) => {
+            return Err(ApiError::conflict(
+                "endpoint_limit_reached",
+                format!(
+                    "{limit} endpoints already exist in {} mode (delivery.max_endpoints_per_mode); delete one first",
+                    auth.mode.as_str()
+                ),
+            ))
+        }
+        Err(other) => return Err(ApiError::internal(other)),
+    }
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
 
@@ -363,29 +373,16 @@ pub async fn list(
 ) -> ApiResult<Json<List<EndpointObject>>> {
     auth.require(Scope::WebhooksRead)?;
     let page = params.page::<EndpointId>()?;
-    let mut endpoints = state
+    let rows = state
         .store
-        .list_endpoints(auth.merchant_id, auth.mode)
+        .list_endpoints(auth.merchant_id, auth.mode, &page)
         .await
         .map_err(ApiError::internal)?;
-    endpoints.reverse();
-    let start = match &page.starting_after {
-        Some(cursor) => endpoints
-            .iter()
-            .position(|e| e.id.to_string() == cursor.as_str())
-            .map(|i| i + 1)
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "starting_after is not in this list")
-            })?,
-        None => 0,
-    };
-    let rows: Vec<EndpointObject> = endpoints
-        .into_iter()
-        .skip(start)
-        .take(page.limit as usize)
-        .map(Into::into)
-        .collect();
-    Ok(Json(List::from_rows(rows, &page, "/v1/endpoints")))
+    Ok(Json(List::from_rows(
+        rows.into_iter().map(Into::into).collect(),
+        &page,
+        "/v1/endpoints",
+    )))
 }
 
 /// Retrieves an endpoint.

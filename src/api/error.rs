@@ -169,6 +169,21 @@ impl ApiError {
         )
     }
 
+    /// Adds `Retry-After` (seconds) to the answer.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after_secs = Some(secs);
+        self
+    }
+
+    /// 503 with `Retry-After`: a write queue is full (nothing was written).
+    pub fn saturated() -> Self {
+        Self::unavailable(
+            "ingest_saturated",
+            "too many writes are waiting for the database; nothing was stored, retry shortly",
+        )
+        .with_retry_after(1)
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -288,6 +303,7 @@ impl From<StoreError> for ApiError {
             // these are the fallbacks.
             StoreError::NotFound => ApiError::not_found("resource", "?"),
             StoreError::Conflict(what) => ApiError::conflict("conflict", what),
+            StoreError::Saturated => ApiError::saturated(),
             other => ApiError::internal(other),
         }
     }

@@ -81,7 +81,8 @@ fn object(record: &EventRecord) -> EventObject {
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = CreateEvent,
     params(("Idempotency-Key" = Option<String>, Header, description = "send the same key to retry safely")),
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 202, body = EventObject), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 202, body = EventObject), (status = 422, body = ErrorEnvelope),
+              (status = 503, body = ErrorEnvelope, description = "ingest_saturated: retry after `Retry-After` seconds")))]
 pub async fn create(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -110,11 +111,16 @@ pub async fn create(
         ),
         created_at: now,
     };
+    // A full queue answers 503 with Retry-After at once rather than holding the request (and
+    // its body) in memory behind thousands of others.
     let deliveries = state
         .ingest
-        .submit(event)
+        .try_submit(event)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|err| match err {
+            StoreError::Saturated => ApiError::saturated(),
+            other => ApiError::internal(other),
+        })?;
     if !deliveries.is_empty() {
         state.delivery.wake();
     }

@@ -195,17 +195,21 @@ pub type DisabledReason = Option<String>;
 /// The delivery engine's storage.
 #[async_trait]
 pub trait DeliveryStore {
-    /// Stores a new endpoint.
+    /// Stores a new endpoint, unless its merchant already has `max_per_mode` in its mode
+    /// (`Conflict("endpoint_limit_reached")`; counted under the merchant's lock, so concurrent
+    /// creates cannot pass the limit together).
     async fn create_endpoint(
         &self,
         endpoint: &EndpointRecord,
+        max_per_mode: u32,
         audit: &NewAuditEvent,
     ) -> StoreResult<()>;
-    /// Every endpoint of a merchant and mode, oldest first.
+    /// A page of a merchant's endpoints in a mode, newest first.
     async fn list_endpoints(
         &self,
         merchant: MerchantId,
         mode: Mode,
+        page: &Page,
     ) -> StoreResult<Vec<EndpointRecord>>;
     /// One endpoint of a merchant and mode.
     async fn get_endpoint(
@@ -617,10 +621,21 @@ macro_rules! impl_delivery_store {
             async fn create_endpoint(
                 &self,
                 endpoint: &$crate::store::EndpointRecord,
+                max_per_mode: u32,
                 audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, endpoint.merchant_id).await?;
+                let existing: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM endpoints WHERE merchant_id = $1 AND mode = $2",
+                )
+                .bind(endpoint.merchant_id.to_string())
+                .bind(endpoint.mode.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                if existing >= i64::from(max_per_mode) {
+                    return Err($crate::store::StoreError::Conflict("endpoint_limit_reached"));
+                }
                 self.write_endpoint(&mut tx, endpoint, true).await?;
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
@@ -631,13 +646,20 @@ macro_rules! impl_delivery_store {
                 &self,
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
+                page: &$crate::store::Page,
             ) -> $crate::store::StoreResult<Vec<$crate::store::EndpointRecord>> {
                 let sql = format!(
-                    "SELECT {} FROM endpoints e WHERE e.merchant_id = $1 AND e.mode = $2 ORDER BY e.id",
+                    "SELECT {} FROM endpoints e WHERE e.merchant_id = $1 AND e.mode = $2 \
+                     AND ($3 IS NULL OR e.id < $3) ORDER BY e.id DESC LIMIT $4",
                     $crate::store::deliveries::ENDPOINT_COLUMNS
                 );
-                let rows: Vec<$crate::store::deliveries::EndpointRow> =
-                    sqlx::query_as(&sql).bind(merchant.to_string()).bind(mode.as_str()).fetch_all(&self.pool).await?;
+                let rows: Vec<$crate::store::deliveries::EndpointRow> = sqlx::query_as(&sql)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .bind(page.starting_after.as_deref())
+                    .bind(i64::from(page.limit))
+                    .fetch_all(&self.pool)
+                    .await?;
                 let encryptor = &self.sealing()?.encryptor;
                 rows.into_iter().map(|row| row.into_record(encryptor)).collect()
             }

@@ -9,6 +9,10 @@
 //!
 //! When a batch fails as a whole, each item is retried in a transaction of its own, so one bad
 //! item does not fail the others and every caller gets the error that is really its own.
+//!
+//! The queue is bounded: [`GroupCommit::submit`] waits for room (back-pressure, for callers
+//! that must not drop their write), [`GroupCommit::try_submit`] refuses at once with
+//! [`StoreError::Saturated`] (for an API that can tell its client to come back).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +26,12 @@ type BatchFuture<O> = Pin<Box<dyn Future<Output = StoreResult<Vec<O>>> + Send>>;
 type BatchFn<I, O> = Arc<dyn Fn(Arc<[I]>) -> BatchFuture<O> + Send + Sync>;
 type Job<I, O> = (I, oneshot::Sender<StoreResult<O>>);
 
+/// The queue bound of [`GroupCommit::spawn`] and [`GroupCommit::spawn_writers`].
+pub const DEFAULT_QUEUE_CAPACITY: usize = 4_096;
+
 /// A queue of writes committed in groups by one writer task.
 pub struct GroupCommit<I, O> {
-    queue: mpsc::UnboundedSender<Job<I, O>>,
+    queue: mpsc::Sender<Job<I, O>>,
 }
 
 impl<I, O> std::fmt::Debug for GroupCommit<I, O> {
@@ -57,8 +64,23 @@ where
         F: Fn(Arc<[I]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = StoreResult<Vec<O>>> + Send + 'static,
     {
+        Self::spawn_bounded(writers, max_batch, DEFAULT_QUEUE_CAPACITY, batch)
+    }
+
+    /// Like [`GroupCommit::spawn_writers`], with at most `capacity` writes waiting for a
+    /// transaction.
+    pub fn spawn_bounded<F, Fut>(
+        writers: usize,
+        max_batch: usize,
+        capacity: usize,
+        batch: F,
+    ) -> Self
+    where
+        F: Fn(Arc<[I]>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = StoreResult<Vec<O>>> + Send + 'static,
+    {
         let batch: BatchFn<I, O> = Arc::new(move |items| Box::pin(batch(items)));
-        let (queue, receiver) = mpsc::unbounded_channel();
+        let (queue, receiver) = mpsc::channel(capacity.max(1));
         let receiver = Arc::new(tokio::sync::Mutex::new(receiver));
         for _ in 0..writers.max(1) {
             tokio::spawn(writer(receiver.clone(), max_batch.max(1), batch.clone()));
@@ -66,10 +88,27 @@ where
         Self { queue }
     }
 
-    /// Queues `item` and waits until the transaction holding it has committed (or failed).
+    /// Queues `item`, waiting for room while the queue is full, and waits until the
+    /// transaction holding it has committed (or failed).
     pub async fn submit(&self, item: I) -> StoreResult<O> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send((item, reply)).map_err(|_| stopped())?;
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Like [`GroupCommit::submit`], but refuses with [`StoreError::Saturated`] at once, and
+    /// without writing anything, when the queue is full.
+    pub async fn try_submit(&self, item: I) -> StoreResult<O> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send((item, reply))
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => StoreError::Saturated,
+                mpsc::error::TrySendError::Closed(_) => stopped(),
+            })?;
         answer.await.map_err(|_| stopped())?
     }
 }
@@ -79,7 +118,7 @@ fn stopped() -> StoreError {
 }
 
 async fn writer<I, O>(
-    receiver: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job<I, O>>>>,
+    receiver: Arc<tokio::sync::Mutex<mpsc::Receiver<Job<I, O>>>>,
     max_batch: usize,
     batch: BatchFn<I, O>,
 ) where
@@ -228,6 +267,57 @@ mod tests {
             8,
             "the writer is still there"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_try_submit_and_makes_submit_wait() {
+        // The writer holds its first batch until released, so the queue behind it fills.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let held = gate.clone();
+        let group = Arc::new(GroupCommit::spawn_bounded(
+            1,
+            1,
+            2,
+            move |items: Arc<[u32]>| {
+                let held = held.clone();
+                async move {
+                    let _pass = held.acquire().await.expect("gate");
+                    Ok(items.to_vec())
+                }
+            },
+        ));
+        let writing = tokio::spawn({
+            let group = group.clone();
+            async move { group.submit(0).await }
+        });
+        // Let the writer take item 0 and hold it: the queue is then empty again.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(group.queue.capacity(), 2);
+        let queued: Vec<_> = (1..=2)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { group.try_submit(n).await })
+            })
+            .collect();
+        while group.queue.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(
+            group.try_submit(3).await,
+            Err(StoreError::Saturated)
+        ));
+        let waiting = tokio::spawn({
+            let group = group.clone();
+            async move { group.submit(4).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "submit waits for room");
+        gate.add_permits(10);
+        assert_eq!(writing.await.unwrap().unwrap(), 0);
+        for (n, handle) in (1..=2).zip(queued) {
+            assert_eq!(handle.await.unwrap().unwrap(), n);
+        }
+        assert_eq!(waiting.await.unwrap().unwrap(), 4);
     }
 
     #[tokio::test]

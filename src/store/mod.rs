@@ -56,6 +56,9 @@ pub enum StoreError {
     /// A uniqueness or state invariant refused the write.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// A write queue is full: nothing was written; the caller may retry shortly.
+    #[error("the write queue is full")]
+    Saturated,
     /// A row that cannot be turned back into a domain value.
     #[error("corrupt row: {0}")]
     Corrupt(String),

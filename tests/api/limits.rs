@@ -431,3 +431,192 @@ async fn shutdown_finishes_the_request_in_flight_closes_idle_connections_and_sto
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+/// Runs `async fn name(TestApp)` on SQLite and PostgreSQL, each with `configure` applied.
+macro_rules! on_both_stores_with {
+    ($name:ident, $configure:expr) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app =
+                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $configure)
+                        .await
+                        .expect("sqlite app");
+                super::$name(app).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(app) =
+                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $configure)
+                        .await
+                {
+                    super::$name(app).await;
+                }
+            }
+        }
+    };
+}
+
+on_both_stores_with!(
+    endpoints_per_mode_are_capped_even_under_concurrent_creates,
+    |config: &mut hooksign::config::Config| config.delivery.max_endpoints_per_mode = 3
+);
+
+async fn endpoints_per_mode_are_capped_even_under_concurrent_creates(app: TestApp) {
+    let merchant = app.create_merchant("Many Endpoints").await;
+    let creates: Vec<_> = (0..10)
+        .map(|n| {
+            app.authed(Method::POST, "/v1/endpoints", &merchant.test_token)
+                .json(&serde_json::json!({ "url": format!("https://example.com/hook/{n}") }))
+                .send()
+        })
+        .collect();
+    let mut created = 0;
+    for response in futures_join_all(creates).await {
+        let response = response.unwrap();
+        if response.status() == 201 {
+            created += 1;
+        } else {
+            assert_error(response, 409, "invalid_request", "endpoint_limit_reached").await;
+        }
+    }
+    assert_eq!(created, 3);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM endpoints WHERE mode = 'test'")
+            .await,
+        3
+    );
+    // The other mode has a cap of its own.
+    let live = app
+        .authed(Method::POST, "/v1/endpoints", &merchant.live_token)
+        .json(&serde_json::json!({ "url": "https://example.com/live" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 201);
+
+    // The list pages through them, newest first.
+    let list = |query: String| {
+        let app = &app;
+        let token = merchant.test_token.clone();
+        async move {
+            app.authed(Method::GET, &format!("/v1/endpoints{query}"), &token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first: serde_json::Value = list("?limit=2".into()).await.json().await.unwrap();
+    assert_eq!(first["data"].as_array().unwrap().len(), 2);
+    assert_eq!(first["has_more"], true);
+    let last_id = first["data"][1]["id"].as_str().unwrap().to_owned();
+    assert!(first["data"][0]["id"].as_str().unwrap() > last_id.as_str());
+    let second: serde_json::Value = list(format!("?limit=2&starting_after={last_id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["data"].as_array().unwrap().len(), 1);
+    assert_eq!(second["has_more"], false);
+    assert!(second["data"][0]["id"].as_str().unwrap() < last_id.as_str());
+    let garbage = list("?starting_after=garbage".into()).await;
+    assert_error(garbage, 400, "invalid_request", "invalid_cursor").await;
+
+    // Deleting one makes room again.
+    let deleted = app
+        .authed(
+            Method::DELETE,
+            &format!("/v1/endpoints/{last_id}"),
+            &merchant.test_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let again = app
+        .authed(Method::POST, "/v1/endpoints", &merchant.test_token)
+        .json(&serde_json::json!({ "url": "https://example.com/again" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+}
+
+/// Awaits every future, concurrently, in order.
+async fn futures_join_all<F>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}
+
+on_both_stores_with!(
+    a_saturated_ingest_queue_answers_503_with_retry_after_and_stores_nothing,
+    |config: &mut hooksign::config::Config| config.delivery.ingest_queue_capacity = 1
+);
+
+async fn a_saturated_ingest_queue_answers_503_with_retry_after_and_stores_nothing(app: TestApp) {
+    use sqlx::Connection;
+    let merchant = app.create_merchant("Busy Ingest").await;
+    // Hold the database's write lock on the events table, so ingest transactions wait.
+    enum Lock {
+        Sqlite(sqlx::SqliteConnection),
+        Postgres(sqlx::PgConnection),
+    }
+    let url = &app.config.database.url;
+    let mut lock = match app.backend {
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Lock::Sqlite(conn)
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Lock::Postgres(conn)
+        }
+    };
+    let events: Vec<_> = (0..20)
+        .map(|n| {
+            app.authed(Method::POST, "/v1/events", &merchant.test_token)
+                .json(&serde_json::json!({ "type": "order.created", "payload": { "n": n } }))
+                .send()
+        })
+        .collect();
+    let answers = tokio::spawn(futures_join_all(events));
+    // The refused ones are answered at once; the others wait for the lock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    match &mut lock {
+        Lock::Sqlite(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
+        Lock::Postgres(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
+    }
+    .unwrap();
+    let mut accepted = 0;
+    let mut refused = 0;
+    for response in answers.await.unwrap() {
+        let response = response.unwrap();
+        if response.status() == 202 {
+            accepted += 1;
+            continue;
+        }
+        refused += 1;
+        assert_eq!(response.headers()["retry-after"], "1");
+        assert_error(response, 503, "api_error", "ingest_saturated").await;
+    }
+    assert!(refused >= 10, "{refused} of 20 refused");
+    assert_eq!(app.count("SELECT COUNT(*) FROM events").await, accepted);
+}

@@ -297,7 +297,7 @@ async fn store_writes_batches_of_events_and_outcomes(app: TestApp) {
     let other = endpoint(b, &[]);
     for ep in [&everything, &orders, &other] {
         store
-            .create_endpoint(ep, &audit(Some(ep.merchant_id), "endpoint.create"))
+            .create_endpoint(ep, 100, &audit(Some(ep.merchant_id), "endpoint.create"))
             .await
             .unwrap();
     }
