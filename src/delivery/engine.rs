@@ -30,13 +30,13 @@ use super::retry::{AttemptResult, Decision, RetryPolicy};
 use super::sender::{build_client, send_attempt, AttemptContext};
 use super::slots::{Admission, EndpointSlots};
 use crate::config::DeliveryConfig;
-use crate::ids::{AuditId, MerchantId};
+use crate::ids::MerchantId;
 use crate::keys::Mode;
 use crate::secrets::keyring::{load_keyring, Keyring};
 use crate::server::AppState;
 use crate::store::{
     AttemptRecord, ClaimedDelivery, DisabledReason, EndpointRecord, FinishedAttempt, GroupCommit,
-    NewAuditEvent, Store,
+    Store,
 };
 
 /// How far a claimed delivery is pushed back when it is handed back unsent (its endpoint's queue
@@ -320,7 +320,10 @@ impl DeliveryEngine {
             disable_after: Duration::seconds(state.config.delivery.disable_after_secs as i64),
         };
         match self.outcomes.submit((claim.lease.clone(), finished)).await {
-            Ok(Some(reason)) => audit_disabled(state, &claim.endpoint, &reason).await,
+            // The store audited it in the same transaction.
+            Ok(Some(reason)) => {
+                tracing::warn!(endpoint = %claim.endpoint.id, %reason, "endpoint disabled")
+            }
             Ok(None) => {}
             Err(err) => {
                 tracing::error!(delivery = %claim.id, error = %err, "cannot record a delivery attempt")
@@ -423,22 +426,4 @@ fn record_metrics(result: &AttemptResult, record: &AttemptRecord, decision: Deci
     metrics::counter!("hooksign_delivery_attempts_total", "outcome" => outcome, "class" => result.class()).increment(1);
     metrics::histogram!("hooksign_delivery_attempt_duration_seconds")
         .record(record.latency_ms as f64 / 1000.0);
-}
-
-async fn audit_disabled(state: &AppState, endpoint: &EndpointRecord, reason: &str) {
-    tracing::warn!(endpoint = %endpoint.id, %reason, "endpoint disabled");
-    let event = NewAuditEvent {
-        id: AuditId::new(),
-        merchant_id: Some(endpoint.merchant_id),
-        mode: Some(endpoint.mode),
-        actor_key_id: None,
-        action: "endpoint.disable",
-        target: endpoint.id.to_string(),
-        request_id: None,
-        details: serde_json::json!({ "reason": reason }),
-        created_at: state.clock.now(),
-    };
-    if let Err(err) = state.store.record_audit(&event).await {
-        tracing::error!(error = %err, "cannot audit an endpoint being disabled");
-    }
 }

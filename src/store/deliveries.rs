@@ -1061,16 +1061,34 @@ macro_rules! impl_delivery_store {
                                 None
                             };
                             if let Some(reason) = reason {
-                                let changed = sqlx::query(
+                                let changed: Option<(String, String)> = sqlx::query_as(
                                     "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 \
-                                     WHERE id = $1 AND enabled = TRUE",
+                                     WHERE id = $1 AND enabled = TRUE RETURNING merchant_id, mode",
                                 )
                                 .bind(&endpoint)
                                 .bind(&reason)
                                 .bind(now)
-                                .execute(&mut *tx)
+                                .fetch_optional(&mut *tx)
                                 .await?;
-                                if changed.rows_affected() == 1 {
+                                if let Some((merchant, mode)) = changed {
+                                    // Audited in the transaction that disables it: nobody sees
+                                    // the endpoint disabled without the entry saying why.
+                                    let audit = $crate::store::NewAuditEvent {
+                                        id: $crate::ids::AuditId::new(),
+                                        merchant_id: Some(merchant.parse().map_err(|_| {
+                                            $crate::store::StoreError::Corrupt(format!("endpoint {endpoint}: bad merchant id"))
+                                        })?),
+                                        mode: Some(mode.parse().map_err(|_| {
+                                            $crate::store::StoreError::Corrupt(format!("endpoint {endpoint}: bad mode"))
+                                        })?),
+                                        actor_key_id: None,
+                                        action: "endpoint.disable",
+                                        target: endpoint.clone(),
+                                        request_id: None,
+                                        details: serde_json::json!({ "reason": reason }),
+                                        created_at: attempt.now,
+                                    };
+                                    self.append_audit(&mut tx, &audit).await?;
                                     disabled = Some(reason);
                                 }
                             }
