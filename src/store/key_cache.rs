@@ -120,14 +120,7 @@ impl KeyCache {
             return Ok(Self::disabled());
         }
         let shared = match database {
-            Some(path) => Some(
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(generation_file(path))?,
-            ),
+            Some(path) => Some(open_generation_file(&generation_file(path))?),
             None => None,
         };
         Ok(Self {
@@ -238,6 +231,25 @@ pub fn generation_file(database: &Path) -> PathBuf {
     let mut name = database.as_os_str().to_owned();
     name.push("-hooksign-keys");
     PathBuf::from(name)
+}
+
+/// Opens (or creates) the generation file, private to its owner like the database beside it;
+/// one an older version left readable by others is narrowed.
+fn open_generation_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        if file.metadata()?.permissions().mode() & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    options.open(path)
 }
 
 #[cfg(test)]

@@ -166,9 +166,19 @@ async fn database_files_are_private_to_their_owner(app: TestApp) {
         assert_eq!(mode(&app.data_dir), 0o700, "the data folder");
         assert_eq!(mode(&app.data_dir.join("operator.key")), 0o600);
         if app.backend == Backend::Sqlite {
-            for name in ["hooksign.db", "hooksign.db-wal", "hooksign.db-shm"] {
-                assert_eq!(mode(&app.data_dir.join(name)), 0o600, "{name}");
+            for name in [
+                "hooksign.db",
+                "hooksign.db-wal",
+                "hooksign.db-shm",
+                "hooksign.db-hooksign-keys",
+            ] {
+                assert!(app.data_dir.join(name).exists(), "{name} exists");
             }
+        }
+        // Every file the daemon keeps there, whatever it is, is its owner's alone.
+        for entry in std::fs::read_dir(&app.data_dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
         }
     }
 }
