@@ -49,6 +49,25 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// The method as a metric label: the standard ones by name, anything else (any token is a
+/// valid HTTP method, so a client could otherwise mint a new series with every request) as
+/// `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Middleware: counts requests by route, method and status, and records their latency.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -57,7 +76,7 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let elapsed = started.elapsed();
     tracing::info!(
@@ -66,7 +85,7 @@ pub async fn track_http(request: Request, next: Next) -> Response {
         "request"
     );
     let status = response.status().as_u16().to_string();
-    metrics::counter!("hooksign_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("hooksign_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("hooksign_http_request_duration_seconds", "route" => route, "method" => method)
         .record(elapsed.as_secs_f64());

@@ -10,6 +10,7 @@ on_both_stores!(
     healthz_and_readyz_answer,
     readyz_reports_missing_migrations,
     metrics_count_requests_by_route_method_and_status,
+    made_up_methods_cannot_mint_metric_series,
     openapi_lists_every_route_and_both_security_schemes,
     every_response_has_a_request_id_and_sane_ones_are_echoed,
     unknown_routes_and_methods_get_the_envelope,
@@ -245,4 +246,34 @@ async fn a_panicking_handler_gets_an_opaque_500_in_the_envelope(app: TestApp) {
     let response = reqwest::get(format!("http://{addr}/boom")).await.unwrap();
     let body = assert_error(response, 500, "api_error", "internal_error").await;
     assert!(!body.to_string().contains("hunter2"), "{body}");
+}
+
+/// Any token is a valid HTTP method: were it a label, every made-up one would add series to
+/// `/metrics` for good, and an unauthenticated client could grow the daemon's memory at will.
+async fn made_up_methods_cannot_mint_metric_series(app: TestApp) {
+    for n in 0..20 {
+        let method = Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+        let response = app.request(method, "/healthz").send().await.unwrap();
+        assert_eq!(response.status(), 405, "a made-up method is not allowed");
+    }
+    let text = app
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "{text}");
+    // The recorder is the process's: other tests' requests may be counted there too.
+    let counted: u64 = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                r#"hooksign_http_requests_total{route="/healthz",method="other",status="405"} "#,
+            )
+        })
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or_else(|| panic!("made-up methods are counted as `other`: {text}"));
+    assert!(counted >= 20, "{counted}");
 }
