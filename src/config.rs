@@ -596,13 +596,37 @@ pub fn redact_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    // The authority ends at the first `/`, `?` or `#`; a password may itself hold `@`, so the
+    // user information ends at the authority's last `@`.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:[redacted]@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
-        None => url.to_owned(),
-    }
+    // libpq also takes the password (and a client key's passphrase) as query parameters.
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _))
+                        if name.eq_ignore_ascii_case("password")
+                            || name.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{name}=[redacted]")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
 }
 
 /// Decodes a base64 master key; it must be exactly 32 bytes.
@@ -800,5 +824,30 @@ mod tests {
         assert!(!shown.contains("hunter2"));
         assert!(!shown.contains("AAAAAAAA"));
         assert!(shown.contains("postgres://app:[redacted]@db/hooksign"));
+    }
+
+    #[test]
+    fn url_passwords_are_redacted_wherever_libpq_takes_them() {
+        for (url, shown) in [
+            (
+                "postgres://hs:Pa@ss@db:5432/hs",
+                "postgres://hs:[redacted]@db:5432/hs",
+            ),
+            (
+                "postgres://db/hs?user=hs&password=QueryPass&sslmode=require",
+                "postgres://db/hs?user=hs&password=[redacted]&sslmode=require",
+            ),
+            (
+                "postgres://hs:secret@db/hs?sslpassword=KeyPass",
+                "postgres://hs:[redacted]@db/hs?sslpassword=[redacted]",
+            ),
+            ("postgres://hs@db/hs", "postgres://hs@db/hs"),
+            (
+                "sqlite://hooksign-data/hooksign.db",
+                "sqlite://hooksign-data/hooksign.db",
+            ),
+        ] {
+            assert_eq!(redact_url_password(url), shown, "{url}");
+        }
     }
 }
