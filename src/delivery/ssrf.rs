@@ -80,6 +80,8 @@ const FORBIDDEN_V6: &[(Ipv6Net, &str)] = &[
 
 /// IPv4-mapped `::ffff:0:0/96`.
 const MAPPED: Ipv6Net = v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96);
+/// IPv4-translated `::ffff:0:0:0/96` (RFC 2765, SIIT).
+const TRANSLATED: Ipv6Net = v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96);
 /// IPv4-compatible `::/96` (deprecated).
 const COMPATIBLE: Ipv6Net = v6([0, 0, 0, 0, 0, 0, 0, 0], 96);
 /// NAT64 well-known prefix `64:ff9b::/96` (RFC 6052).
@@ -99,12 +101,14 @@ const fn v6(s: [u16; 8], prefix: u8) -> Ipv6Net {
 }
 
 /// The IPv4 address an IPv6 address stands for, when it is one of the forms that carry one
-/// (mapped, compatible, NAT64, 6to4), with the name of the form.
+/// (mapped, translated, compatible, NAT64, 6to4), with the name of the form.
 pub fn embedded_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
     let bits = u128::from(ip);
     let low = Ipv4Addr::from((bits & 0xffff_ffff) as u32);
     if MAPPED.contains(&ip) {
         Some((low, "IPv4-mapped"))
+    } else if TRANSLATED.contains(&ip) {
+        Some((low, "IPv4-translated"))
     } else if NAT64.contains(&ip) {
         Some((low, "NAT64"))
     } else if SIX_TO_FOUR.contains(&ip) {
@@ -262,6 +266,9 @@ mod tests {
             ("::8.8.8.8", "IPv4-compatible"),
             ("::ffff:169.254.169.254", "link-local"),
             ("::ffff:0.0.0.0", "unspecified"),
+            ("::ffff:0:7f00:1", "loopback"),
+            ("::ffff:0:a00:1", "private"),
+            ("::ffff:0:a9fe:a9fe", "link-local"),
             ("100::1", "discard-only"),
             ("2001::1", "IETF protocol"),
             ("3fff::1", "documentation"),
