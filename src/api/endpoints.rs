@@ -16,6 +16,7 @@ use crate::clock::{serde_rfc3339, Timestamp};
 use crate::config::MAX_ENDPOINT_IN_FLIGHT;
 use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_pattern;
+use crate::delivery::pings::{PingRefused, MAX_PINGS, PINGS_PER_ENDPOINT};
 use crate::delivery::sender::is_reserved_header;
 use crate::delivery::ssrf::check_literal;
 use crate::ids::{EndpointId, EventId};
@@ -109,7 +110,10 @@ pub struct EndpointBody {
     #[schema(minimum = 100, maximum = 30000)]
     pub timeout_ms: Option<u32>,
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden. Values
-    /// are write-only: answers show them masked. On PATCH the map replaces the stored one.
+    /// are write-only: answers show them masked. On PATCH the map replaces the stored one; a
+    /// PATCH that moves `url` to another origin (scheme, host or port) of an endpoint with
+    /// headers must give `headers` again (`{}` drops them), or it is refused with 422
+    /// `headers_required` and nothing changes. A new path on the same origin keeps them.
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -405,7 +409,8 @@ pub async fn retrieve(
 /// Changes an endpoint; `{"enabled": true}` re-enables one the daemon disabled.
 #[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)), request_body = EndpointBody,
     security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
+    responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope, description = "invalid field, or `headers_required`: the new url is on another origin and the stored headers were not given again")))]
 pub async fn update(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -448,7 +453,15 @@ pub async fn update(
             &event,
         )
         .await
-        .map_err(|e| store_error(e, &id))?;
+        .map_err(|e| match e {
+            StoreError::Conflict("headers_required") => ApiError::unprocessable(
+                "headers_required",
+                "the new url is on another origin (scheme, host or port) and the endpoint has \
+                 custom headers: send `headers` again in the same request (or `\"headers\": {}` \
+                 to drop them); nothing was changed",
+            ),
+            other => store_error(other, &id),
+        })?;
     if endpoint.enabled {
         state.delivery.wake();
     }
@@ -476,9 +489,12 @@ pub async fn delete(
     ))
 }
 
-/// Sends a signed `ping` event now and reports what happened.
+/// Sends a signed `ping` event now and reports what happened. Pings are bounded on each
+/// daemon (one at a time per endpoint, a few in all): one over the bound is refused at once.
 #[utoipa::path(post, path = "/v1/endpoints/{id}/test", tag = "endpoints", params(("id" = String, Path)),
-    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = PingResult), (status = 404, body = ErrorEnvelope)))]
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = PingResult), (status = 404, body = ErrorEnvelope),
+              (status = 409, body = ErrorEnvelope, description = "`ping_in_progress`: a test ping to this endpoint is still in flight (at most one at a time per endpoint), or too many are in flight on this daemon; nothing was sent. Retry when it ends (with a new `Idempotency-Key`: the refusal is stored under the key like any answer)")))]
 pub async fn test(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -490,6 +506,20 @@ pub async fn test(
         .get_endpoint(auth.merchant_id, auth.mode, parse_id(&id)?)
         .await
         .map_err(|e| store_error(e, &id))?;
+    let permit = state
+        .delivery
+        .start_ping(endpoint.id)
+        .map_err(|refused| {
+            let message = match refused {
+                PingRefused::EndpointBusy => format!(
+                    "a test ping to this endpoint is still in flight (at most {PINGS_PER_ENDPOINT} at a time); retry when it ends"
+                ),
+                PingRefused::DaemonBusy => format!(
+                    "{MAX_PINGS} test pings are in flight on this daemon; retry shortly"
+                ),
+            };
+            ApiError::conflict("ping_in_progress", message)
+        })?;
     let event_id = EventId::new();
     let body = envelope_bytes(
         event_id,
@@ -501,7 +531,7 @@ pub async fn test(
     );
     let (result, record, pending) = state
         .delivery
-        .ping(&state, &endpoint, &body, &event_id.to_string())
+        .ping(permit, &state, &endpoint, &body, &event_id.to_string())
         .await
         .map_err(ApiError::internal)?;
     // Nothing else is written for a ping, so its audit event has a transaction of its own.

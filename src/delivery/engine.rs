@@ -26,11 +26,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::pings::{PingPermit, PingRefused, PingSlots};
 use super::retry::{AttemptResult, Decision, RetryPolicy};
 use super::sender::{build_client, send_attempt, AttemptContext};
 use super::slots::{Admission, EndpointSlots};
 use crate::config::DeliveryConfig;
-use crate::ids::MerchantId;
+use crate::ids::{EndpointId, MerchantId};
 use crate::keys::Mode;
 use crate::secrets::keyring::{load_keyring, Keyring};
 use crate::server::AppState;
@@ -60,6 +61,8 @@ pub struct DeliveryEngine {
     wake: Notify,
     global: Arc<Semaphore>,
     per_endpoint: EndpointSlots,
+    /// Test pings in flight, bounded apart from deliveries (see [`super::pings`]).
+    pings: PingSlots,
     keyrings: Mutex<HashMap<(MerchantId, Mode), CachedKeyring>>,
     policy: RetryPolicy,
     /// The longest an attempt may take (`DeliveryConfig::max_endpoint_timeout_ms`).
@@ -98,6 +101,7 @@ impl DeliveryEngine {
             wake: Notify::new(),
             global: Arc::new(Semaphore::new(config.max_in_flight)),
             per_endpoint: EndpointSlots::new(config.max_queued_claims),
+            pings: PingSlots::default(),
             keyrings: Mutex::new(HashMap::new()),
             max_timeout_ms: config.max_endpoint_timeout_ms(),
             policy: RetryPolicy {
@@ -381,9 +385,17 @@ impl DeliveryEngine {
         }
     }
 
-    /// Sends a signed ping to an endpoint now (not queued, not retried).
+    /// A slot for a test ping to `endpoint`, or the bound that refuses it (see
+    /// [`super::pings`]).
+    pub fn start_ping(&self, endpoint: EndpointId) -> Result<PingPermit, PingRefused> {
+        self.pings.try_start(endpoint)
+    }
+
+    /// Sends a signed ping to an endpoint now (not queued, not retried), holding `_permit`
+    /// (from [`DeliveryEngine::start_ping`]) until it ends.
     pub async fn ping(
         &self,
+        _permit: PingPermit,
         state: &AppState,
         endpoint: &EndpointRecord,
         body: &[u8],

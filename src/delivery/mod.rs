@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod envelope;
 pub mod filter;
+pub mod pings;
 pub mod retry;
 pub mod sender;
 pub mod slots;

@@ -57,6 +57,26 @@ pub struct EndpointPatch {
     pub headers: Option<BTreeMap<String, String>>,
 }
 
+impl EndpointPatch {
+    /// Whether applying this patch to `current` would carry its sealed headers to another
+    /// origin (scheme, host or port): a new URL there without `headers` given again. The
+    /// headers are write-only, so keeping them would let whoever may change the URL read them
+    /// off at a receiver of their own; the caller must send them again (or `{}`).
+    pub fn moves_headers_elsewhere(&self, current: &EndpointRecord) -> bool {
+        let Some(url) = &self.url else {
+            return false;
+        };
+        if current.headers.is_empty() || self.headers.is_some() {
+            return false;
+        }
+        match (reqwest::Url::parse(&current.url), reqwest::Url::parse(url)) {
+            (Ok(old), Ok(new)) => old.origin() != new.origin(),
+            // Not expected (URLs are validated before they are stored); refuse to guess.
+            _ => true,
+        }
+    }
+}
+
 /// An event to ingest; `body` is the exact bytes every delivery will carry.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -218,7 +238,9 @@ pub trait DeliveryStore {
         mode: Mode,
         id: EndpointId,
     ) -> StoreResult<EndpointRecord>;
-    /// Applies a patch; re-enabling clears the disabled reason and the failure streak.
+    /// Applies a patch; re-enabling clears the disabled reason and the failure streak. A new URL
+    /// on another origin for an endpoint with headers needs the headers in the same patch
+    /// ([`EndpointPatch::moves_headers_elsewhere`]): `Conflict("headers_required")`, nothing written.
     #[allow(clippy::too_many_arguments)]
     async fn update_endpoint(
         &self,
@@ -686,6 +708,9 @@ macro_rules! impl_delivery_store {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 let mut endpoint = Self::endpoint_in(&mut tx, &self.sealing()?.encryptor, merchant, mode, id).await?;
+                if patch.moves_headers_elsewhere(&endpoint) {
+                    return Err($crate::store::StoreError::Conflict("headers_required"));
+                }
                 if let Some(url) = &patch.url {
                     endpoint.url = url.clone();
                 }

@@ -12,6 +12,7 @@ mod background;
 mod cli;
 mod delivery;
 mod durability;
+mod endpoint_guards;
 mod engine;
 mod ids;
 mod interop;
