@@ -2,6 +2,7 @@
 //! bulk replay of past deliveries.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -9,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::pagination::{List, ListParams};
+use super::pagination::{cursor_not_in_list, List, ListParams};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
@@ -23,6 +24,22 @@ use crate::keys::{Mode, Scope};
 use crate::server::AppState;
 use crate::signing::Scheme;
 use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, StoreError};
+
+/// How many deliveries to one endpoint may be in flight at once (`max_in_flight`).
+pub const MAX_IN_FLIGHT_RANGE: RangeInclusive<u32> = 1..=100;
+/// An endpoint's request timeout (`timeout_ms`), in milliseconds: capped well below the
+/// delivery lease, so a slow attempt is never claimed again while it is still under way.
+pub const TIMEOUT_MS_RANGE: RangeInclusive<u32> = 100..=MAX_ENDPOINT_TIMEOUT_MS;
+/// The longest endpoint URL, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+/// The longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// The most event type patterns one endpoint may filter on.
+pub const MAX_EVENT_TYPES: usize = 50;
+/// The most custom headers one endpoint may send.
+pub const MAX_HEADERS: usize = 20;
+/// The longest custom header value, in bytes (values are ASCII, so also in characters).
+pub const MAX_HEADER_VALUE_LEN: usize = 1024;
 
 /// An endpoint as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -92,10 +109,11 @@ pub struct EndpointBody {
     pub scheme: Option<Scheme>,
     pub enabled: Option<bool>,
     /// 1–100 (default 10).
+    #[serde(default, deserialize_with = "super::numbers::option")]
     pub max_in_flight: Option<u32>,
     /// 100–30000 ms (default 15000): well below the delivery lease, so a slow attempt is never
     /// sent a second time while it is still under way.
-    #[schema(minimum = 100, maximum = 30000)]
+    #[serde(default, deserialize_with = "super::numbers::option")]
     pub timeout_ms: Option<u32>,
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden.
     pub headers: Option<BTreeMap<String, String>>,
@@ -106,11 +124,12 @@ pub struct EndpointBody {
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Which deliveries to send again (default `["failed"]`).
-    #[schema(value_type = Option<Vec<String>>)]
     pub status: Option<Vec<DeliveryStatus>>,
     /// Only deliveries created at or after this time (RFC 3339).
+    #[schema(format = DateTime)]
     pub since: Option<String>,
     /// Only deliveries created before this time (RFC 3339).
+    #[schema(format = DateTime)]
     pub until: Option<String>,
 }
 
@@ -143,10 +162,10 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
 /// Checks a URL for the given mode.
 pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, ApiError> {
     let url = url.trim();
-    if url.len() > 2048 {
+    if url.len() > MAX_URL_LEN {
         return Err(invalid(
             "invalid_url",
-            "url must be at most 2048 characters",
+            format!("url must be at most {MAX_URL_LEN} characters"),
         ));
     }
     let parsed = reqwest::Url::parse(url)
@@ -182,8 +201,11 @@ pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, A
 }
 
 fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    if headers.len() > 20 {
-        return Err(invalid("invalid_headers", "at most 20 custom headers"));
+    if headers.len() > MAX_HEADERS {
+        return Err(invalid(
+            "invalid_headers",
+            format!("at most {MAX_HEADERS} custom headers"),
+        ));
     }
     for (name, value) in headers {
         if reqwest::header::HeaderName::try_from(name.as_str()).is_err() {
@@ -198,10 +220,15 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
                 format!("`{name}` is set by hooksign and cannot be overridden"),
             ));
         }
-        if value.len() > 1024 || reqwest::header::HeaderValue::from_str(value).is_err() {
+        // Visible ASCII, spaces and tabs: other bytes are obsolete in header values (RFC 9110
+        // §5.5) and receivers read them differently.
+        if value.len() > MAX_HEADER_VALUE_LEN
+            || !value.is_ascii()
+            || reqwest::header::HeaderValue::from_str(value).is_err()
+        {
             return Err(invalid(
                 "invalid_headers",
-                format!("the value of `{name}` is not a valid header value"),
+                format!("the value of `{name}` is not a valid header value (at most {MAX_HEADER_VALUE_LEN} visible ASCII characters, spaces or tabs)"),
             ));
         }
     }
@@ -210,10 +237,10 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
 
 fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
     if let Some(types) = &body.event_types {
-        if types.len() > 50 {
+        if types.len() > MAX_EVENT_TYPES {
             return Err(invalid(
                 "invalid_event_types",
-                "at most 50 event type patterns",
+                format!("at most {MAX_EVENT_TYPES} event type patterns"),
             ));
         }
         if let Some(bad) = types.iter().find(|t| !valid_pattern(t)) {
@@ -223,31 +250,42 @@ fn validate_body(body: &EndpointBody) -> Result<(), ApiError> {
             ));
         }
     }
-    if body.max_in_flight.is_some_and(|n| !(1..=100).contains(&n)) {
+    if body
+        .max_in_flight
+        .is_some_and(|n| !MAX_IN_FLIGHT_RANGE.contains(&n))
+    {
         return Err(invalid(
             "invalid_max_in_flight",
-            "max_in_flight must be between 1 and 100",
+            format!(
+                "max_in_flight must be between {} and {}",
+                MAX_IN_FLIGHT_RANGE.start(),
+                MAX_IN_FLIGHT_RANGE.end()
+            ),
         ));
     }
     // Capped well below the delivery lease, so a slow attempt is never claimed again while
     // it is still under way.
     if body
         .timeout_ms
-        .is_some_and(|ms| !(100..=MAX_ENDPOINT_TIMEOUT_MS).contains(&ms))
+        .is_some_and(|ms| !TIMEOUT_MS_RANGE.contains(&ms))
     {
         return Err(invalid(
             "invalid_timeout",
-            format!("timeout_ms must be between 100 and {MAX_ENDPOINT_TIMEOUT_MS}"),
+            format!(
+                "timeout_ms must be between {} and {}",
+                TIMEOUT_MS_RANGE.start(),
+                TIMEOUT_MS_RANGE.end()
+            ),
         ));
     }
     if body
         .description
         .as_ref()
-        .is_some_and(|d| d.chars().count() > 500)
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
     {
         return Err(invalid(
             "invalid_description",
-            "description must be at most 500 characters",
+            format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
         ));
     }
     if let Some(headers) = &body.headers {
@@ -332,7 +370,9 @@ pub async fn create(
 
 /// Lists endpoints, newest first.
 #[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(ListParams),
-    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = List<EndpointObject>)))]
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = List<EndpointObject>),
+              (status = 404, body = ErrorEnvelope, description = "`starting_after` names no endpoint of this list")))]
 pub async fn list(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -351,9 +391,7 @@ pub async fn list(
             .iter()
             .position(|e| e.id.to_string() == cursor.as_str())
             .map(|i| i + 1)
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "starting_after is not in this list")
-            })?,
+            .ok_or_else(|| cursor_not_in_list::<EndpointId>(cursor.as_str()))?,
         None => 0,
     };
     let rows: Vec<EndpointObject> = endpoints
@@ -514,7 +552,7 @@ pub async fn test(
 
 /// Queues an endpoint's past deliveries again (by default the failed ones).
 #[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
-    request_body(content = ReplayBody, description = "optional"), security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<ReplayBody>, description = "optional: an empty body replays the failed deliveries"), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`"), (status = 404, body = ErrorEnvelope)))]
 pub async fn replay(
     State(state): State<AppState>,

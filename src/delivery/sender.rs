@@ -49,20 +49,26 @@ pub struct AttemptContext<'a> {
     pub now: Timestamp,
 }
 
+/// Header names the daemon sets itself (compared case-insensitively).
+pub const RESERVED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Prefixes of the header names the daemon sets itself (signatures and `X-Hooksign-*`).
+pub const RESERVED_HEADER_PREFIXES: [&str; 3] = ["x-hooksign-", "x-bolt-", "webhook-"];
+
 /// Headers reserved for the daemon: endpoint-configured headers may not set them.
 pub fn is_reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    matches!(
-        name.as_str(),
-        "content-type"
-            | "content-length"
-            | "user-agent"
-            | "host"
-            | "transfer-encoding"
-            | "connection"
-    ) || name.starts_with("x-hooksign-")
-        || name.starts_with("x-bolt-")
-        || name.starts_with("webhook-")
+    RESERVED_HEADERS.contains(&name.as_str())
+        || RESERVED_HEADER_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
 }
 
 /// The full header set of an attempt. Returns the headers and the names of the signature
