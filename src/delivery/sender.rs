@@ -359,4 +359,24 @@ mod tests {
         assert!(was_connected_to(&proxy));
         assert!(!was_connected_to(&endpoint));
     }
+
+    /// With an egress proxy the daemon resolves no endpoint host and connects to nothing but
+    /// the proxy (`.ci/schemathesis.sh` relies on it: fuzzed endpoints name random hosts, and
+    /// its proxy is a closed loopback port). A name under `.invalid` never resolves, so a
+    /// connection reaching the proxy proves the client did not try to.
+    #[test]
+    fn with_an_egress_proxy_endpoint_hosts_are_never_resolved() {
+        for url in [
+            "http://hooksign-never-resolved.invalid/hook",
+            "https://hooksign-never-resolved.invalid/hook",
+        ] {
+            let proxy = listener();
+            let config = DeliveryConfig {
+                egress_proxy: Some(format!("http://{}", proxy.local_addr().unwrap())),
+                ..DeliveryConfig::default()
+            };
+            send_one(&config, url);
+            assert!(was_connected_to(&proxy), "{url} did not go to the proxy");
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod ids;
 mod interop;
 mod limits;
 mod merchants;
+mod openapi;
 mod ops;
 mod receiver;
 mod signing_secret;
