@@ -41,6 +41,19 @@ pub const MAX_HEADERS: usize = 20;
 /// The longest custom header value, in bytes (values are ASCII, so also in characters).
 pub const MAX_HEADER_VALUE_LEN: usize = 1024;
 
+/// The shape of an endpoint URL with a DNS name, checked on the URL as sent and stated as is
+/// in the OpenAPI document: `http` or `https` (any case), `://`, a host name of letters,
+/// digits and hyphens whose last label starts with a letter (a name ending in a number would
+/// be read as an IPv4 address), an optional port up to 65535, then a path, query or fragment
+/// of visible ASCII. URLs with an IP address as host are taken too (the SSRF guard decides
+/// which), and nothing else: no spaces, no credentials, no host that could never resolve.
+pub const URL_PATTERN: &str = concat!(
+    r"^[hH][tT][tT][pP][sS]?://",
+    r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
+    r"(:(0*([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?)?",
+    r"([/?#][!-~]*)?$",
+);
+
 /// An endpoint as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EndpointObject {
@@ -161,7 +174,6 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
 
 /// Checks a URL for the given mode.
 pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, ApiError> {
-    let url = url.trim();
     if url.len() > MAX_URL_LEN {
         return Err(invalid(
             "invalid_url",
@@ -170,6 +182,18 @@ pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, A
     }
     let parsed = reqwest::Url::parse(url)
         .map_err(|err| invalid("invalid_url", format!("url is not an absolute URL: {err}")))?;
+    let ip_host = parsed.host_str().is_some_and(|host| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    });
+    if !(url_shape().is_match(url) || ip_host && url.trim() == url) {
+        return Err(invalid(
+            "invalid_url",
+            "url must be an absolute http(s) URL with a host name (letters, digits, hyphens) or an IP address, and no spaces or credentials",
+        ));
+    }
     match parsed.scheme() {
         "https" => {}
         "http" if mode == Mode::Test || state.config.delivery.allow_http => {}
@@ -198,6 +222,11 @@ pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, A
     check_literal(host, state.config.delivery.allow_private_networks)
         .map_err(|err| invalid("forbidden_address", err.to_string()))?;
     Ok(parsed.to_string())
+}
+
+fn url_shape() -> &'static regex::Regex {
+    static SHAPE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    SHAPE.get_or_init(|| regex::Regex::new(URL_PATTERN).expect("URL_PATTERN is a valid regex"))
 }
 
 fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {

@@ -28,7 +28,7 @@ use crate::signing::Scheme;
 use super::api_keys::MAX_ROLL_OVERLAP_SECS;
 use super::endpoints::{
     MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, MAX_HEADERS, MAX_HEADER_VALUE_LEN, MAX_IN_FLIGHT_RANGE,
-    MAX_URL_LEN, TIMEOUT_MS_RANGE,
+    MAX_URL_LEN, TIMEOUT_MS_RANGE, URL_PATTERN,
 };
 use super::pagination::LIMIT_RANGE;
 use super::sign::MAX_WEBHOOK_ID_LEN;
@@ -400,17 +400,6 @@ fn bounds() -> Vec<(Target, Value)> {
 
 const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const NONCE: &str = "X-Nonce";
-
-/// An absolute `http(s)://` URL with a DNS name: a shape every such URL the server takes has
-/// (it takes more, such as IP literals on allowed networks, which the document leaves out).
-/// The last label starts with a letter, as a name that ends in a number would be read as an
-/// IPv4 address; ports stay below 10000, all valid.
-const URL_PATTERN: &str = concat!(
-    r"^https?://",
-    r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
-    r"(:[1-9][0-9]{0,3})?",
-    r"(/[A-Za-z0-9._~!$&'()*+,;=:@/?%-]*)?$",
-);
 
 /// Characters a name may hold: anything but control characters (`char::is_control`: the Cc
 /// category). Spelled out, as `\p{Cc}` means nothing to most JSON Schema validators.
@@ -973,6 +962,9 @@ mod tests {
             "https://example.com/webhooks",
             "http://a.b-c.example:8443/x?y=1&z=%20",
             "https://Example.COM",
+            "HTTPS://example.com:",
+            "http://a.b:065535#frag",
+            "http://a.b?query",
         ] {
             assert!(pattern.is_match(url), "{url}");
             let parsed = reqwest::Url::parse(url).unwrap();
@@ -984,6 +976,12 @@ mod tests {
             "ftp://example.com",
             "https://user:pw@example.com",
             "https://example.com:99999",
+            "https://example.com:65536",
+            " https://example.com",
+            "https://example.com/a b",
+            "https://a.b*",
+            "http:/a.b",
+            "https://a.b\\@evil.example",
         ] {
             assert!(!pattern.is_match(url), "{url}");
         }

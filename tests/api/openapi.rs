@@ -15,7 +15,7 @@ on_both_stores!(
     integer_fields_take_integral_floats,
     optional_bodies_may_be_absent_or_null,
     a_cursor_that_names_no_listed_object_is_404,
-    names_and_header_values_are_checked_as_sent,
+    names_urls_and_header_values_are_checked_as_sent,
 );
 
 async fn document(app: &TestApp) -> Value {
@@ -367,7 +367,7 @@ async fn a_cursor_that_names_no_listed_object_is_404(app: TestApp) {
     }
 }
 
-async fn names_and_header_values_are_checked_as_sent(app: TestApp) {
+async fn names_urls_and_header_values_are_checked_as_sent(app: TestApp) {
     let merchant = app.create_merchant("Names").await;
     let token = merchant.test_token.as_str();
     // Trimmed to 100 characters, but sent as 101: the document's maxLength is on what is sent.
@@ -397,6 +397,37 @@ async fn names_and_header_values_are_checked_as_sent(app: TestApp) {
     assert_eq!(response.status(), 201);
     let key: Value = response.json().await.unwrap();
     assert_eq!(key["name"], "Padded");
+
+    // URLs: the documented shape (or an IP address), as sent.
+    for url in [
+        " https://example.com/hook",
+        "https://example.com*",
+        "http:/example.com",
+    ] {
+        let response = send(
+            &app,
+            Method::POST,
+            "/v1/endpoints",
+            token,
+            json!({ "url": url }),
+        )
+        .await;
+        assert_error(response, 422, "invalid_request", "invalid_url").await;
+    }
+    for url in [
+        "HTTPS://Example.com:443/hook?x=1",
+        "http://127.0.0.1:9/hook",
+    ] {
+        let response = send(
+            &app,
+            Method::POST,
+            "/v1/endpoints",
+            token,
+            json!({ "url": url }),
+        )
+        .await;
+        assert_eq!(response.status(), 201, "{url}");
+    }
 
     let body = json!({ "url": "https://example.com/hook", "headers": { "X-Token": "caf\u{e9}" } });
     let response = send(&app, Method::POST, "/v1/endpoints", token, body).await;
