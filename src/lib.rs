@@ -19,7 +19,9 @@
 //!   plaintext (stored idempotent answers, endpoint headers, the audit key).
 //! - [`audit`] — the audit log's keyed hash chains, their heads and verification.
 //! - [`auth`], [`api`] — the HTTP admin API: authentication (with the client address behind
-//!   trusted proxies, `auth::client_addr`), the error envelope, one module per resource.
+//!   trusted proxies, `auth::client_addr`), the error envelope, one module per resource, the
+//!   lenient integer fields (`api::numbers`), and the OpenAPI document whose bounds come from
+//!   the validation's own constants (`api::openapi`).
 //! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.
 //! - [`serve`] — the connection loop under it: header-read and idle timeouts, the connection
 //!   cap, the file-descriptor limit.

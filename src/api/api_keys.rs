@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::pagination::{page, parse_cursor, List};
+use super::pagination::{cursor_not_in_list, page, parse_cursor, List};
 use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
@@ -133,6 +133,7 @@ pub struct UpdateApiKey {
 pub struct RollApiKey {
     /// Seconds the old key keeps working (0 = it stops at once; at most 604800, 7 days).
     #[schema(example = 3600)]
+    #[serde(default, deserialize_with = "super::numbers::option")]
     pub expires_in: Option<i64>,
 }
 
@@ -162,23 +163,25 @@ pub struct DeletedApiKey {
 #[into_params(parameter_in = Query)]
 pub struct ListApiKeys {
     /// 1–100 (default 10).
+    #[serde(default, deserialize_with = "super::numbers::query_option")]
     pub limit: Option<u32>,
     /// The id of the last key of the previous page.
     pub starting_after: Option<String>,
     /// Only keys in this status.
-    #[param(value_type = Option<String>, example = "active")]
+    #[param(value_type = Option<StatusFilter>, inline, example = "active")]
     pub status: Option<StatusFilter>,
     /// Case-insensitive search in names.
     pub q: Option<String>,
     /// `created_at` (default), `last_used_at` or `name`.
-    #[param(value_type = Option<String>, example = "created_at")]
+    #[param(value_type = Option<SortKey>, inline, example = "created_at")]
     pub sort: Option<SortKey>,
     /// `desc` (default) or `asc`.
-    #[param(value_type = Option<String>, example = "desc")]
+    #[param(value_type = Option<SortOrder>, inline, example = "desc")]
     pub order: Option<SortOrder>,
 }
 
-const MAX_ROLL_OVERLAP_SECS: i64 = 7 * 24 * 3600;
+/// The longest a rolled key keeps working (`expires_in`), in seconds: 7 days.
+pub const MAX_ROLL_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
 fn parse_key_id(id: &str) -> Result<ApiKeyId, ApiError> {
     id.parse().map_err(|_| ApiError::not_found("api key", id))
@@ -240,6 +243,7 @@ fn granted_scopes(auth: &MerchantAuth, asked: Option<&[String]>) -> Result<Scope
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", params(ListApiKeys),
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = List<ApiKeyObject>), (status = 400, body = ErrorEnvelope),
+              (status = 404, body = ErrorEnvelope, description = "`starting_after` names no key of this list"),
               (status = 403, body = ErrorEnvelope, description = "missing api_keys:read")))]
 pub async fn list(
     State(state): State<AppState>,
@@ -270,7 +274,7 @@ pub async fn list(
     };
     let sorted = filter_and_sort(keys, &query, now);
     let (page, has_more) = page_after(sorted, cursor, limit as usize).ok_or_else(|| {
-        ApiError::bad_request("invalid_cursor", "starting_after is not in this list")
+        cursor_not_in_list::<ApiKeyId>(params.starting_after.as_deref().unwrap_or_default())
     })?;
     Ok(Json(List {
         object: "list",
@@ -461,7 +465,7 @@ pub async fn delete(
 /// Replaces a key with a new one of the same name and scopes; the old one keeps working for
 /// `expires_in` seconds. The caller must hold every scope of the key it rolls (as for every
 /// change of a key), or rolling would hand it a stronger token than its own.
-#[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "api keys", request_body(content = RollApiKey, description = "optional"),
+#[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "api keys", request_body(content = Option<RollApiKey>, description = "optional: an empty body rolls with no overlap"),
     params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = RolledApiKey, description = "the new key's `token` is shown only here"),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
@@ -478,7 +482,7 @@ pub async fn roll(
     if !(0..=MAX_ROLL_OVERLAP_SECS).contains(&overlap) {
         return Err(ApiError::unprocessable(
             "invalid_expires_in",
-            "expires_in must be between 0 and 604800 seconds (7 days)",
+            format!("expires_in must be between 0 and {MAX_ROLL_OVERLAP_SECS} seconds (7 days)"),
         ));
     }
     let now = state.clock.now();

@@ -63,6 +63,7 @@ impl From<AuditRecord> for AuditEventObject {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListAuditEvents {
+    #[serde(default, deserialize_with = "super::numbers::query_option")]
     pub limit: Option<u32>,
     pub starting_after: Option<String>,
     /// Only this action, e.g. `signing_secret.reveal`.

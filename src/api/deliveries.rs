@@ -105,15 +105,18 @@ impl DeliveryObject {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListDeliveries {
+    #[serde(default, deserialize_with = "super::numbers::query_option")]
     pub limit: Option<u32>,
     pub starting_after: Option<String>,
     pub endpoint_id: Option<String>,
     pub event_id: Option<String>,
-    #[param(value_type = Option<String>, example = "failed")]
+    #[param(value_type = Option<DeliveryStatus>, inline, example = "failed")]
     pub status: Option<DeliveryStatus>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
 }
 

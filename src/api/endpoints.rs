@@ -2,6 +2,7 @@
 //! bulk replay of past deliveries.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -13,7 +14,7 @@ use super::pagination::{List, ListParams};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
-use crate::config::MAX_ENDPOINT_IN_FLIGHT;
+use crate::config::{MAX_ENDPOINT_IN_FLIGHT, MAX_ENDPOINT_TIMEOUT_MS};
 use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_pattern;
 use crate::delivery::pings::{PingRefused, MAX_PINGS, PINGS_PER_ENDPOINT};
@@ -24,6 +25,35 @@ use crate::keys::{Mode, Scope};
 use crate::server::AppState;
 use crate::signing::Scheme;
 use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, StoreError};
+
+/// How many deliveries to one endpoint may be in flight at once (`max_in_flight`).
+pub const MAX_IN_FLIGHT_RANGE: RangeInclusive<u32> = 1..=MAX_ENDPOINT_IN_FLIGHT;
+/// An endpoint's request timeout (`timeout_ms`), in milliseconds: capped well below the
+/// delivery lease, so a slow attempt is never claimed again while it is still under way.
+pub const TIMEOUT_MS_RANGE: RangeInclusive<u32> = 100..=MAX_ENDPOINT_TIMEOUT_MS;
+/// The longest endpoint URL, in bytes.
+pub const MAX_URL_LEN: usize = 2048;
+/// The longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+/// The most event type patterns one endpoint may filter on.
+pub const MAX_EVENT_TYPES: usize = 50;
+/// The most custom headers one endpoint may send.
+pub const MAX_HEADERS: usize = 20;
+/// The longest custom header value, in bytes (values are ASCII, so also in characters).
+pub const MAX_HEADER_VALUE_LEN: usize = 1024;
+
+/// The shape of an endpoint URL with a DNS name, checked on the URL as sent and stated as is
+/// in the OpenAPI document: `http` or `https` (any case), `://`, a host name of letters,
+/// digits and hyphens whose last label starts with a letter (a name ending in a number would
+/// be read as an IPv4 address), an optional port up to 65535, then a path, query or fragment
+/// of visible ASCII. URLs with an IP address as host are taken too (the SSRF guard decides
+/// which), and nothing else: no spaces, no credentials, no host that could never resolve.
+pub const URL_PATTERN: &str = concat!(
+    r"^[hH][tT][tT][pP][sS]?://",
+    r"([A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z]([A-Za-z0-9-]*[A-Za-z0-9])?",
+    r"(:(0*([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?)?",
+    r"([/?#][!-~]*)?$",
+);
 
 /// An endpoint as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -104,10 +134,11 @@ pub struct EndpointBody {
     pub scheme: Option<Scheme>,
     pub enabled: Option<bool>,
     /// 1–100 (default 10).
+    #[serde(default, deserialize_with = "super::numbers::option")]
     pub max_in_flight: Option<u32>,
     /// 100–30000 ms (default 15000), and at most half the delivery lease (`delivery.lease_secs`),
     /// so a slow attempt is never sent a second time while it is still under way.
-    #[schema(minimum = 100, maximum = 30000)]
+    #[serde(default, deserialize_with = "super::numbers::option")]
     pub timeout_ms: Option<u32>,
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden. Values
     /// are write-only: answers show them masked. On PATCH the map replaces the stored one; a
@@ -122,11 +153,12 @@ pub struct EndpointBody {
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
     /// Which deliveries to send again (default `["failed"]`).
-    #[schema(value_type = Option<Vec<String>>)]
     pub status: Option<Vec<DeliveryStatus>>,
     /// Only deliveries created at or after this time (RFC 3339).
+    #[schema(format = DateTime)]
     pub since: Option<String>,
     /// Only deliveries created before this time (RFC 3339).
+    #[schema(format = DateTime)]
     pub until: Option<String>,
 }
 
@@ -158,15 +190,26 @@ fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
 
 /// Checks a URL for the given mode.
 pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, ApiError> {
-    let url = url.trim();
-    if url.len() > 2048 {
+    if url.len() > MAX_URL_LEN {
         return Err(invalid(
             "invalid_url",
-            "url must be at most 2048 characters",
+            format!("url must be at most {MAX_URL_LEN} characters"),
         ));
     }
     let parsed = reqwest::Url::parse(url)
         .map_err(|err| invalid("invalid_url", format!("url is not an absolute URL: {err}")))?;
+    let ip_host = parsed.host_str().is_some_and(|host| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+    });
+    if !(url_shape().is_match(url) || ip_host && url.trim() == url) {
+        return Err(invalid(
+            "invalid_url",
+            "url must be an absolute http(s) URL with a host name (letters, digits, hyphens) or an IP address, and no spaces or credentials",
+        ));
+    }
     match parsed.scheme() {
         "https" => {}
         "http" if mode == Mode::Test || state.config.delivery.allow_http => {}
@@ -197,9 +240,17 @@ pub fn validate_url(url: &str, mode: Mode, state: &AppState) -> Result<String, A
     Ok(parsed.to_string())
 }
 
+fn url_shape() -> &'static regex::Regex {
+    static SHAPE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    SHAPE.get_or_init(|| regex::Regex::new(URL_PATTERN).expect("URL_PATTERN is a valid regex"))
+}
+
 fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> {
-    if headers.len() > 20 {
-        return Err(invalid("invalid_headers", "at most 20 custom headers"));
+    if headers.len() > MAX_HEADERS {
+        return Err(invalid(
+            "invalid_headers",
+            format!("at most {MAX_HEADERS} custom headers"),
+        ));
     }
     for (name, value) in headers {
         if reqwest::header::HeaderName::try_from(name.as_str()).is_err() {
@@ -221,10 +272,15 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
                 format!("the value of `{name}` is the mask answers show; send the real value"),
             ));
         }
-        if value.len() > 1024 || reqwest::header::HeaderValue::from_str(value).is_err() {
+        // Visible ASCII, spaces and tabs: other bytes are obsolete in header values (RFC 9110
+        // §5.5) and receivers read them differently.
+        if value.len() > MAX_HEADER_VALUE_LEN
+            || !value.is_ascii()
+            || reqwest::header::HeaderValue::from_str(value).is_err()
+        {
             return Err(invalid(
                 "invalid_headers",
-                format!("the value of `{name}` is not a valid header value"),
+                format!("the value of `{name}` is not a valid header value (at most {MAX_HEADER_VALUE_LEN} visible ASCII characters, spaces or tabs)"),
             ));
         }
     }
@@ -234,10 +290,10 @@ fn validate_headers(headers: &BTreeMap<String, String>) -> Result<(), ApiError> 
 /// `max_timeout_ms` is [`DeliveryConfig::max_endpoint_timeout_ms`](crate::config::DeliveryConfig::max_endpoint_timeout_ms).
 fn validate_body(body: &EndpointBody, max_timeout_ms: u32) -> Result<(), ApiError> {
     if let Some(types) = &body.event_types {
-        if types.len() > 50 {
+        if types.len() > MAX_EVENT_TYPES {
             return Err(invalid(
                 "invalid_event_types",
-                "at most 50 event type patterns",
+                format!("at most {MAX_EVENT_TYPES} event type patterns"),
             ));
         }
         if let Some(bad) = types.iter().find(|t| !valid_pattern(t)) {
@@ -249,32 +305,39 @@ fn validate_body(body: &EndpointBody, max_timeout_ms: u32) -> Result<(), ApiErro
     }
     if body
         .max_in_flight
-        .is_some_and(|n| !(1..=MAX_ENDPOINT_IN_FLIGHT).contains(&n))
+        .is_some_and(|n| !MAX_IN_FLIGHT_RANGE.contains(&n))
     {
         return Err(invalid(
             "invalid_max_in_flight",
-            format!("max_in_flight must be between 1 and {MAX_ENDPOINT_IN_FLIGHT}"),
+            format!(
+                "max_in_flight must be between {} and {}",
+                MAX_IN_FLIGHT_RANGE.start(),
+                MAX_IN_FLIGHT_RANGE.end()
+            ),
         ));
     }
     // Capped well below the delivery lease, so a slow attempt is never claimed again while
     // it is still under way.
     if body
         .timeout_ms
-        .is_some_and(|ms| !(100..=max_timeout_ms).contains(&ms))
+        .is_some_and(|ms| !(*TIMEOUT_MS_RANGE.start()..=max_timeout_ms).contains(&ms))
     {
         return Err(invalid(
             "invalid_timeout",
-            format!("timeout_ms must be between 100 and {max_timeout_ms}"),
+            format!(
+                "timeout_ms must be between {} and {max_timeout_ms}",
+                TIMEOUT_MS_RANGE.start(),
+            ),
         ));
     }
     if body
         .description
         .as_ref()
-        .is_some_and(|d| d.chars().count() > 500)
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
     {
         return Err(invalid(
             "invalid_description",
-            "description must be at most 500 characters",
+            format!("description must be at most {MAX_DESCRIPTION_CHARS} characters"),
         ));
     }
     if let Some(headers) = &body.headers {
@@ -369,7 +432,9 @@ pub async fn create(
 
 /// Lists endpoints, newest first.
 #[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(ListParams),
-    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = List<EndpointObject>)))]
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, body = List<EndpointObject>),
+              (status = 404, body = ErrorEnvelope, description = "`starting_after` names no endpoint of this list")))]
 pub async fn list(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -564,7 +629,7 @@ pub async fn test(
 
 /// Queues an endpoint's past deliveries again (by default the failed ones).
 #[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
-    request_body(content = ReplayBody, description = "optional"), security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<ReplayBody>, description = "optional: an empty body replays the failed deliveries"), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`"), (status = 404, body = ErrorEnvelope)))]
 pub async fn replay(
     State(state): State<AppState>,

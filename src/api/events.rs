@@ -29,7 +29,7 @@ pub struct CreateEvent {
     #[schema(example = "order.created")]
     pub event_type: String,
     /// Any JSON value; delivered as the envelope's `data`.
-    #[schema(value_type = Object, example = json!({"order_id": "ord_1", "amount": 1299}))]
+    #[schema(value_type = serde_json::Value, example = json!({"order_id": "ord_1", "amount": 1299}))]
     pub payload: Box<RawValue>,
 }
 
@@ -47,7 +47,7 @@ pub struct EventObject {
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// The payload as delivered.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,
     /// How many deliveries the event created (on create), or the deliveries (on retrieve).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -149,8 +149,9 @@ fn data_error_message(text: &str) -> String {
     format!("the body does not match the expected shape: {detail}")
 }
 
-/// A JSON body that may also be absent (empty): then `T::default()`. For actions such as
-/// `POST …/roll` whose parameters are all optional, so `curl -X POST` works without `-d '{}'`.
+/// A JSON body that may also be absent (empty) or `null`: then `T::default()`. For actions
+/// such as `POST …/roll` whose parameters are all optional, so `curl -X POST` works without
+/// `-d '{}'` (the OpenAPI document says `Option<T>`: not required, and nullable).
 pub struct OptionalJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for OptionalJson<T>
@@ -171,9 +172,9 @@ where
             req.headers_mut()
                 .insert(axum::http::header::CONTENT_TYPE, content_type);
         }
-        ApiJson::<T>::from_request(req, state)
+        ApiJson::<Option<T>>::from_request(req, state)
             .await
-            .map(|ApiJson(value)| OptionalJson(value))
+            .map(|ApiJson(value)| OptionalJson(value.unwrap_or_default()))
     }
 }
 

@@ -11,6 +11,7 @@ mod error;
 pub mod events;
 mod extract;
 pub mod merchants;
+pub mod numbers;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
@@ -154,14 +155,17 @@ async fn deadline(
     }
 }
 
-/// A human-given name: trimmed, 1 to 100 characters, no control characters.
+/// The longest human-given name, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+
+/// A human-given name: at most [`NAME_MAX_CHARS`] characters, no control characters, not
+/// blank; surrounding spaces are trimmed off. The limits hold for the name as sent, so what
+/// the OpenAPI document says of it (`maxLength`, `pattern`) is exactly what is accepted.
 pub fn valid_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    let length = name.chars().count();
-    if length == 0 || length > 100 {
+    if name.chars().count() > NAME_MAX_CHARS || name.trim().is_empty() {
         return Err(ApiError::unprocessable(
             "invalid_name",
-            "name must be 1 to 100 characters",
+            format!("name must be 1 to {NAME_MAX_CHARS} characters, not only spaces"),
         ));
     }
     if name.chars().any(char::is_control) {
@@ -170,7 +174,7 @@ pub fn valid_name(name: &str) -> Result<String, ApiError> {
             "name must not contain control characters",
         ));
     }
-    Ok(name.to_owned())
+    Ok(name.trim().to_owned())
 }
 
 async fn not_found() -> ApiError {

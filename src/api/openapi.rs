@@ -13,11 +13,29 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::ids::{ApiKeyId, DeliveryId, EndpointId, EventId, MerchantId};
+use std::sync::OnceLock;
 
+use serde_json::{json, Value};
+
+use crate::auth::idempotency::MAX_KEY_LEN;
+use crate::auth::NONCE_DIGITS;
+use crate::delivery::filter::MAX_EVENT_TYPE_LEN;
+use crate::delivery::sender::{RESERVED_HEADERS, RESERVED_HEADER_PREFIXES};
+use crate::ids::{ApiKeyId, AuditId, DeliveryId, EndpointId, EventId, MerchantId};
+use crate::keys::Scope;
+use crate::signing::Scheme;
+
+use super::api_keys::MAX_ROLL_OVERLAP_SECS;
+use super::endpoints::{
+    MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, MAX_HEADERS, MAX_HEADER_VALUE_LEN, MAX_IN_FLIGHT_RANGE,
+    MAX_URL_LEN, TIMEOUT_MS_RANGE, URL_PATTERN,
+};
+use super::pagination::LIMIT_RANGE;
+use super::sign::MAX_WEBHOOK_ID_LEN;
+use super::signing_secret::GRACE_SECS_RANGE;
 use super::{
     api_keys, audit_events, deliveries, endpoints, events, merchants, ops, pagination, sign,
-    signing_secret, ErrorBody, ErrorEnvelope, ErrorType,
+    signing_secret, ErrorBody, ErrorEnvelope, ErrorType, NAME_MAX_CHARS,
 };
 
 #[derive(OpenApi)]
@@ -188,6 +206,7 @@ fn id_prefix(path: &str) -> Option<&'static str> {
         "endpoints" => EndpointId::PREFIX,
         "events" => EventId::PREFIX,
         "deliveries" => DeliveryId::PREFIX,
+        "audit-events" => AuditId::PREFIX,
         _ => return None,
     })
 }
@@ -205,9 +224,7 @@ fn shape_path_ids(operation: &mut Operation, path: &str) {
             parameter.schema = Some(RefOr::T(Schema::Object(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .pattern(Some(format!(
-                        "^{prefix}[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{{25}}$"
-                    )))
+                    .pattern(Some(id_pattern(prefix)))
                     .build(),
             )));
         }
@@ -234,21 +251,420 @@ fn operation_id(method: &str, path: &str) -> String {
     id
 }
 
-/// The document served at `/openapi.json`.
-pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+/// The document served at `/openapi.json`: utoipa's, with what the server refuses stated on
+/// every value ([`state_bounds`]). Built once.
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let missed = state_bounds(&mut doc);
+        if !missed.is_empty() {
+            // A unit test keeps this list empty; a renamed field must not take the server down.
+            tracing::warn!(
+                ?missed,
+                "OpenAPI bounds name places the document does not have"
+            );
+        }
+        doc
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds: what the validation refuses, stated in the document from the validation's constants.
+// ---------------------------------------------------------------------------------------------
+
+/// Where a bound goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A property of a component schema.
+    Property(&'static str, &'static str),
+    /// The items of an array property of a component schema.
+    Items(&'static str, &'static str),
+    /// The query parameter of this name, on every operation that has it.
+    Query(&'static str),
+    /// The header parameter of this name, on every operation that has it.
+    Header(&'static str),
+}
+
+use Target::{Header, Items, Property, Query};
+
+/// Every bound, as JSON Schema keywords merged into the schema of its target. Each is computed
+/// from the constant (or the predicate's building blocks) the validation itself uses, so the
+/// two cannot drift apart; `tests/api/ops.rs` checks the server at each documented edge.
+fn bounds() -> Vec<(Target, Value)> {
+    let name = json!({ "minLength": 1, "maxLength": NAME_MAX_CHARS, "pattern": name_pattern() });
+    let event_type = |segment: &str| {
+        json!({
+            "minLength": 1,
+            "maxLength": MAX_EVENT_TYPE_LEN,
+            "pattern": format!("^{segment}(\\.{segment})*$"),
+        })
+    };
+    let range = |start: i64, end: i64| json!({ "minimum": start, "maximum": end });
+    let printable = |max: usize| json!({ "pattern": format!("^[!-~]{{1,{max}}}$") });
+    vec![
+        (
+            Query("limit"),
+            range(
+                LIMIT_RANGE.start().to_owned().into(),
+                LIMIT_RANGE.end().to_owned().into(),
+            ),
+        ),
+        (Property("CreateMerchant", "name"), name.clone()),
+        (Property("UpdateMerchant", "name"), name.clone()),
+        (Property("CreateApiKey", "name"), name.clone()),
+        (Property("UpdateApiKey", "name"), name),
+        (Property("CreateApiKey", "scopes"), json!({ "minItems": 1 })),
+        (
+            Items("CreateApiKey", "scopes"),
+            json!({ "enum": Scope::ALL.map(Scope::as_str) }),
+        ),
+        (
+            Property("RollApiKey", "expires_in"),
+            range(0, MAX_ROLL_OVERLAP_SECS),
+        ),
+        (
+            Property("PutSchedule", "grace"),
+            range(*GRACE_SECS_RANGE.start(), *GRACE_SECS_RANGE.end()),
+        ),
+        (
+            Property("EndpointBody", "url"),
+            json!({ "maxLength": MAX_URL_LEN, "pattern": URL_PATTERN }),
+        ),
+        (
+            Property("EndpointBody", "description"),
+            json!({ "maxLength": MAX_DESCRIPTION_CHARS }),
+        ),
+        (
+            Property("EndpointBody", "event_types"),
+            json!({ "maxItems": MAX_EVENT_TYPES }),
+        ),
+        (
+            Items("EndpointBody", "event_types"),
+            event_type(r"(\*|[a-z0-9_-]+)"),
+        ),
+        (
+            Property("EndpointBody", "scheme"),
+            json!({ "enum": Scheme::ALL.map(Scheme::as_str) }),
+        ),
+        (
+            Property("EndpointBody", "max_in_flight"),
+            range(
+                (*MAX_IN_FLIGHT_RANGE.start()).into(),
+                (*MAX_IN_FLIGHT_RANGE.end()).into(),
+            ),
+        ),
+        (
+            Property("EndpointBody", "timeout_ms"),
+            range(
+                (*TIMEOUT_MS_RANGE.start()).into(),
+                (*TIMEOUT_MS_RANGE.end()).into(),
+            ),
+        ),
+        (
+            Property("EndpointBody", "headers"),
+            json!({
+                "maxProperties": MAX_HEADERS,
+                "propertyNames": { "type": "string", "pattern": header_name_pattern() },
+                "additionalProperties": {
+                    "type": "string",
+                    "maxLength": MAX_HEADER_VALUE_LEN,
+                    "pattern": "^[\t -~]*$",
+                },
+            }),
+        ),
+        (Property("ReplayBody", "status"), json!({ "minItems": 1 })),
+        (Property("CreateEvent", "type"), event_type("[a-z0-9_-]+")),
+        (
+            Query("scheme"),
+            json!({ "enum": Scheme::ALL.map(Scheme::as_str) }),
+        ),
+        (Query("id"), printable(MAX_WEBHOOK_ID_LEN)),
+        (
+            Query("endpoint_id"),
+            json!({ "pattern": id_pattern(EndpointId::PREFIX) }),
+        ),
+        (
+            Query("event_id"),
+            json!({ "pattern": id_pattern(EventId::PREFIX) }),
+        ),
+        (Header(IDEMPOTENCY_KEY), printable(MAX_KEY_LEN)),
+        (
+            Header(NONCE),
+            json!({
+                "pattern": format!("^[0-9]{{{},{}}}$", NONCE_DIGITS.start(), NONCE_DIGITS.end()),
+            }),
+        ),
+    ]
+}
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const NONCE: &str = "X-Nonce";
+
+/// Characters a name may hold: anything but control characters (`char::is_control`: the Cc
+/// category). Spelled out, as `\p{Cc}` means nothing to most JSON Schema validators.
+const NAME_CHAR: &str = r"[^\u0000-\u001f\u007f-\u009f]";
+
+/// Characters a name may not consist of only: the whitespace `str::trim` removes that is not
+/// already a control character.
+const NAME_BLANK: &str = r" \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// What [`super::valid_name`] accepts: no control character, and at least one character that
+/// is not blank (the length is `maxLength`).
+fn name_pattern() -> String {
+    format!(r"^{NAME_CHAR}*[^\u0000-\u001f\u007f-\u009f{NAME_BLANK}]{NAME_CHAR}*$")
+}
+
+/// The characters of an HTTP header name (a token, RFC 9110 §5.6.2).
+const HEADER_TOKEN: &str = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+
+/// A header name endpoints may set: an HTTP token that is none of the daemon's own headers
+/// (in any case), as [`is_reserved_header`] decides.
+fn header_name_pattern() -> String {
+    let (exact, prefixes) = reserved_header_patterns();
+    format!("^(?!({exact})$)(?!{prefixes}){HEADER_TOKEN}$")
+}
+
+/// The reserved names and the reserved prefixes, each as an alternation matching any case.
+fn reserved_header_patterns() -> (String, String) {
+    let any_case = |text: &str| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphabetic() {
+                    format!("[{}{}]", c.to_ascii_lowercase(), c.to_ascii_uppercase())
+                } else {
+                    regex_escape(c)
+                }
+            })
+            .collect()
+    };
+    let join = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| any_case(n))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    (join(&RESERVED_HEADERS), join(&RESERVED_HEADER_PREFIXES))
+}
+
+fn regex_escape(c: char) -> String {
+    if "\\^$.|?*+()[]{}-".contains(c) {
+        format!("\\{c}")
+    } else {
+        c.to_string()
+    }
+}
+
+/// The shape of an id of one kind: its prefix and 26 base32 characters (either case).
+fn id_pattern(prefix: &str) -> String {
+    format!("^{prefix}[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{{25}}$")
+}
+
+/// Applies [`bounds`] and what depends on the document's own shape: the header parameters
+/// every authenticated operation reads, the cursor of each list, the changes a PATCH needs,
+/// and a create schema for endpoints (whose `url` is required there). Returns the targets it
+/// could not find.
+fn state_bounds(doc: &mut Value) -> Vec<String> {
+    add_guard_headers(doc);
+    let mut missed = Vec::new();
+    for (target, keywords) in bounds() {
+        let mut found = false;
+        for schema in targets(doc, target) {
+            found = true;
+            merge(schema, &keywords);
+        }
+        if !found {
+            missed.push(format!("{target:?}"));
+        }
+    }
+    for (path, item) in doc["paths"].as_object_mut().into_iter().flatten() {
+        let Some(prefix) = id_prefix(path) else {
+            continue;
+        };
+        if let Some(get) = item.get_mut("get") {
+            for parameter in parameters(get) {
+                if parameter["name"] == "starting_after" {
+                    merge(
+                        &mut parameter["schema"],
+                        &json!({ "pattern": id_pattern(prefix) }),
+                    );
+                }
+            }
+        }
+    }
+    for (schema, fields) in [
+        ("UpdateApiKey", ["name", "active"]),
+        ("UpdateMerchant", ["name", "disabled"]),
+    ] {
+        if !require_one_of(doc, schema, &fields) {
+            missed.push(format!("{schema}: {fields:?}"));
+        }
+    }
+    if !endpoint_create_schema(doc) {
+        missed.push("CreateEndpoint".to_owned());
+    }
+    missed
+}
+
+/// The schemas a target names.
+fn targets(doc: &mut Value, target: Target) -> Vec<&mut Value> {
+    match target {
+        Property(schema, property) => doc["components"]["schemas"]
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(property))
+            .into_iter()
+            .collect(),
+        Items(schema, property) => doc["components"]["schemas"]
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(property))
+            .and_then(|p| p.get_mut("items"))
+            .into_iter()
+            .collect(),
+        Query(name) | Header(name) => doc["paths"]
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|paths| paths.values_mut())
+            .flat_map(|item| {
+                item.as_object_mut()
+                    .into_iter()
+                    .flat_map(|i| i.values_mut())
+            })
+            .flat_map(parameters)
+            .filter(|parameter| {
+                parameter["name"] == name
+                    && parameter["in"]
+                        == if matches!(target, Query(_)) {
+                            "query"
+                        } else {
+                            "header"
+                        }
+            })
+            .filter_map(|parameter| parameter.get_mut("schema"))
+            .collect(),
+    }
+}
+
+fn parameters(operation: &mut Value) -> impl Iterator<Item = &mut Value> {
+    operation
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+}
+
+/// Sets each keyword on `schema`. An `enum` on a nullable value keeps `null` allowed, as the
+/// server takes `null` for an absent optional field.
+fn merge(schema: &mut Value, keywords: &Value) {
+    let nullable = schema["type"]
+        .as_array()
+        .is_some_and(|types| types.iter().any(|t| t == "null"));
+    let Some(schema) = schema.as_object_mut() else {
+        return;
+    };
+    for (key, value) in keywords.as_object().into_iter().flatten() {
+        let mut value = value.clone();
+        if key == "enum" && nullable {
+            if let Some(values) = value.as_array_mut() {
+                values.push(Value::Null);
+            }
+        }
+        schema.insert(key.clone(), value);
+    }
+}
+
+/// The headers the shared middleware reads on every authenticated operation: `X-Nonce`
+/// (replay protection, any method) and, on every POST, `Idempotency-Key`.
+fn add_guard_headers(doc: &mut Value) {
+    for item in doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|p| p.values_mut())
+    {
+        for (method, operation) in item.as_object_mut().into_iter().flatten() {
+            if operation["security"]
+                .as_array()
+                .is_none_or(|s| s.is_empty())
+            {
+                continue;
+            }
+            let mut headers = vec![(
+                NONCE,
+                "12 to 16 digits, never reused with this key within 24 hours (409 `nonce_reused`); required on changes when the daemon sets `auth.require_nonce`",
+            )];
+            if method == "post" {
+                headers.push((
+                    IDEMPOTENCY_KEY,
+                    "a unique key per request: the first answer is kept for 24 hours and replayed (with `Idempotent-Replayed: true`) to a retry with the same key and body; another body gets 422 `idempotency_key_reused`, a retry while the first is running 409",
+                ));
+            }
+            let parameters = operation
+                .as_object_mut()
+                .map(|o| o.entry("parameters").or_insert_with(|| json!([])));
+            let Some(parameters) = parameters.and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for (name, description) in headers {
+                parameters.retain(|p| !(p["in"] == "header" && p["name"] == name));
+                parameters.push(json!({
+                    "name": name, "in": "header", "required": false,
+                    "description": description, "schema": { "type": "string" },
+                }));
+            }
+        }
+    }
+}
+
+/// A PATCH must change something: at least one of `fields` present and not `null`
+/// (422 `nothing_to_update` otherwise). Each branch is the field's own schema without `null`.
+fn require_one_of(doc: &mut Value, schema: &str, fields: &[&str]) -> bool {
+    let Some(schema) = doc["components"]["schemas"].get_mut(schema) else {
+        return false;
+    };
+    let mut branches = Vec::new();
+    for field in fields {
+        let Some(mut property) = schema["properties"].get(*field).cloned() else {
+            return false;
+        };
+        if let Some(types) = property["type"].as_array_mut() {
+            types.retain(|t| t != "null");
+        }
+        branches.push(json!({ "required": [field], "properties": { *field: property } }));
+    }
+    schema["anyOf"] = Value::Array(branches);
+    true
+}
+
+/// `POST /v1/endpoints` takes the PATCH body with `url` required (and not `null`).
+fn endpoint_create_schema(doc: &mut Value) -> bool {
+    let Some(mut create) = doc["components"]["schemas"].get("EndpointBody").cloned() else {
+        return false;
+    };
+    create["required"] = json!(["url"]);
+    create["description"] = json!("`POST /v1/endpoints`: `url` is required.");
+    if let Some(types) = create["properties"]["url"]["type"].as_array_mut() {
+        types.retain(|t| t != "null");
+    }
+    doc["components"]["schemas"]["CreateEndpoint"] = create;
+    let body = &mut doc["paths"]["/v1/endpoints"]["post"]["requestBody"]["content"]
+        ["application/json"]["schema"];
+    if body.is_null() {
+        return false;
+    }
+    *body = json!({ "$ref": "#/components/schemas/CreateEndpoint" });
+    true
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
-    use serde_json::Value;
-
     use super::*;
 
     fn document_json() -> Value {
-        serde_json::to_value(document()).expect("the document serialises")
+        document().clone()
     }
 
     fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -364,6 +780,210 @@ mod tests {
                 !matches_id_pattern(&pattern, &other),
                 "{path}: {pattern} takes {other}"
             );
+        }
+    }
+
+    #[test]
+    fn every_bound_lands_where_it_is_meant_to() {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert_eq!(state_bounds(&mut doc), Vec::<String>::new());
+        // Spot checks that the keywords come from the constants.
+        let schemas = &doc["components"]["schemas"];
+        let endpoint = &schemas["EndpointBody"]["properties"];
+        assert_eq!(
+            endpoint["max_in_flight"]["minimum"],
+            *MAX_IN_FLIGHT_RANGE.start()
+        );
+        assert_eq!(
+            endpoint["max_in_flight"]["maximum"],
+            *MAX_IN_FLIGHT_RANGE.end()
+        );
+        assert_eq!(
+            endpoint["timeout_ms"]["maximum"],
+            crate::config::MAX_ENDPOINT_TIMEOUT_MS
+        );
+        assert_eq!(
+            endpoint["scheme"]["enum"],
+            json!(["bolt", "standard", "both", null])
+        );
+        assert_eq!(
+            schemas["RollApiKey"]["properties"]["expires_in"]["maximum"],
+            MAX_ROLL_OVERLAP_SECS
+        );
+        assert_eq!(
+            schemas["PutSchedule"]["properties"]["grace"]["minimum"],
+            *GRACE_SECS_RANGE.start()
+        );
+        assert_eq!(
+            schemas["CreateEndpoint"]["required"],
+            json!(["url"]),
+            "POST /v1/endpoints needs a url"
+        );
+        let list = &doc["paths"]["/v1/events"]["get"]["parameters"];
+        let limit = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(limit["schema"]["maximum"], *LIMIT_RANGE.end());
+    }
+
+    #[test]
+    fn bodies_that_may_be_absent_are_not_required() {
+        let doc = document_json();
+        for path in [
+            "/v1/signing-secret/initiate",
+            "/v1/api-keys/{id}/roll",
+            "/v1/endpoints/{id}/replay",
+        ] {
+            let body = &doc["paths"][path]["post"]["requestBody"];
+            assert!(body.is_object(), "{path} documents its body");
+            assert_ne!(body["required"], true, "{path}: the body is optional");
+        }
+        assert_eq!(
+            doc["paths"]["/v1/events"]["post"]["requestBody"]["required"],
+            true
+        );
+    }
+
+    #[test]
+    fn no_example_is_a_fixed_time() {
+        // A fixed future time becomes a past one, which `complete_at` refuses.
+        let text = serde_json::to_string(document()).unwrap();
+        assert!(
+            !regex::Regex::new(r#""example":\s*"\d{4}-\d\d-\d\dT"#)
+                .unwrap()
+                .is_match(&text),
+            "an example time goes stale"
+        );
+    }
+
+    /// Every pattern compiles both in Rust and under the rules JSON Schema validators use
+    /// (ECMA 262 has no `\p{…}`, `\A` or `\z`; these are plain classes and anchors).
+    #[test]
+    fn patterns_compile() {
+        let text = serde_json::to_string(document()).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let mut patterns = Vec::new();
+        collect_patterns(&doc, &mut patterns);
+        assert!(patterns.len() > 10, "{patterns:?}");
+        // The regex crate has no lookaround; strip the (negative) lookaheads to compile.
+        let lookahead = regex::Regex::new(r"\(\?!([^()]|\([^()]*\))*\)").unwrap();
+        for pattern in patterns {
+            let without_lookahead = lookahead.replace_all(&pattern, "");
+            regex::Regex::new(&without_lookahead).unwrap_or_else(|err| panic!("{pattern}: {err}"));
+            assert!(!pattern.contains("\\p{"), "{pattern}");
+        }
+    }
+
+    fn collect_patterns(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("pattern", Value::String(pattern)) => out.push(pattern.clone()),
+                        _ => collect_patterns(value, out),
+                    }
+                }
+            }
+            Value::Array(values) => values.iter().for_each(|v| collect_patterns(v, out)),
+            _ => {}
+        }
+    }
+
+    /// The name pattern's classes are exactly `char::is_control` and the whitespace `trim`
+    /// removes, checked over every character.
+    #[test]
+    fn the_name_pattern_is_what_valid_name_accepts() {
+        let control = regex::Regex::new("^[\\u0000-\\u001f\\u007f-\\u009f]$").unwrap();
+        let blank = regex::Regex::new(&format!("^[{NAME_BLANK}]$")).unwrap();
+        for c in (0..=0x10ffff_u32).filter_map(char::from_u32) {
+            let text = c.to_string();
+            assert_eq!(control.is_match(&text), c.is_control(), "{c:?}");
+            assert_eq!(
+                blank.is_match(&text),
+                c.is_whitespace() && !c.is_control(),
+                "{c:?}"
+            );
+        }
+        let pattern = regex::Regex::new(&name_pattern()).unwrap();
+        for (name, valid) in [
+            ("CI deploys", true),
+            ("  padded  ", true),
+            ("\u{3000}x", true),
+            ("   ", false),
+            ("\u{a0}\u{2003}", false),
+            ("tab\there", false),
+            ("\tleading tab", false),
+            ("", false),
+        ] {
+            assert_eq!(pattern.is_match(name), valid, "{name:?}");
+            assert_eq!(super::super::valid_name(name).is_ok(), valid, "{name:?}");
+        }
+    }
+
+    /// The regex crate has no lookahead, so the pattern's parts are checked as the pattern
+    /// combines them: a token, not a reserved name, not starting with a reserved prefix.
+    #[test]
+    fn the_header_name_pattern_refuses_the_reserved_names_in_any_case() {
+        let (exact, prefixes) = reserved_header_patterns();
+        let token = regex::Regex::new(&format!("^{HEADER_TOKEN}$")).unwrap();
+        let exact = regex::Regex::new(&format!("^({exact})$")).unwrap();
+        let prefixes = regex::Regex::new(&format!("^({prefixes})")).unwrap();
+        let allowed =
+            |name: &str| token.is_match(name) && !exact.is_match(name) && !prefixes.is_match(name);
+        for name in [
+            "Content-Type",
+            "HOST",
+            "connection",
+            "X-Hooksign-Event-Id",
+            "x-BOLT-hmac-sha256",
+            "Webhook-Signature",
+            "Authorization",
+            "X-Receiver-Token",
+            "hostname",
+            "x-bolt",
+        ] {
+            assert_eq!(
+                allowed(name),
+                !crate::delivery::sender::is_reserved_header(name),
+                "{name}"
+            );
+        }
+        assert!(!allowed("with space") && !allowed("") && !allowed("a:b"));
+        assert!(header_name_pattern().contains(HEADER_TOKEN));
+    }
+
+    #[test]
+    fn the_url_pattern_takes_only_urls_the_server_takes() {
+        let pattern = regex::Regex::new(URL_PATTERN).unwrap();
+        for url in [
+            "https://example.com/webhooks",
+            "http://a.b-c.example:8443/x?y=1&z=%20",
+            "https://Example.COM",
+            "HTTPS://example.com:",
+            "http://a.b:065535#frag",
+            "http://a.b?query",
+        ] {
+            assert!(pattern.is_match(url), "{url}");
+            let parsed = reqwest::Url::parse(url).unwrap();
+            assert!(parsed.host_str().is_some());
+        }
+        for url in [
+            "https://10.0.0.1/",
+            "https://a.1/",
+            "ftp://example.com",
+            "https://user:pw@example.com",
+            "https://example.com:99999",
+            "https://example.com:65536",
+            " https://example.com",
+            "https://example.com/a b",
+            "https://a.b*",
+            "http:/a.b",
+            "https://a.b\\@evil.example",
+        ] {
+            assert!(!pattern.is_match(url), "{url}");
         }
     }
 

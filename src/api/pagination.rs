@@ -4,11 +4,19 @@
 //! The cursor is parsed as an id of the list's kind (400 `invalid_cursor` otherwise) and the
 //! store gets that id's canonical text, so `evt_01jd…` and `evt_01JD…` give the same page.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 
-use super::ApiError;
+use super::{numbers, ApiError};
 use crate::ids::{Cursor, TypedId};
 use crate::store::Page;
+
+/// The page sizes a list accepts (`limit`).
+pub const LIMIT_RANGE: RangeInclusive<u32> = 1..=100;
+
+/// The page size when `limit` is not given.
+pub const DEFAULT_LIMIT: u32 = 10;
 
 /// The query parameters every list accepts.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -16,6 +24,7 @@ use crate::store::Page;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// How many objects to return, 1–100 (default 10).
+    #[serde(default, deserialize_with = "numbers::query_option")]
     pub limit: Option<u32>,
     /// Return objects after this id (the last id of the previous page).
     pub starting_after: Option<String>,
@@ -36,11 +45,15 @@ pub fn page<I: TypedId>(
     limit: Option<u32>,
     starting_after: Option<&str>,
 ) -> Result<Page, ApiError> {
-    let limit = limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !LIMIT_RANGE.contains(&limit) {
         return Err(ApiError::bad_request(
             "invalid_limit",
-            "limit must be between 1 and 100",
+            format!(
+                "limit must be between {} and {}",
+                LIMIT_RANGE.start(),
+                LIMIT_RANGE.end()
+            ),
         ));
     }
     Ok(Page {
@@ -61,6 +74,17 @@ pub fn parse_cursor<I: TypedId>(text: &str) -> Result<I, ApiError> {
             ),
         )
     })
+}
+
+/// 404 for a well-formed cursor that names no object of the list (lists that page in memory,
+/// where the cursor must be one of the listed objects). A malformed one is 400
+/// `invalid_cursor`; a well-formed id that does not exist is a missing resource, as anywhere.
+pub fn cursor_not_in_list<I: TypedId>(cursor: &str) -> ApiError {
+    ApiError::invalid(
+        axum::http::StatusCode::NOT_FOUND,
+        "resource_missing",
+        format!("starting_after: no {} '{cursor}' in this list", I::KIND),
+    )
 }
 
 fn cursor<I: TypedId>(text: &str) -> Result<Cursor, ApiError> {

@@ -17,6 +17,9 @@ use crate::secrets::keyring::load_keyring;
 use crate::server::AppState;
 use crate::signing::{signature_headers, Scheme};
 
+/// The longest `id` (`webhook-id`): 1 to this many printable ASCII characters.
+pub const MAX_WEBHOOK_ID_LEN: usize = 255;
+
 /// Query parameters of `POST /v1/sign`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -58,7 +61,9 @@ pub async fn sign(
     auth.require(Scope::EventsWrite)?;
     let webhook_id = match params.id {
         Some(id)
-            if !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+            if !id.is_empty()
+                && id.len() <= MAX_WEBHOOK_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             id
         }

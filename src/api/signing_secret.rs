@@ -88,8 +88,9 @@ pub struct SigningSecretStatus {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InitiateRotation {
-    /// Complete the rotation by itself at this time (RFC 3339, in the future).
-    #[schema(example = "2026-12-01T03:00:00Z")]
+    /// Complete the rotation by itself at this time (RFC 3339, in the future), e.g. an hour
+    /// from now.
+    #[schema(format = DateTime)]
     pub complete_at: Option<String>,
 }
 
@@ -102,6 +103,7 @@ pub struct PutSchedule {
     pub cron: String,
     /// Seconds from initiation to completion (60 s to 30 days), e.g. 86400.
     #[schema(example = 86400)]
+    #[serde(deserialize_with = "super::numbers::required")]
     pub grace: i64,
 }
 
@@ -127,8 +129,8 @@ pub struct RevealedSecrets {
     pub pending: Option<RevealedSecret>,
 }
 
-const MIN_GRACE_SECS: i64 = 60;
-const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
+/// The grace a rotation schedule may give, in seconds: 60 s to 30 days.
+pub const GRACE_SECS_RANGE: std::ops::RangeInclusive<i64> = 60..=30 * 24 * 3600;
 
 fn view(row: &SecretRecord, now: Timestamp) -> SecretView {
     let left = row
@@ -267,7 +269,7 @@ pub async fn get_status(
 /// Creates a pending secret. Deliveries then carry `X-Bolt-Hmac-Sha256-Pending` as well. The
 /// answer shows the new secret once.
 #[utoipa::path(post, path = "/v1/signing-secret/initiate", tag = "signing secret",
-    request_body(content = InitiateRotation, description = "optional"), security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<InitiateRotation>, description = "optional: an empty body initiates a rotation completed by hand"), security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SigningSecretStatus, description = "`pending.secret` is shown only here"),
               (status = 409, body = ErrorEnvelope, description = "rotation_in_progress"), (status = 422, body = ErrorEnvelope)))]
 pub async fn initiate(
@@ -418,10 +420,14 @@ pub async fn put_schedule(
     let next_fire_at = next_fire(&cron, now).map_err(|reason| {
         ApiError::unprocessable("invalid_cron", format!("invalid cron expression: {reason}"))
     })?;
-    if !(MIN_GRACE_SECS..=MAX_GRACE_SECS).contains(&body.grace) {
+    if !GRACE_SECS_RANGE.contains(&body.grace) {
         return Err(ApiError::unprocessable(
             "invalid_grace",
-            "grace must be between 60 seconds and 30 days (2592000)",
+            format!(
+                "grace must be between {} seconds and 30 days ({})",
+                GRACE_SECS_RANGE.start(),
+                GRACE_SECS_RANGE.end()
+            ),
         ));
     }
     let policy = PolicyRecord {

@@ -35,8 +35,11 @@ use crate::store::{ApiKeyRecord, IdempotencyBegin, KeyKind, NewAuditEvent, Store
 /// The response header on a replay.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
+/// The longest `Idempotency-Key`: 1 to this many printable ASCII characters.
+pub const MAX_KEY_LEN: usize = 255;
+
 fn valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic())
+    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// The idempotency middleware; runs after [`super::authenticate`].

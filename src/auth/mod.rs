@@ -37,6 +37,9 @@ use crate::store::{ApiKeyRecord, KeyKind};
 pub use last_used::LastUsed;
 pub use limits::Limits;
 
+/// How many digits an `X-Nonce` has.
+pub const NONCE_DIGITS: std::ops::RangeInclusive<usize> = 12..=16;
+
 /// How long nonces and idempotency keys are remembered.
 pub const GUARD_TTL: chrono::Duration = chrono::Duration::hours(24);
 
@@ -270,7 +273,7 @@ async fn check_nonce(
         }
         None => return Ok(()),
     };
-    if !(12..=16).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_digit()) {
+    if !NONCE_DIGITS.contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::bad_request(
             "invalid_nonce",
             "X-Nonce must be 12 to 16 digits",

@@ -1,9 +1,12 @@
 //! Event types and endpoint filters: `order.created` matches `order.created`, `order.*`
 //! (one segment per `*`) and `*`; an empty filter matches everything.
 
+/// The longest event type or filter pattern, in characters.
+pub const MAX_EVENT_TYPE_LEN: usize = 100;
+
 /// Whether an event type is well formed: 1–100 characters of `[a-z0-9._-]`, no empty segment.
 pub fn valid_event_type(event_type: &str) -> bool {
-    (1..=100).contains(&event_type.len())
+    (1..=MAX_EVENT_TYPE_LEN).contains(&event_type.len())
         && event_type.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
         })
@@ -12,7 +15,7 @@ pub fn valid_event_type(event_type: &str) -> bool {
 
 /// Whether a filter pattern is well formed: an event type whose segments may be `*`.
 pub fn valid_pattern(pattern: &str) -> bool {
-    (1..=100).contains(&pattern.len())
+    (1..=MAX_EVENT_TYPE_LEN).contains(&pattern.len())
         && pattern
             .split('.')
             .all(|segment| segment == "*" || (!segment.is_empty() && valid_event_type(segment)))

@@ -49,20 +49,26 @@ pub struct AttemptContext<'a> {
     pub now: Timestamp,
 }
 
+/// Header names the daemon sets itself (compared case-insensitively).
+pub const RESERVED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Prefixes of the header names the daemon sets itself (signatures and `X-Hooksign-*`).
+pub const RESERVED_HEADER_PREFIXES: [&str; 3] = ["x-hooksign-", "x-bolt-", "webhook-"];
+
 /// Headers reserved for the daemon: endpoint-configured headers may not set them.
 pub fn is_reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    matches!(
-        name.as_str(),
-        "content-type"
-            | "content-length"
-            | "user-agent"
-            | "host"
-            | "transfer-encoding"
-            | "connection"
-    ) || name.starts_with("x-hooksign-")
-        || name.starts_with("x-bolt-")
-        || name.starts_with("webhook-")
+    RESERVED_HEADERS.contains(&name.as_str())
+        || RESERVED_HEADER_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
 }
 
 /// The full header set of an attempt. Returns the headers and the names of the signature
@@ -352,5 +358,25 @@ mod tests {
         );
         assert!(was_connected_to(&proxy));
         assert!(!was_connected_to(&endpoint));
+    }
+
+    /// With an egress proxy the daemon resolves no endpoint host and connects to nothing but
+    /// the proxy (`.ci/schemathesis.sh` relies on it: fuzzed endpoints name random hosts, and
+    /// its proxy is a closed loopback port). A name under `.invalid` never resolves, so a
+    /// connection reaching the proxy proves the client did not try to.
+    #[test]
+    fn with_an_egress_proxy_endpoint_hosts_are_never_resolved() {
+        for url in [
+            "http://hooksign-never-resolved.invalid/hook",
+            "https://hooksign-never-resolved.invalid/hook",
+        ] {
+            let proxy = listener();
+            let config = DeliveryConfig {
+                egress_proxy: Some(format!("http://{}", proxy.local_addr().unwrap())),
+                ..DeliveryConfig::default()
+            };
+            send_one(&config, url);
+            assert!(was_connected_to(&proxy), "{url} did not go to the proxy");
+        }
     }
 }

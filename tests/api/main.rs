@@ -18,6 +18,7 @@ mod ids;
 mod interop;
 mod limits;
 mod merchants;
+mod openapi;
 mod ops;
 mod receiver;
 mod signing_secret;
