@@ -337,13 +337,10 @@ async fn optional_bodies_may_be_absent_or_null(app: TestApp) {
 async fn a_cursor_that_names_no_listed_object_is_404(app: TestApp) {
     let merchant = app.create_merchant("Cursors").await;
     let token = merchant.test_token.as_str();
-    for (path, unknown) in [
-        ("/v1/api-keys", hooksign::ids::ApiKeyId::new().to_string()),
-        (
-            "/v1/endpoints",
-            hooksign::ids::EndpointId::new().to_string(),
-        ),
-    ] {
+    // The key list is sorted in memory by any of its sort keys, so its cursor must name a
+    // listed key; the lists paged in SQL by id (endpoints, events, deliveries…) take any
+    // well-formed id as a position.
+    for (path, unknown) in [("/v1/api-keys", hooksign::ids::ApiKeyId::new().to_string())] {
         let response = app
             .authed(
                 Method::GET,
