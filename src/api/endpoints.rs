@@ -143,8 +143,8 @@ pub struct EndpointBody {
     /// Extra headers; the signature and `X-Hooksign-*` headers cannot be overridden. Values
     /// are write-only: answers show them masked. On PATCH the map replaces the stored one; a
     /// PATCH that moves `url` to another origin (scheme, host or port) of an endpoint with
-    /// headers must give `headers` again (`{}` drops them), or it is refused with 422
-    /// `headers_required` and nothing changes. A new path on the same origin keeps them.
+    /// headers must give `headers` again (`{}` drops them), or it is refused with 409
+    /// `headers_required` (the stored headers forbid it) and nothing changes. A new path on the same origin keeps them.
     pub headers: Option<BTreeMap<String, String>>,
 }
 
@@ -475,7 +475,8 @@ pub async fn retrieve(
 #[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)), request_body = EndpointBody,
     security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope),
-              (status = 422, body = ErrorEnvelope, description = "invalid field, or `headers_required`: the new url is on another origin and the stored headers were not given again")))]
+              (status = 409, body = ErrorEnvelope, description = "`headers_required`: the new url is on another origin and the stored headers were not given again"),
+              (status = 422, body = ErrorEnvelope, description = "invalid field")))]
 pub async fn update(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -519,7 +520,9 @@ pub async fn update(
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict("headers_required") => ApiError::unprocessable(
+            // A conflict with what is stored: the same body is fine for an endpoint
+            // without headers.
+            StoreError::Conflict("headers_required") => ApiError::conflict(
                 "headers_required",
                 "the new url is on another origin (scheme, host or port) and the endpoint has \
                  custom headers: send `headers` again in the same request (or `\"headers\": {}` \

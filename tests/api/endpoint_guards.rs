@@ -52,7 +52,7 @@ async fn a_url_moved_to_another_origin_needs_the_headers_again(app: TestApp) {
 
     // Another port without the headers: refused, nothing changes.
     let moved = patch(&app, token, id, json!({ "url": b.url })).await;
-    let body = assert_error(moved, 422, "invalid_request", "headers_required").await;
+    let body = assert_error(moved, 409, "invalid_request", "headers_required").await;
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("headers"), "{message}");
     let current: Value = app
