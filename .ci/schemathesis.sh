@@ -100,7 +100,11 @@ done
 
 if ! kill -0 "$DAEMON" 2>/dev/null; then
   echo "schemathesis: the daemon died during the run" >&2
-  cat "$DATA/daemon.log" >&2
   status=1
+fi
+if [ "$status" != 0 ]; then
+  cp "$DATA/daemon.log" target/schemathesis-daemon.log
+  echo "=== the daemon's log (warnings and errors; all of it in target/schemathesis-daemon.log), last 100 lines" >&2
+  tail -n 100 "$DATA/daemon.log" >&2
 fi
 exit $status

@@ -124,7 +124,8 @@ impl From<EndpointRecord> for EndpointObject {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
-    /// Absolute `https://` URL (`http://` in test mode, or with `delivery.allow_http`).
+    /// Absolute `https://` URL (`http://` in test mode, or with `delivery.allow_http`), with a
+    /// host name or an IP address, taken as sent: no surrounding spaces, no credentials.
     #[schema(example = "https://example.com/webhooks")]
     pub url: Option<String>,
     pub description: Option<String>,
