@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{get_ok, Backend, TestApp};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -409,12 +409,6 @@ async fn plaintext_idempotent_responses_of_an_older_version_are_sealed_at_start(
     assert_eq!(replayed.text().await.unwrap(), first);
 }
 
-async fn get_json(app: &TestApp, token: &str, path: &str) -> Value {
-    let response = app.authed(Method::GET, path, token).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
-}
-
 async fn endpoint_headers_are_sealed_shown_masked_and_still_delivered(app: TestApp) {
     let merchant = app.create_merchant("Sealed headers").await;
     let token = merchant.test_token.clone();
@@ -437,9 +431,9 @@ async fn endpoint_headers_are_sealed_shown_masked_and_still_delivered(app: TestA
         "not even the creation echoes a value"
     );
     let id = created["id"].as_str().unwrap().to_owned();
-    let shown = get_json(&app, &token, &format!("/v1/endpoints/{id}")).await;
+    let shown = get_ok(&app, &token, &format!("/v1/endpoints/{id}")).await;
     assert_eq!(shown["headers"], masked);
-    let listed = get_json(&app, &token, "/v1/endpoints").await;
+    let listed = get_ok(&app, &token, "/v1/endpoints").await;
     assert_eq!(listed["data"][0]["headers"], masked);
     assert!(!listed.to_string().contains("rcv-secret"));
     assert!(!contains(&raw_database(&app).await, &credential));
@@ -520,7 +514,7 @@ async fn plaintext_endpoint_headers_of_an_older_version_are_sealed_at_start(app:
         !contains(&raw_database(&app).await, "rcv-legacy-credential"),
         "sealed at start"
     );
-    let shown = get_json(&app, &merchant.test_token, &format!("/v1/endpoints/{id}")).await;
+    let shown = get_ok(&app, &merchant.test_token, &format!("/v1/endpoints/{id}")).await;
     assert_eq!(shown["headers"], json!({ "Authorization": "••••" }));
     let sent = app
         .authed(Method::POST, "/v1/events", &merchant.test_token)

@@ -6,7 +6,7 @@ use hooksign::verify::{MatchedHeader, Verifier};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp, TestMerchant};
+use crate::helpers::{assert_error, get_ok, spawn_app_with, Backend, TestApp, TestMerchant};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -86,12 +86,6 @@ pub async fn send_event(app: &TestApp, token: &str, event_type: &str, payload: V
     body
 }
 
-async fn get(app: &TestApp, token: &str, path: &str) -> Value {
-    let response = app.authed(Method::GET, path, token).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
-}
-
 async fn secret(app: &TestApp, merchant: &TestMerchant) -> String {
     let response = app
         .authed(
@@ -111,7 +105,7 @@ async fn secret(app: &TestApp, merchant: &TestMerchant) -> String {
 /// Waits until the delivery reaches `status` (the worker records it after the receiver answers).
 async fn wait_status(app: &TestApp, token: &str, delivery: &str, status: &str) -> Value {
     for _ in 0..300 {
-        let body = get(app, token, &format!("/v1/deliveries/{delivery}")).await;
+        let body = get_ok(app, token, &format!("/v1/deliveries/{delivery}")).await;
         if body["status"] == status
             && body["attempt_history"]
                 .as_array()
@@ -125,7 +119,7 @@ async fn wait_status(app: &TestApp, token: &str, delivery: &str, status: &str) -
 }
 
 async fn first_delivery(app: &TestApp, token: &str, event: &Value) -> String {
-    let body = get(
+    let body = get_ok(
         app,
         token,
         &format!("/v1/events/{}", event["id"].as_str().unwrap()),
@@ -137,7 +131,7 @@ async fn first_delivery(app: &TestApp, token: &str, event: &Value) -> String {
 /// Waits until the delivery has made `attempts` attempts.
 async fn wait_attempts(app: &TestApp, token: &str, delivery: &str, attempts: u64) -> Value {
     for _ in 0..300 {
-        let body = get(app, token, &format!("/v1/deliveries/{delivery}")).await;
+        let body = get_ok(app, token, &format!("/v1/deliveries/{delivery}")).await;
         if body["attempts"].as_u64() == Some(attempts) {
             return body;
         }
@@ -237,11 +231,11 @@ async fn endpoints_are_validated_and_managed(app: TestApp) {
     assert_eq!(patched["scheme"], "both");
     assert_eq!(patched["enabled"], false);
     assert_eq!(patched["disabled_reason"], "disabled by an admin");
-    let list = get(&app, &merchant.test_token, "/v1/endpoints").await;
+    let list = get_ok(&app, &merchant.test_token, "/v1/endpoints").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     // The live mode sees none of test mode's endpoints.
     assert!(
-        get(&app, &merchant.live_token, "/v1/endpoints").await["data"]
+        get_ok(&app, &merchant.live_token, "/v1/endpoints").await["data"]
             .as_array()
             .unwrap()
             .is_empty()
@@ -522,7 +516,7 @@ async fn a_delivery_fails_after_the_last_attempt_and_can_be_retried_or_replayed(
     app.state.delivery.wake();
     let failed = wait_status(&app, &merchant.test_token, &delivery, "failed").await;
     assert_eq!(failed["attempts"], 3);
-    let listed = get(&app, &merchant.test_token, "/v1/deliveries?status=failed").await;
+    let listed = get_ok(&app, &merchant.test_token, "/v1/deliveries?status=failed").await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
     // Retry one by hand: it goes again now.
     let retried = app
@@ -562,7 +556,7 @@ async fn gone_disables_the_endpoint_until_re_enabled(app: TestApp) {
     let event = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
     let delivery = first_delivery(&app, &merchant.test_token, &event).await;
     wait_status(&app, &merchant.test_token, &delivery, "failed").await;
-    let disabled = get(&app, &merchant.test_token, &format!("/v1/endpoints/{id}")).await;
+    let disabled = get_ok(&app, &merchant.test_token, &format!("/v1/endpoints/{id}")).await;
     assert_eq!(disabled["enabled"], false);
     assert!(disabled["disabled_reason"]
         .as_str()
@@ -749,7 +743,7 @@ async fn redirects_and_timeouts_are_failures_and_show_in_metrics(app: TestApp) {
     )
     .await;
     let event = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
-    let detail = get(
+    let detail = get_ok(
         &app,
         &merchant.test_token,
         &format!("/v1/events/{}", event["id"].as_str().unwrap()),
@@ -759,7 +753,7 @@ async fn redirects_and_timeouts_are_failures_and_show_in_metrics(app: TestApp) {
     for delivery in detail["deliveries"].as_array().unwrap() {
         let id = delivery["id"].as_str().unwrap();
         let done = wait_attempts(&app, &merchant.test_token, id, 1).await;
-        let full = get(&app, &merchant.test_token, &format!("/v1/deliveries/{id}")).await;
+        let full = get_ok(&app, &merchant.test_token, &format!("/v1/deliveries/{id}")).await;
 
         assert_eq!(done["status"], "pending", "retried later: {full}");
         classes.push(
@@ -872,7 +866,7 @@ async fn events_honour_idempotency_keys(app: TestApp) {
     assert_eq!(again.json::<Value>().await.unwrap()["id"], first["id"]);
     assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
     receiver.wait_for(1).await;
-    let listed = get(&app, &merchant.test_token, "/v1/events").await;
+    let listed = get_ok(&app, &merchant.test_token, "/v1/events").await;
     assert_eq!(listed["data"][0]["id"], first["id"]);
     assert_eq!(listed["data"][0]["data"], json!({ "order": 1 }));
 }

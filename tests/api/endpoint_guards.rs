@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::delivery::endpoint;
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, get_ok, TestApp};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -55,14 +55,7 @@ async fn a_url_moved_to_another_origin_needs_the_headers_again(app: TestApp) {
     let body = assert_error(moved, 409, "invalid_request", "headers_required").await;
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("headers"), "{message}");
-    let current: Value = app
-        .authed(Method::GET, &format!("/v1/endpoints/{id}"), token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let current: Value = get_ok(&app, token, &format!("/v1/endpoints/{id}")).await;
     assert_eq!(current["url"], a.url.as_str(), "{current}");
     assert_eq!(current["headers"]["Authorization"], "••••", "{current}");
     assert_eq!(

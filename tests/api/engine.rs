@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::delivery::{endpoint, send_event};
-use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp, TestMerchant};
+use crate::helpers::{assert_error, get_ok, spawn_app_with, Backend, TestApp, TestMerchant};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -137,18 +137,7 @@ fn test_key_id(merchant: &TestMerchant) -> String {
 
 /// The newest audit event with `action`, checked to name the test key as actor and a request.
 async fn audited(app: &TestApp, merchant: &TestMerchant, action: &str) -> Value {
-    let events: Value = app
-        .authed(
-            Method::GET,
-            "/v1/audit-events?limit=100",
-            &merchant.test_token,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let events: Value = get_ok(app, &merchant.test_token, "/v1/audit-events?limit=100").await;
     let event = events["data"]
         .as_array()
         .unwrap()
@@ -179,14 +168,7 @@ async fn a_delivery_in_flight_is_neither_retried_nor_replayed_and_both_are_audit
     let endpoint_id = created["id"].as_str().unwrap();
     let event = send_event(&app, token, "order.created", json!({})).await;
     let event_id = event["id"].as_str().unwrap();
-    let listed: Value = app
-        .authed(Method::GET, &format!("/v1/events/{event_id}"), token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = get_ok(&app, token, &format!("/v1/events/{event_id}")).await;
     let delivery = listed["deliveries"][0]["id"].as_str().unwrap().to_owned();
     // Wait until the attempt has reached the (slow) receiver.
     for _ in 0..100 {
@@ -323,14 +305,7 @@ async fn endpoint_timeouts_are_capped_below_the_delivery_lease(app: TestApp) {
         .await
         .unwrap();
     assert_error(refused, 422, "invalid_request", "invalid_timeout").await;
-    let stored: Value = app
-        .authed(Method::GET, &format!("/v1/endpoints/{id}"), token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stored: Value = get_ok(&app, token, &format!("/v1/endpoints/{id}")).await;
     assert_eq!(stored["timeout_ms"], max, "unchanged");
 }
 
@@ -369,14 +344,7 @@ async fn a_refused_address_is_shown_to_merchants_only_as_its_class(app: TestApp)
     let event_id = event["id"].as_str().unwrap();
     let mut listed = Value::Null;
     for _ in 0..200 {
-        listed = app
-            .authed(Method::GET, &format!("/v1/events/{event_id}"), token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        listed = get_ok(&app, token, &format!("/v1/events/{event_id}")).await;
         if listed["deliveries"][0]["attempts"].as_u64() >= Some(1) {
             break;
         }

@@ -413,6 +413,13 @@ macro_rules! on_both_stores {
     };
 }
 
+/// `GET path` with `token`, asserted 200, as JSON.
+pub async fn get_ok(app: &TestApp, token: &str, path: &str) -> Value {
+    let response = app.authed(Method::GET, path, token).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
 /// Asserts the error envelope: status, type, code, and a request id matching the header.
 pub async fn assert_error(
     response: reqwest::Response,

@@ -23,7 +23,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::delivery::{endpoint, send_event};
-use crate::helpers::{spawn_app, Backend, TestApp};
+use crate::helpers::{get_ok, spawn_app, Backend, TestApp};
 
 /// Path of the built Rust example receiver. Built here (once per test run) because
 /// `cargo test --test api` does not build examples; under a plain `cargo test` this is a no-op.
@@ -259,12 +259,6 @@ struct Target {
     endpoint_id: String,
 }
 
-async fn get(app: &TestApp, token: &str, path: &str) -> Value {
-    let response = app.authed(Method::GET, path, token).send().await.unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
-}
-
 async fn post(app: &TestApp, token: &str, path: &str) -> Value {
     let response = app.authed(Method::POST, path, token).send().await.unwrap();
     let status = response.status();
@@ -276,7 +270,7 @@ async fn post(app: &TestApp, token: &str, path: &str) -> Value {
 /// Waits until the delivery has made `attempts` attempts and returns it with its history.
 async fn wait_attempts(app: &TestApp, token: &str, delivery: &str, attempts: usize) -> Value {
     for _ in 0..300 {
-        let body = get(app, token, &format!("/v1/deliveries/{delivery}")).await;
+        let body = get_ok(app, token, &format!("/v1/deliveries/{delivery}")).await;
         if body["attempt_history"]
             .as_array()
             .is_some_and(|history| history.len() >= attempts)
@@ -302,7 +296,7 @@ async fn send_and_check(
     let event = send_event(app, token, "order.created", json!({ "phase": phase })).await;
     let event_id = event["id"].as_str().unwrap();
     assert_eq!(event["delivery_count"], targets.len(), "{event}");
-    let listed = get(
+    let listed = get_ok(
         app,
         token,
         &format!("/v1/deliveries?event_id={event_id}&limit=100"),
