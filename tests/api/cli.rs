@@ -1,13 +1,19 @@
-//! The `hooksign` binary as a user runs it.
+//! The `hooksign` binary as a user runs it. Every child process runs with a deadline
+//! (`helpers::OutputWithin`), and `serve` binds port 0 and says which port it got.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use clap::CommandFactory as _;
+
+use crate::helpers::{wait_with_output_within, DaemonProcess, OutputWithin as _, CHILD_DEADLINE};
 
 fn hooksign(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hooksign"));
     command
         .current_dir(dir)
         .env_remove("HOOKSIGN_MASTER_KEY")
+        .env_remove("HOOKSIGN_MASTER_KEY_PREVIOUS")
         .env_remove("HOOKSIGN_DATABASE__URL")
         .env_remove("HOOKSIGN_SIGNING_SECRET")
         .env_remove("HOOKSIGN_PENDING_SECRET")
@@ -15,29 +21,69 @@ fn hooksign(dir: &std::path::Path) -> Command {
     command
 }
 
+/// Every command path clap knows (`["audit", "verify"]`…), parents before their children.
+fn command_paths(command: &clap::Command, prefix: &[String], paths: &mut Vec<Vec<String>>) {
+    for sub in command.get_subcommands() {
+        let mut path = prefix.to_vec();
+        path.push(sub.get_name().to_owned());
+        paths.push(path.clone());
+        command_paths(sub, &path, paths);
+    }
+}
+
 #[test]
 fn help_teaches_every_subcommand() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["--help"][..],
-        &["serve", "--help"],
-        &["operator-key", "create", "--help"],
-        &["merchant", "create", "--help"],
-        &["config", "show", "--help"],
-        &["audit", "verify", "--help"],
-        &["audit", "head", "--help"],
-        &["migrate", "--help"],
+    let cli = hooksign::cli::Cli::command();
+    let mut paths = vec![Vec::new()];
+    command_paths(&cli, &[], &mut paths);
+    let names: Vec<String> = paths.iter().map(|path| path.join(" ")).collect();
+    // The list comes from the CLI definition; these must be in it.
+    for expected in [
+        "serve",
+        "migrate",
+        "sign",
+        "verify",
+        "rekey",
+        "operator-key create",
+        "merchant create",
+        "config show",
+        "audit verify",
+        "audit head",
     ] {
-        let output = hooksign(dir.path()).args(args).output().unwrap();
-        assert!(output.status.success(), "{args:?}");
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected}: {names:?}"
+        );
+    }
+    for path in &paths {
+        let output = hooksign(dir.path())
+            .args(path)
+            .arg("--help")
+            .output_within(CHILD_DEADLINE);
+        assert!(output.status.success(), "{path:?}");
         let text = String::from_utf8(output.stdout).unwrap();
-        assert!(text.contains("Usage:"), "{args:?}: {text}");
+        assert!(text.contains("Usage:"), "{path:?}: {text}");
+        // Each parent's help names its subcommands, with what they are for.
+        let parent = path.iter().fold(&cli, |command, name| {
+            command.find_subcommand(name).expect("a known subcommand")
+        });
+        for sub in parent.get_subcommands() {
+            let listed = text.lines().any(|line| {
+                let mut words = line.split_whitespace();
+                words.next() == Some(sub.get_name()) && words.next().is_some()
+            });
+            assert!(
+                listed,
+                "`{}` missing from {path:?} --help: {text}",
+                sub.get_name()
+            );
+        }
     }
-    let top =
-        String::from_utf8(hooksign(dir.path()).arg("--help").output().unwrap().stdout).unwrap();
-    for word in ["serve", "migrate", "operator-key", "merchant", "HOOKSIGN_"] {
-        assert!(top.contains(word), "{word} missing from --help");
-    }
+    let top = hooksign(dir.path())
+        .arg("--help")
+        .output_within(CHILD_DEADLINE);
+    assert!(String::from_utf8(top.stdout).unwrap().contains("HOOKSIGN_"));
 }
 
 #[test]
@@ -59,8 +105,7 @@ fn config_show_layers_file_and_environment_and_redacts_secrets() {
             "HOOKSIGN_DATABASE__URL",
             "postgres://app:hunter2@db/hooksign",
         )
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert!(
         output.status.success(),
         "{}",
@@ -102,8 +147,7 @@ fn a_bad_configuration_stops_with_a_message_naming_the_key() {
         let output = hooksign(dir.path())
             .arg("serve")
             .env(var, value)
-            .output()
-            .unwrap();
+            .output_within(CHILD_DEADLINE);
         assert_eq!(output.status.code(), Some(1), "{var}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert!(stderr.contains(&format!("`{key}`")), "{var}: {stderr}");
@@ -112,8 +156,7 @@ fn a_bad_configuration_stops_with_a_message_naming_the_key() {
     let output = hooksign(dir.path())
         .arg("serve")
         .env("HOOKSIGN_DATABASE__SQLITE_SYNCHRONOUS", "sometimes")
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
@@ -140,8 +183,7 @@ fn postgres_without_a_master_key_is_a_startup_error() {
             "HOOKSIGN_DATABASE__URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
         )
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("HOOKSIGN_MASTER_KEY"), "{stderr}");
@@ -152,8 +194,7 @@ fn operator_key_and_merchant_create_print_working_keys_once() {
     let dir = tempfile::tempdir().unwrap();
     let output = hooksign(dir.path())
         .args(["operator-key", "create", "--name", "ci"])
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert!(
         output.status.success(),
         "{}",
@@ -163,8 +204,7 @@ fn operator_key_and_merchant_create_print_working_keys_once() {
     hooksign::keys::ApiToken::parse(&token).expect("a valid operator token");
     let merchant = hooksign(dir.path())
         .args(["merchant", "create", "--name", "CLI Co"])
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert!(
         merchant.status.success(),
         "{}",
@@ -178,8 +218,7 @@ fn operator_key_and_merchant_create_print_working_keys_once() {
     );
     let audit = hooksign(dir.path())
         .args(["audit", "verify"])
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert!(audit.status.success());
     assert!(String::from_utf8(audit.stdout)
         .unwrap()
@@ -189,37 +228,21 @@ fn operator_key_and_merchant_create_print_working_keys_once() {
 #[test]
 fn serve_shuts_down_gracefully_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
-    let child = hooksign(dir.path())
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = false;
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(up, "daemon did not start listening");
+    let mut command = hooksign(dir.path());
+    command.arg("serve");
+    let mut daemon = DaemonProcess::start(command);
+    let addr = daemon.addr;
+    assert!(
+        std::net::TcpStream::connect(addr).is_ok(),
+        "listening where it said"
+    );
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &daemon.child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "exit status {:?}", output.status);
-    let logs = String::from_utf8(output.stderr).unwrap();
+    let (status, logs) = daemon.wait_for_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status:?}");
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .map(|line| serde_json::from_str(line).expect("JSON log line"))
@@ -232,7 +255,7 @@ fn serve_shuts_down_gracefully_on_sigterm() {
     let token = std::fs::read_to_string(dir.path().join("hooksign-data/operator.key")).unwrap();
     assert!(!logs.contains(token.trim()));
     assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        std::net::TcpStream::connect(addr).is_err(),
         "no longer accepting"
     );
 }
@@ -249,7 +272,7 @@ fn run_with_stdin(mut command: Command, input: &[u8]) -> std::process::Output {
     if let Err(err) = child.stdin.take().unwrap().write_all(input) {
         assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
     }
-    child.wait_with_output().unwrap()
+    wait_with_output_within(child, CHILD_DEADLINE, "hooksign")
 }
 
 #[test]
@@ -470,8 +493,7 @@ fn help_says_a_secret_on_the_command_line_is_visible_to_other_users() {
     ] {
         let output = hooksign(dir.path())
             .args([command, "--help"])
-            .output()
-            .unwrap();
+            .output_within(CHILD_DEADLINE);
         assert!(output.status.success());
         let text = String::from_utf8(output.stdout).unwrap();
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -537,8 +559,7 @@ fn rekey_reseals_every_secret_and_is_idempotent() {
         hooksign(dir.path())
             .env("HOOKSIGN_MASTER_KEY", old.to_base64())
             .args(args)
-            .output()
-            .unwrap()
+            .output_within(CHILD_DEADLINE)
     };
     assert!(with_old(&["merchant", "create", "--name", "A"])
         .status
@@ -566,8 +587,7 @@ fn rekey_reseals_every_secret_and_is_idempotent() {
     let verified = hooksign(dir.path())
         .env("HOOKSIGN_MASTER_KEY", new.to_base64())
         .args(["audit", "verify"])
-        .output()
-        .unwrap();
+        .output_within(CHILD_DEADLINE);
     assert!(
         verified.status.success(),
         "{}",

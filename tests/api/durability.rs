@@ -3,37 +3,76 @@
 //! seen at once by another daemon process (through the SQLite key cache's shared generation).
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use hooksign::config::Config;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::api_keys::created;
 use crate::delivery::{endpoint, send_event};
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{
+    assert_error, get_ok, spawn_app_with, wait_until, Backend, DaemonProcess, TestApp,
+};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
 on_both_stores!(
-    two_daemons_share_the_queue_without_doubling,
     graceful_shutdown_finishes_in_flight_work_and_releases_leases,
     an_endpoint_failing_for_too_long_is_disabled,
     an_accepted_event_survives_kill_9,
     a_key_change_in_one_process_applies_at_once_in_another,
 );
 
-async fn two_daemons_share_the_queue_without_doubling(app: TestApp) {
+mod two_daemons_share_the_queue_without_doubling {
+    use crate::helpers::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::two_daemons_share_the_queue_without_doubling(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::two_daemons_share_the_queue_without_doubling(Backend::Postgres).await;
+    }
+}
+
+/// Each daemon claims one delivery at a time and has at most two in flight, to receivers that
+/// take 50 ms to answer: either daemon alone needs well over a second for the queue below,
+/// while the other looks for work every 100 ms (and is woken by its own ingests at once).
+fn one_claim_at_a_time(config: &mut Config) {
+    config.delivery.batch_size = 1;
+    config.delivery.max_in_flight = 2;
+}
+
+async fn two_daemons_share_the_queue_without_doubling(backend: Backend) {
+    let Some(mut app) = spawn_app_with(backend, one_claim_at_a_time).await else {
+        return;
+    };
     let merchant = app.create_merchant("Shared queue").await;
-    let receiver = Receiver::start().await;
+    // Who sent what: the second daemon sends through an egress proxy, and that "proxy" is a
+    // receiver of its own. What reaches `first` came from the first daemon, what reaches
+    // `second` from the second.
+    let (first, second) = (Receiver::start().await, Receiver::start().await);
+    for receiver in [&first, &second] {
+        receiver.set_delay(StdDuration::from_millis(50));
+    }
     endpoint(
         &app,
         &merchant.test_token,
-        json!({ "url": receiver.url, "max_in_flight": 20 }),
+        json!({ "url": first.url, "max_in_flight": 20 }),
     )
     .await;
-    let other = app.another_instance().await;
+    let proxy = second.url.trim_end_matches("/hook").to_owned();
+    let mut other = app
+        .another_instance_with(|config| {
+            one_claim_at_a_time(config);
+            config.delivery.egress_proxy = Some(proxy);
+        })
+        .await;
     let mut ids = HashSet::new();
     for n in 0..60 {
         // Alternate the daemon that ingests; both deliver.
@@ -58,16 +97,39 @@ async fn two_daemons_share_the_queue_without_doubling(app: TestApp) {
                 .to_owned(),
         );
     }
-    let got = receiver.wait_for(60).await;
-    tokio::time::sleep(StdDuration::from_millis(500)).await;
-    let got_after = receiver.received();
-    assert_eq!(got_after.len(), 60, "no delivery was sent twice");
-    let deliveries: HashSet<_> = got
+    wait_until(
+        "all 60 deliveries recorded as delivered",
+        StdDuration::from_secs(60),
+        || async {
+            let delivered = app
+                .count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
+                .await;
+            (delivered == 60).then_some(())
+        },
+    )
+    .await;
+    // Both stopped gracefully: nothing is in flight any more that could still arrive.
+    other.stop().await;
+    app.stop().await;
+    let (by_first, by_second) = (first.received(), second.received());
+    assert!(
+        !by_first.is_empty() && !by_second.is_empty(),
+        "both daemons delivered: {} and {}",
+        by_first.len(),
+        by_second.len()
+    );
+    let all: Vec<_> = by_first.iter().chain(&by_second).collect();
+    assert_eq!(all.len(), 60, "no delivery was sent twice");
+    let deliveries: HashSet<_> = all
         .iter()
         .map(|r| r.header("x-hooksign-delivery-id").unwrap().to_owned())
         .collect();
     assert_eq!(deliveries.len(), 60);
-    assert_eq!(receiver.distinct("x-hooksign-event-id"), ids);
+    let events: HashSet<_> = all
+        .iter()
+        .map(|r| r.header("x-hooksign-event-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ids);
 }
 
 async fn graceful_shutdown_finishes_in_flight_work_and_releases_leases(mut app: TestApp) {
@@ -122,17 +184,17 @@ async fn graceful_shutdown_finishes_in_flight_work_and_releases_leases(mut app: 
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
     receiver.wait_for(6).await;
-    for _ in 0..100 {
-        if app
-            .count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
-            .await
-            == 6
-        {
-            return;
-        }
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-    panic!("the rest was not delivered after the restart");
+    wait_until(
+        "the rest delivered after the restart",
+        StdDuration::from_secs(15),
+        || async {
+            let delivered = app
+                .count("SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'")
+                .await;
+            (delivered == 6).then_some(())
+        },
+    )
+    .await;
 }
 
 async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
@@ -143,31 +205,35 @@ async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
     let id = ep["id"].as_str().unwrap();
     send_event(&app, &merchant.test_token, "order.created", json!({})).await;
     receiver.wait_for(1).await;
-    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    // The failed attempt is recorded and its retry scheduled before the clock moves on.
+    wait_until(
+        "the first failed attempt recorded",
+        StdDuration::from_secs(15),
+        || async {
+            let recorded = app
+                .count(
+                    "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND attempts = 1 \
+                     AND leased_by IS NULL",
+                )
+                .await;
+            (recorded == 1).then_some(())
+        },
+    )
+    .await;
     // Five days later the retry fails too: the endpoint has failed continuously long enough.
     app.clock.advance(Duration::days(5));
     app.state.delivery.wake();
     receiver.wait_for(2).await;
-    let mut disabled = Value::Null;
-    for _ in 0..100 {
-        disabled = app
-            .authed(
-                Method::GET,
-                &format!("/v1/endpoints/{id}"),
-                &merchant.test_token,
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if disabled["enabled"] == false {
-            break;
-        }
-        tokio::time::sleep(StdDuration::from_millis(50)).await;
-    }
-    assert_eq!(disabled["enabled"], false, "{disabled}");
+    let path = format!("/v1/endpoints/{id}");
+    let disabled = wait_until(
+        "the endpoint disabled",
+        StdDuration::from_secs(15),
+        || async {
+            let shown = get_ok(&app, &merchant.test_token, &path).await;
+            (shown["enabled"] == false).then_some(shown)
+        },
+    )
+    .await;
     assert!(
         disabled["disabled_reason"]
             .as_str()
@@ -182,9 +248,14 @@ async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
         .count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
         .await;
     assert_eq!(pending, 1);
+    // A day later its retry is long due; an event to another endpoint shows the daemon has
+    // claimed what was due since, and still the disabled endpoint got nothing.
+    let witness = Receiver::start().await;
+    endpoint(&app, &merchant.test_token, json!({ "url": witness.url })).await;
     app.clock.advance(Duration::days(1));
     app.state.delivery.wake();
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    send_event(&app, &merchant.test_token, "order.created", json!({})).await;
+    witness.wait_for(1).await;
     assert_eq!(
         receiver.received().len(),
         2,
@@ -215,49 +286,23 @@ async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
     assert_error(bad, 422, "invalid_request", "invalid_body").await;
 }
 
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(app: &TestApp, dir: &std::path::Path, port: u16) -> Daemon {
+/// The real binary on the app's database, in `dir`, on a port of its own choosing.
+fn start_daemon(app: &TestApp, dir: &std::path::Path) -> DaemonProcess {
     let master_key = app.config.master_key.as_ref().unwrap().0.clone();
-    let daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_hooksign"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .current_dir(dir)
-            .env("HOOKSIGN_DATABASE__URL", &app.config.database.url)
-            .env("HOOKSIGN_MASTER_KEY", master_key)
-            .env("HOOKSIGN_DATA_DIR", dir.join("data"))
-            .env("HOOKSIGN_DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
-            .env("HOOKSIGN_DELIVERY__LEASE_SECS", "2")
-            .env("HOOKSIGN_DELIVERY__DEFAULT_TIMEOUT_MS", "1000")
-            .env("HOOKSIGN_DELIVERY__POLL_INTERVAL_MS", "100")
-            .env("HOOKSIGN_LOG__FILTER", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return daemon;
-        }
-        std::thread::sleep(StdDuration::from_millis(50));
-    }
-    panic!("the daemon did not start");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hooksign"));
+    command
+        .arg("serve")
+        .current_dir(dir)
+        .env("HOOKSIGN_DATABASE__URL", &app.config.database.url)
+        .env("HOOKSIGN_MASTER_KEY", master_key)
+        .env("HOOKSIGN_DATA_DIR", dir.join("data"))
+        .env("HOOKSIGN_DELIVERY__ALLOW_PRIVATE_NETWORKS", "true")
+        .env("HOOKSIGN_DELIVERY__LEASE_SECS", "2")
+        .env("HOOKSIGN_DELIVERY__DEFAULT_TIMEOUT_MS", "1000")
+        .env("HOOKSIGN_DELIVERY__POLL_INTERVAL_MS", "100")
+        // Warnings, and the line saying which port it bound.
+        .env("HOOKSIGN_LOG__FILTER", "warn,hooksign::server=info");
+    DaemonProcess::start(command)
 }
 
 async fn an_accepted_event_survives_kill_9(mut app: TestApp) {
@@ -268,8 +313,8 @@ async fn an_accepted_event_survives_kill_9(mut app: TestApp) {
     endpoint(&app, &merchant.test_token, json!({ "url": receiver.url })).await;
     app.stop().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut daemon = start_daemon(&app, dir.path(), port);
+    let mut daemon = start_daemon(&app, dir.path());
+    let base = daemon.base();
     // Flood from a task while the daemon is killed under it.
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
     let flood = {
@@ -279,7 +324,7 @@ async fn an_accepted_event_survives_kill_9(mut app: TestApp) {
             let client = reqwest::Client::new();
             for n in 0..10_000 {
                 let sent = client
-                    .post(format!("http://127.0.0.1:{port}/v1/events"))
+                    .post(format!("{base}/v1/events"))
                     .bearer_auth(&token)
                     .json(&json!({ "type": "order.created", "payload": { "n": n } }))
                     .send()
@@ -298,42 +343,41 @@ async fn an_accepted_event_survives_kill_9(mut app: TestApp) {
             }
         })
     };
-    while accepted.lock().unwrap().len() < 60 {
-        tokio::time::sleep(StdDuration::from_millis(5)).await;
-    }
-    daemon.0.kill().unwrap(); // SIGKILL, mid-flood, with deliveries in flight
-    daemon.0.wait().unwrap();
+    wait_until(
+        "60 events accepted by the flood",
+        StdDuration::from_secs(30),
+        || async { (accepted.lock().unwrap().len() >= 60).then_some(()) },
+    )
+    .await;
+    daemon.child.kill().unwrap(); // SIGKILL, mid-flood, with deliveries in flight
+    daemon.child.wait().unwrap();
     flood.await.unwrap();
     let accepted = accepted.lock().unwrap().clone();
     assert!(accepted.len() >= 60);
     assert!(receiver.received().len() < accepted.len() * 2, "sanity");
-    let _restarted = start_daemon(&app, dir.path(), port);
-    for _ in 0..400 {
-        if receiver
-            .distinct("x-hooksign-event-id")
-            .is_superset(&accepted)
-        {
+    let _restarted = start_daemon(&app, dir.path());
+    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(20);
+    loop {
+        let arrived = receiver.distinct("x-hooksign-event-id");
+        let missing = accepted.difference(&arrived).count();
+        if missing == 0 {
             break;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lost after kill -9: {missing} of {}",
+            accepted.len()
+        );
         tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
-    let arrived = receiver.distinct("x-hooksign-event-id");
-    let missing: Vec<_> = accepted.difference(&arrived).collect();
-    assert!(
-        missing.is_empty(),
-        "lost after kill -9: {} of {}",
-        missing.len(),
-        accepted.len()
-    );
 }
 
 async fn a_key_change_in_one_process_applies_at_once_in_another(app: TestApp) {
     // The real binary and this process serve the same database, each with its own key cache.
     let merchant = app.create_merchant("Two processes").await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _daemon = start_daemon(&app, dir.path(), port);
-    let other = format!("http://127.0.0.1:{port}");
+    let daemon = start_daemon(&app, dir.path());
+    let other = daemon.base();
     let created = created(&app, &merchant.live_token, "shared").await;
     let (id, token) = (
         created["id"].as_str().unwrap().to_owned(),
