@@ -203,22 +203,57 @@ mod tests {
         results
     }
 
+    /// Yields until `done` holds; fails saying `what` was awaited if it never does.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..100_000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never happened: {what}");
+    }
+
     #[tokio::test]
-    async fn concurrent_writes_share_transactions_and_get_their_own_results() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let counted = calls.clone();
+    async fn writes_waiting_behind_a_commit_share_the_next_transactions() {
+        // The first transaction is held open until 99 more writes wait behind it: they must
+        // then take two transactions (64 + 35, the batch limit), not one each.
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (recorded, held) = (sizes.clone(), gate.clone());
         let group = Arc::new(GroupCommit::spawn(64, move |items: Arc<[u32]>| {
-            counted.fetch_add(1, Ordering::SeqCst);
+            recorded.lock().unwrap().push(items.len());
+            let held = held.clone();
             async move {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let _pass = held.acquire().await.expect("gate");
                 Ok(items.iter().map(|n| n * 2).collect())
             }
         }));
-        for (n, doubled) in submit_all(&group, 100).await {
-            assert_eq!(doubled.unwrap(), n * 2);
+        let first = tokio::spawn({
+            let group = group.clone();
+            async move { group.submit(0).await }
+        });
+        until("the first write's transaction began", || {
+            !sizes.lock().unwrap().is_empty()
+        })
+        .await;
+        let rest: Vec<_> = (1..100)
+            .map(|n| {
+                let group = group.clone();
+                tokio::spawn(async move { (n, group.submit(n).await) })
+            })
+            .collect();
+        until("99 writes queued", || {
+            group.queue.capacity() == DEFAULT_QUEUE_CAPACITY - 99
+        })
+        .await;
+        gate.add_permits(1);
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        for handle in rest {
+            let (n, doubled) = handle.await.unwrap();
+            assert_eq!(doubled.unwrap(), n * 2, "each caller gets its own result");
         }
-        let batches = calls.load(Ordering::SeqCst);
-        assert!(batches < 100, "100 writes took {batches} transactions");
+        assert_eq!(*sizes.lock().unwrap(), [1, 64, 35]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,11 +309,14 @@ mod tests {
         // The writer holds its first batch until released, so the queue behind it fills.
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let held = gate.clone();
+        let held_by_writer = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let taken = held_by_writer.clone();
         let group = Arc::new(GroupCommit::spawn_bounded(
             1,
             1,
             2,
             move |items: Arc<[u32]>| {
+                taken.store(true, Ordering::SeqCst);
                 let held = held.clone();
                 async move {
                     let _pass = held.acquire().await.expect("gate");
@@ -290,8 +328,11 @@ mod tests {
             let group = group.clone();
             async move { group.submit(0).await }
         });
-        // Let the writer take item 0 and hold it: the queue is then empty again.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // The writer takes item 0 and holds it: the queue is then empty again.
+        until("the writer took item 0", || {
+            held_by_writer.load(Ordering::SeqCst)
+        })
+        .await;
         assert_eq!(group.queue.capacity(), 2);
         let queued: Vec<_> = (1..=2)
             .map(|n| {

@@ -139,27 +139,77 @@ async fn openapi_lists_every_route_and_both_security_schemes(app: TestApp) {
         expected.len(),
         "the document lists routes the router does not have"
     );
-    // And every documented route exists in the router: it answers neither 404 nor 405.
+    // And every documented route exists in the router: it answers neither 404 nor 405, with
+    // no credentials (401 comes before any lookup) and with a key that may call it (then a
+    // well-formed id nobody has is that kind's own 404, never the router's).
+    let merchant = app.create_merchant("Routes").await;
     for (path, methods) in doc["paths"].as_object().unwrap() {
+        let concrete = with_unknown_id(path);
+        let token = if path.starts_with("/v1/merchants") {
+            &app.operator_token
+        } else {
+            &merchant.test_token
+        };
         for method in methods.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "x");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let response = app.request(method.clone(), &concrete).send().await.unwrap();
+            let anonymous = app.request(method.clone(), &concrete).send().await.unwrap();
             assert!(
-                ![404, 405].contains(&response.status().as_u16()) || concrete.contains("/x"),
-                "{method} {path}"
+                ![404, 405].contains(&anonymous.status().as_u16()),
+                "{method} {path}: {}",
+                anonymous.status()
             );
-            let body = response.text().await.unwrap();
+            let body = anonymous.text().await.unwrap();
             assert!(
                 !body.contains("route_not_found") && !body.contains("method_not_allowed"),
                 "{method} {path}: {body}"
             );
+            if path.contains("{id}") {
+                let authed = app
+                    .authed(method.clone(), &concrete, token)
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = authed.status().as_u16();
+                let body: Value = authed.json().await.unwrap_or(Value::Null);
+                assert_ne!(status, 405, "{method} {path}: {body}");
+                let code = body["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    !["route_not_found", "method_not_allowed"].contains(&code),
+                    "{method} {path}: {body}"
+                );
+                if status == 404 {
+                    assert_eq!(code, "resource_missing", "{method} {path}: {body}");
+                    let id = concrete.split('/').nth(3).unwrap();
+                    let message = body["error"]["message"].as_str().unwrap_or_default();
+                    assert!(message.contains(id), "{method} {path}: {body}");
+                }
+            }
         }
     }
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
     assert_eq!(schemes["api_key"]["name"], "X-Api-Key");
     assert!(doc["components"]["schemas"]["ErrorEnvelope"].is_object());
+}
+
+/// `path` with each `{id}` replaced by a well-formed id of the right kind that nobody has.
+fn with_unknown_id(path: &str) -> String {
+    use hooksign::ids::{ApiKeyId, DeliveryId, EndpointId, EventId, MerchantId};
+    let Some((collection, _)) = path.split_once("/{id}") else {
+        return path.to_owned();
+    };
+    let id = match collection {
+        "/v1/merchants" => MerchantId::new().to_string(),
+        "/v1/api-keys" => ApiKeyId::new().to_string(),
+        "/v1/endpoints" => EndpointId::new().to_string(),
+        "/v1/events" => EventId::new().to_string(),
+        "/v1/deliveries" => DeliveryId::new().to_string(),
+        other => panic!("which kind of id does {other}/{{id}} take? add it here"),
+    };
+    let concrete = path.replace("{id}", &id);
+    assert!(!concrete.contains('{'), "another parameter in {path}");
+    concrete
 }
 
 async fn every_response_has_a_request_id_and_sane_ones_are_echoed(app: TestApp) {
