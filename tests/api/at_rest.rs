@@ -546,6 +546,7 @@ async fn rekey_reseals_endpoint_headers_and_stored_responses(mut app: TestApp) {
     let new_key = hooksign::secrets::MasterKey::generate();
     let new_file = app.data_dir.join("new.key");
     std::fs::write(&new_file, new_key.to_base64()).unwrap();
+    use crate::helpers::OutputWithin as _;
     let rekey = std::process::Command::new(env!("CARGO_BIN_EXE_hooksign"))
         .args(["rekey", "--new-key-file", new_file.to_str().unwrap()])
         .env("HOOKSIGN_DATABASE__URL", &app.config.database.url)
@@ -554,8 +555,7 @@ async fn rekey_reseals_endpoint_headers_and_stored_responses(mut app: TestApp) {
             &app.config.master_key.as_ref().unwrap().0,
         )
         .current_dir(app.data_dir.parent().unwrap())
-        .output()
-        .unwrap();
+        .output_within(crate::helpers::CHILD_DEADLINE);
     let out = String::from_utf8_lossy(&rekey.stdout).into_owned();
     assert!(
         rekey.status.success(),

@@ -548,6 +548,7 @@ fn verify_checks_only_the_scheme_it_is_told() {
     );
 }
 
+/// The CLI alone on SQLite; `rekey.rs` runs it on both stores against the API.
 #[test]
 fn rekey_reseals_every_secret_and_is_idempotent() {
     let dir = tempfile::tempdir().unwrap();
@@ -577,6 +578,12 @@ fn rekey_reseals_every_secret_and_is_idempotent() {
     assert!(first.contains("re-encrypted 4 signing secrets"), "{first}");
     assert!(first.contains("re-encrypted 1 audit keys"), "{first}");
     let second = with_old(&["rekey", "--new-key-file", new_file.to_str().unwrap()]);
+    assert!(
+        second.status.success(),
+        "the second run exited {}: {}",
+        second.status,
+        String::from_utf8_lossy(&second.stderr)
+    );
     let second = String::from_utf8(second.stdout).unwrap();
     assert!(
         second.contains("re-encrypted 0 signing secrets")

@@ -21,6 +21,7 @@ mod merchants;
 mod openapi;
 mod ops;
 mod receiver;
+mod rekey;
 mod signing_secret;
 mod store_conformance;
 mod verifiers;
