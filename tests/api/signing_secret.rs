@@ -710,26 +710,82 @@ async fn live_and_test_rotate_independently(app: TestApp) {
 
 async fn rotation_scopes_are_enforced(app: TestApp) {
     let merchant = app.create_merchant("Scoped").await;
-    let keys = call(
-        &app,
-        &merchant.live_token,
-        Method::POST,
-        "/v1/api-keys",
-        Some(json!({ "name": "keys only", "scopes": ["api_keys:read"] })),
-    )
-    .await;
-    let keys: Value = keys.json().await.unwrap();
-    let token = keys["token"].as_str().unwrap();
-    let read = call(&app, token, Method::GET, "/v1/signing-secret", None).await;
-    assert_error(read, 403, "permission", "missing_scope").await;
-    for action in ["initiate", "complete", "revert", "cancel"] {
-        assert_error(
-            transition(&app, token, action).await,
-            403,
-            "permission",
-            "missing_scope",
-        )
-        .await;
+    let key = |scopes: &'static [&'static str]| {
+        let app = &app;
+        let token = merchant.live_token.clone();
+        async move {
+            let created = call(
+                app,
+                &token,
+                Method::POST,
+                "/v1/api-keys",
+                Some(json!({ "name": scopes.join(" "), "scopes": scopes })),
+            )
+            .await;
+            let created = ok_or_created(created).await;
+            created["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let reader = key(&["signing_secret:read"]).await;
+    let writer = key(&["signing_secret:write"]).await;
+    let neither = key(&["api_keys:read"]).await;
+    let schedule = json!({ "cron": "0 * * * * *", "grace": 600 });
+    // Every change, in an order in which each succeeds for a key that may make it.
+    let writes = [
+        (Method::POST, "/v1/signing-secret/initiate", None),
+        (Method::POST, "/v1/signing-secret/reveal", None),
+        (Method::POST, "/v1/signing-secret/complete", None),
+        (Method::POST, "/v1/signing-secret/revert", None),
+        (Method::POST, "/v1/signing-secret/initiate", None),
+        (Method::POST, "/v1/signing-secret/cancel", None),
+        (Method::PUT, "/v1/signing-secret/schedule", Some(schedule)),
+        (Method::DELETE, "/v1/signing-secret/schedule", None),
+    ];
+    let refused = |response: reqwest::Response, scope: &'static str| async move {
+        let body = assert_error(response, 403, "permission", "missing_scope").await;
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("`{scope}`")), "{body}");
+    };
+    let audited = "SELECT COUNT(*) FROM audit_events WHERE action LIKE 'signing_secret.%'";
+    let audited_before = app.count(audited).await;
+
+    // A read-only key sees the status and changes nothing.
+    let seen = status(&app, &reader).await;
+    assert_eq!(
+        seen["active"]["id"],
+        status(&app, &merchant.live_token).await["active"]["id"]
+    );
+    for (method, path, body) in &writes {
+        let response = call(&app, &reader, method.clone(), path, body.clone()).await;
+        refused(response, "signing_secret:write").await;
     }
     assert_eq!(app.count(&secret_rows_sql(&merchant, "pending")).await, 0);
+    assert_eq!(app.count(audited).await, audited_before, "nothing happened");
+
+    // A write-only key makes every change but cannot read the status.
+    let read = call(&app, &writer, Method::GET, "/v1/signing-secret", None).await;
+    refused(read, "signing_secret:read").await;
+    for (method, path, body) in &writes {
+        let response = call(&app, &writer, method.clone(), path, body.clone()).await;
+        let status = response.status();
+        let answer = response.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {answer}");
+    }
+    assert!(app.count(audited).await > audited_before);
+
+    // A key with neither scope gets neither.
+    let read = call(&app, &neither, Method::GET, "/v1/signing-secret", None).await;
+    refused(read, "signing_secret:read").await;
+    for (method, path, body) in &writes {
+        let response = call(&app, &neither, method.clone(), path, body.clone()).await;
+        refused(response, "signing_secret:write").await;
+    }
+}
+
+/// A 200 or 201 answer, as JSON.
+async fn ok_or_created(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert!([200, 201].contains(&status.as_u16()), "{status}: {body}");
+    body
 }
