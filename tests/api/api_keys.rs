@@ -371,6 +371,12 @@ async fn revocation_is_irreversible_and_effective_on_the_next_request_everywhere
     assert_error(revive, 409, "invalid_request", "api_key_revoked").await;
     let again = post_action(&app, &merchant.live_token, id, "revoke").await;
     assert_eq!(again.status(), 200, "revoking twice is harmless");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["status"], "revoked", "{again}");
+    assert_eq!(
+        again["revoked_at"], revoked["revoked_at"],
+        "the first revocation stands"
+    );
 }
 
 async fn only_revoked_keys_can_be_deleted(app: TestApp) {
@@ -406,8 +412,16 @@ async fn only_revoked_keys_can_be_deleted(app: TestApp) {
     let body: Value = deleted.json().await.unwrap();
     assert_eq!(body["deleted"], true);
     assert_eq!(body["id"], id);
-    let (status, _) = get_json(&app, &format!("/v1/api-keys/{id}"), &merchant.live_token).await;
-    assert_eq!(status, 404);
+    let gone = app
+        .authed(
+            Method::GET,
+            &format!("/v1/api-keys/{id}"),
+            &merchant.live_token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_error(gone, 404, "invalid_request", "resource_missing").await;
     assert_eq!(
         app.count(&format!("SELECT COUNT(*) FROM api_keys WHERE id = '{id}'"))
             .await,
@@ -622,14 +636,17 @@ async fn lists_page_filter_search_and_sort(app: TestApp) {
         names(list_all(&app, &merchant.test_token, "").await),
         ["Default test key"]
     );
-    for bad in [
-        "limit=0",
-        "limit=101",
-        "status=deleted",
-        "sort=colour",
-        "order=sideways",
-        "starting_after=mch_01M86NEAX2EQSTS9GC7642XD78",
-        "page=2",
+    for (bad, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=101", "invalid_limit"),
+        ("status=deleted", "invalid_query"),
+        ("sort=colour", "invalid_query"),
+        ("order=sideways", "invalid_query"),
+        (
+            "starting_after=mch_01M86NEAX2EQSTS9GC7642XD78",
+            "invalid_cursor",
+        ),
+        ("page=2", "invalid_query"),
     ] {
         let response = app
             .authed(
@@ -640,9 +657,8 @@ async fn lists_page_filter_search_and_sort(app: TestApp) {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 400, "{bad}");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["type"], "invalid_request");
+        let body = assert_error(response, 400, "invalid_request", code).await;
+        assert!(!body.to_string().contains(&merchant.live_token), "{bad}");
     }
 }
 
@@ -1128,11 +1144,12 @@ async fn idempotent_posts_are_replayed(app: TestApp) {
     .await;
     // An error response is replayed too (it was a complete answer) ...
     let dup1 = post("dup", "ci").await.unwrap();
-    assert_eq!(dup1.status(), 409);
-    assert_eq!(
-        post("dup", "ci").await.unwrap().headers()["idempotent-replayed"],
-        "true"
-    );
+    let refused = assert_error(dup1, 409, "invalid_request", "duplicate_name").await;
+    let dup2 = post("dup", "ci").await.unwrap();
+    assert_eq!(dup2.status(), 409);
+    assert_eq!(dup2.headers()["idempotent-replayed"], "true");
+    // The stored answer, word for word (its request id too).
+    assert_eq!(dup2.json::<Value>().await.unwrap(), refused);
     // ... a request still in flight is refused.
     let key_id: hooksign::ids::ApiKeyId = merchant_key_id(&merchant).parse().unwrap();
     let now = app.clock_now();
