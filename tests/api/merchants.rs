@@ -177,25 +177,22 @@ async fn merchants_list_newest_first_with_cursor_pagination(app: TestApp) {
         .unwrap();
     assert_eq!(page_ids(&last), ids[4..]);
     assert_eq!(last["has_more"], false);
-    for bad in [
-        "limit=0",
-        "limit=101",
-        "limit=abc",
-        "starting_after=key_01M86NEAX2EQSTS9GC79DAP9FJ",
-        "colour=blue",
+    for (bad, code) in [
+        ("limit=0", "invalid_limit"),
+        ("limit=101", "invalid_limit"),
+        ("limit=abc", "invalid_query"),
+        (
+            "starting_after=key_01M86NEAX2EQSTS9GC79DAP9FJ",
+            "invalid_cursor",
+        ),
+        ("colour=blue", "invalid_query"),
     ] {
         let response = app
             .operator(Method::GET, &format!("/v1/merchants?{bad}"))
             .send()
             .await
             .unwrap();
-        assert!(
-            response.status().is_client_error(),
-            "{bad}: {}",
-            response.status()
-        );
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["type"], "invalid_request", "{bad}");
+        assert_error(response, 400, "invalid_request", code).await;
     }
 }
 
@@ -216,10 +213,13 @@ async fn merchants_can_be_renamed_disabled_and_re_enabled(app: TestApp) {
 
     // A merchant key works before disabling ...
     let probe = |token: String| app.authed(Method::GET, "/v1/merchants", &token).send();
-    assert_eq!(
-        probe(merchant.live_token.clone()).await.unwrap().status(),
-        403
-    );
+    assert_error(
+        probe(merchant.live_token.clone()).await.unwrap(),
+        403,
+        "permission",
+        "operator_key_required",
+    )
+    .await;
     let disabled = app
         .operator(Method::PATCH, &path)
         .json(&json!({"disabled": true}))
@@ -251,11 +251,14 @@ async fn merchants_can_be_renamed_disabled_and_re_enabled(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(enabled.status(), 200);
-    assert_eq!(
-        probe(merchant.live_token.clone()).await.unwrap().status(),
+    // Authenticates again: refused only for not being an operator key.
+    assert_error(
+        probe(merchant.live_token.clone()).await.unwrap(),
         403,
-        "authenticates again"
-    );
+        "permission",
+        "operator_key_required",
+    )
+    .await;
     let stored: Value = app
         .operator(Method::GET, &path)
         .send()
