@@ -398,31 +398,57 @@ async fn a_5xx_answer_is_not_stored_and_its_retry_runs_again(app: TestApp) {
 async fn the_same_idempotency_key_on_another_path_is_refused(app: TestApp) {
     let merchant = app.create_merchant("Two paths").await;
     let token = merchant.live_token.as_str();
-    let first = create_key_once(&app, &app.base, token, "one-key", "ci").await;
-    assert_eq!(first.status(), 201);
-    let key: Value = first.json().await.unwrap();
-    let id = key["id"].as_str().unwrap();
-    let audit = "SELECT COUNT(*) FROM audit_events";
-    let audit_before = app.count(audit).await;
-    let revoke = app
-        .authed(Method::POST, &format!("/v1/api-keys/{id}/revoke"), token)
-        .header("idempotency-key", "one-key")
-        .send()
-        .await
-        .unwrap();
-    assert_error(revoke, 422, "invalid_request", "idempotency_key_reused").await;
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let key = create_key_once(&app, &app.base, token, name, name).await;
+        assert_eq!(key.status(), 201);
+        let key: Value = key.json().await.unwrap();
+        ids.push(key["id"].as_str().unwrap().to_owned());
+    }
+    // Bare POSTs on two paths of the same route: nothing but the path tells them apart.
+    let revoke = |id: &str| {
+        app.authed(Method::POST, &format!("/v1/api-keys/{id}/revoke"), token)
+            .header("idempotency-key", "one-key")
+            .send()
+    };
+    assert_eq!(revoke(&ids[0]).await.unwrap().status(), 200);
+    let (keys, audit) = (
+        "SELECT COUNT(*) FROM api_keys",
+        "SELECT COUNT(*) FROM audit_events",
+    );
+    let (keys_before, audit_before) = (app.count(keys).await, app.count(audit).await);
+    assert_error(
+        revoke(&ids[1]).await.unwrap(),
+        422,
+        "invalid_request",
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_error(
+        create_key_once(&app, &app.base, token, "one-key", "third").await,
+        422,
+        "invalid_request",
+        "idempotency_key_reused",
+    )
+    .await;
     assert_eq!(
         app.count(&format!(
-            "SELECT COUNT(*) FROM api_keys WHERE id = '{id}' AND revoked_at IS NULL"
+            "SELECT COUNT(*) FROM api_keys WHERE id = '{}' AND revoked_at IS NULL",
+            ids[1]
         ))
         .await,
         1,
         "the other path did not run"
     );
+    assert_eq!(
+        app.count(keys).await,
+        keys_before,
+        "nor did the other route"
+    );
     assert_eq!(app.count(audit).await, audit_before);
     // The key still belongs to the first request, which still replays.
-    let again = create_key_once(&app, &app.base, token, "one-key", "ci").await;
-    assert_eq!(again.status(), 201);
+    let again = revoke(&ids[0]).await.unwrap();
+    assert_eq!(again.status(), 200);
     assert!(replayed(&again));
 }
 
