@@ -623,7 +623,8 @@ async fn filters_choose_which_endpoints_receive_an_event(app: TestApp) {
 async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: TestApp) {
     let merchant = app.create_merchant("Slow and fast").await;
     let slow = Receiver::start().await;
-    slow.set_delay(std::time::Duration::from_millis(200));
+    // The slow endpoint answers nothing until released, however long the rest takes.
+    slow.hold();
     let fast = Receiver::start().await;
     endpoint(
         &app,
@@ -637,8 +638,7 @@ async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: Tes
         json!({ "url": fast.url, "event_types": ["fast.*"] }),
     )
     .await;
-    // Twelve deliveries at two at a time and 200 ms each take at least 1.2 s; the ones
-    // claimed beyond the cap wait in memory behind the two in flight.
+    // The ones claimed beyond the cap wait in memory behind the two in flight.
     for n in 0..12 {
         send_event(&app, &merchant.test_token, "slow.tick", json!({ "n": n })).await;
     }
@@ -646,10 +646,26 @@ async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: Tes
         send_event(&app, &merchant.test_token, "fast.tick", json!({ "n": n })).await;
     }
     fast.wait_for(5).await;
-    assert!(
-        slow.received().len() < 12,
-        "the fast endpoint waited for the slow one"
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while slow.in_flight() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow endpoint never had its 2 deliveries in flight (has {})",
+            slow.in_flight()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        slow.received().len(),
+        0,
+        "held: nothing answered yet, and still the fast endpoint got all five"
     );
+    assert_eq!(
+        slow.most_in_flight(),
+        2,
+        "no more than the cap of 2 at once"
+    );
+    slow.release();
     let got = slow.wait_for(12).await;
     assert_eq!(slow.most_in_flight(), 2, "the cap of 2 is used and kept");
     let ids = slow.distinct("x-hooksign-delivery-id");
