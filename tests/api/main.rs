@@ -22,6 +22,7 @@ mod openapi;
 mod ops;
 mod receiver;
 mod signing_secret;
+mod ssrf;
 mod store_conformance;
 mod verifiers;
 mod walkthrough;
