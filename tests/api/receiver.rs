@@ -31,6 +31,8 @@ struct Inner {
     received: Vec<Received>,
     script: VecDeque<(u16, Vec<(String, String)>)>,
     delay: Duration,
+    /// While set (and `true`), requests are held unanswered: see [`Receiver::hold`].
+    gate: Option<tokio::sync::watch::Sender<bool>>,
     in_flight: usize,
     most_in_flight: usize,
 }
@@ -47,14 +49,21 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, &'static str) {
-    let delay = {
+    let (delay, gate) = {
         let mut inner = inner.lock().unwrap();
         inner.in_flight += 1;
         inner.most_in_flight = inner.most_in_flight.max(inner.in_flight);
-        inner.delay
+        (
+            inner.delay,
+            inner.gate.as_ref().map(|gate| gate.subscribe()),
+        )
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if let Some(mut gate) = gate {
+        // Ends when released (or when the receiver is dropped).
+        let _ = gate.wait_for(|held| !*held).await;
     }
     let mut inner = inner.lock().unwrap();
     inner.in_flight -= 1;
@@ -113,6 +122,25 @@ impl Receiver {
     /// Answers only after `delay` (a slow receiver).
     pub fn set_delay(&self, delay: Duration) {
         self.inner.lock().unwrap().delay = delay;
+    }
+
+    /// Holds every request unanswered (and unrecorded) until [`Receiver::release`]: a test can
+    /// keep an attempt in flight for as long as it needs, without a timed delay.
+    pub fn hold(&self) {
+        let (gate, _) = tokio::sync::watch::channel(true);
+        self.inner.lock().unwrap().gate = Some(gate);
+    }
+
+    /// Answers the requests held since [`Receiver::hold`], and every later one at once.
+    pub fn release(&self) {
+        if let Some(gate) = self.inner.lock().unwrap().gate.take() {
+            gate.send_replace(false);
+        }
+    }
+
+    /// Requests in progress right now (held or delayed, not yet answered).
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().unwrap().in_flight
     }
 
     /// The most requests this receiver has had in progress at once.
