@@ -17,6 +17,7 @@ mod engine;
 mod ids;
 mod interop;
 mod limits;
+mod lists;
 mod merchants;
 mod openapi;
 mod ops;
