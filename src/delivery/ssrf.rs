@@ -5,7 +5,8 @@
 //! lookup for DNS rebinding to exploit. Redirects are not followed (set on the client).
 //! IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible, NAT64 `64:ff9b::/96`,
 //! 6to4 `2002::/16`) are judged by the IPv4 address they carry. The ranges are tables of
-//! `ipnet` networks, so each one reads as its RFC writes it.
+//! `ipnet` networks, so each one reads as its RFC writes it. The lookup is a [`Lookup`], the
+//! system resolver unless a test answers instead (`delivery.lookup`).
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
