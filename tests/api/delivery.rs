@@ -27,6 +27,7 @@ on_both_stores!(
     retry_after_is_honoured_on_503_and_ignored_on_500,
     a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled,
     replay_filters_select_exactly_the_matching_deliveries,
+    a_replay_of_several_statuses_counts_each_delivery_once,
 );
 
 async fn the_payload_is_delivered_exactly_as_sent(app: TestApp) {
@@ -1226,4 +1227,62 @@ async fn replay_filters_select_exactly_the_matching_deliveries(app: TestApp) {
         }
     }
     assert_eq!(receiver.received().len(), sent);
+}
+
+async fn a_replay_of_several_statuses_counts_each_delivery_once(app: TestApp) {
+    let merchant = app.create_merchant("Replay once").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    // The first delivery fails all three attempts; the second waits for a retry far off.
+    receiver.script(&[500, 500, 500]);
+    receiver.script_with_headers(503, &[("Retry-After", "3000")]);
+    let ep = endpoint(&app, token, json!({ "url": receiver.url })).await;
+    let failed = first_delivery(
+        &app,
+        token,
+        &send_event(&app, token, "order.created", json!({})).await,
+    )
+    .await;
+    wait_attempts(&app, token, &failed, 1).await;
+    app.clock.advance(Duration::seconds(10));
+    app.state.delivery.wake();
+    wait_attempts(&app, token, &failed, 2).await;
+    app.clock.advance(Duration::seconds(400));
+    app.state.delivery.wake();
+    wait_status(&app, token, &failed, "failed").await;
+    let pending = first_delivery(
+        &app,
+        token,
+        &send_event(&app, token, "order.updated", json!({})).await,
+    )
+    .await;
+    let waiting = wait_attempts(&app, token, &pending, 1).await;
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+
+    let replayed = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{}/replay", ep["id"].as_str().unwrap()),
+            token,
+        )
+        .json(&json!({ "status": ["failed", "pending"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let answer: Value = replayed.json().await.unwrap();
+    assert_eq!(answer["requeued"], 2, "{answer}");
+    // The audit entry says the same.
+    let chain = app.state.store.audit_chain(&merchant.id).await.unwrap();
+    let audited = chain
+        .iter()
+        .rev()
+        .find(|e| e.action == "endpoint.replay")
+        .expect("the replay is audited");
+    let details: Value = serde_json::from_str(&audited.details).unwrap();
+    assert_eq!(details["requeued"], 2, "{details}");
+    // Each is sent once more (after three attempts and one), and both are delivered.
+    wait_status(&app, token, &failed, "delivered").await;
+    wait_status(&app, token, &pending, "delivered").await;
+    assert_eq!(receiver.received().len(), 3 + 1 + 2);
 }
