@@ -191,6 +191,11 @@ pub struct DeliveryConfig {
     /// Events waiting for the ingest transaction at most; beyond, `POST /v1/events` answers
     /// 503 with `Retry-After` instead of queueing without bound.
     pub ingest_queue_capacity: usize,
+    /// Where the SSRF guard looks endpoint names up: the system resolver, unless a test
+    /// answers instead. Not configurable from a file or the environment.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub lookup: crate::delivery::ssrf::DnsLookup,
 }
 
 impl Default for DeliveryConfig {
@@ -212,6 +217,7 @@ impl Default for DeliveryConfig {
             disable_after_secs: 5 * 24 * 3_600,
             max_endpoints_per_mode: 100,
             ingest_queue_capacity: 1_024,
+            lookup: crate::delivery::ssrf::DnsLookup::default(),
         }
     }
 }

@@ -127,7 +127,7 @@ impl App {
         let previous_key: Vec<_> = load_previous_master_key(&config)?.into_iter().collect();
         let encryptor = Arc::new(Encryptor::new(&master_key).with_older(&previous_key));
         let (store, postgres) =
-            crate::store::connect_with_postgres(&config, encryptor.clone()).await?;
+            crate::store::connect_with_postgres(&config, encryptor.clone(), clock.clone()).await?;
         let config_auth = config.auth.clone();
         let config_delivery = config.delivery.clone();
         let state = AppState::new(Shared {

@@ -35,6 +35,7 @@ pub fn build_client(config: &DeliveryConfig) -> reqwest::Result<reqwest::Client>
         Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
         None => builder.dns_resolver(Arc::new(GuardedResolver::new(
             config.allow_private_networks,
+            config.lookup.clone(),
         ))),
     };
     builder.build()

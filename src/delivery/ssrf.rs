@@ -5,9 +5,13 @@
 //! lookup for DNS rebinding to exploit. Redirects are not followed (set on the client).
 //! IPv6 forms that carry an IPv4 address (IPv4-mapped and -compatible, NAT64 `64:ff9b::/96`,
 //! 6to4 `2002::/16`) are judged by the IPv4 address they carry. The ranges are tables of
-//! `ipnet` networks, so each one reads as its RFC writes it.
+//! `ipnet` networks, so each one reads as its RFC writes it. The lookup is a [`Lookup`], the
+//! system resolver unless a test answers instead (`delivery.lookup`).
 
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
 
 use ipnet::{Ipv4Net, Ipv6Net};
 
@@ -142,26 +146,71 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// A source of DNS answers for the guard to judge. The daemon asks the system resolver; a
+/// test can answer instead, since no real resolver gives a name a private answer, or a mixed
+/// public and private one, on demand.
+pub trait Lookup: Send + Sync + std::fmt::Debug {
+    /// The addresses `host` resolves to (their ports are not used: the URL's port is).
+    fn lookup(
+        &self,
+        host: String,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+}
+
+/// Where the guard looks names up: the system resolver unless a test gave a [`Lookup`]
+/// (`delivery.lookup`, never read from a file or the environment).
+#[derive(Debug, Clone, Default)]
+pub struct DnsLookup(Option<Arc<dyn Lookup>>);
+
+impl DnsLookup {
+    /// Answers from `lookup` instead of the system resolver (tests).
+    #[doc(hidden)]
+    pub fn answering(lookup: Arc<dyn Lookup>) -> Self {
+        Self(Some(lookup))
+    }
+
+    async fn resolve(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        match &self.0 {
+            Some(lookup) => lookup.lookup(host.to_owned()).await,
+            None => Ok(tokio::net::lookup_host((host, 0)).await?.collect()),
+        }
+    }
+}
+
+/// The same lookup: both the system resolver, or the one given [`Lookup`].
+impl PartialEq for DnsLookup {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(one), Some(other)) => Arc::ptr_eq(one, other),
+            _ => false,
+        }
+    }
+}
+
 /// A reqwest resolver that drops forbidden addresses (unless private networks are allowed).
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     allow_private: bool,
+    lookup: DnsLookup,
 }
 
 impl GuardedResolver {
-    /// A resolver; `allow_private_networks` turns the guard off (local development, tests).
-    pub fn new(allow_private_networks: bool) -> Self {
+    /// A resolver asking `lookup`; `allow_private_networks` turns the guard off (local
+    /// development, tests).
+    pub fn new(allow_private_networks: bool, lookup: DnsLookup) -> Self {
         Self {
             allow_private: allow_private_networks,
+            lookup,
         }
     }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let allow_private = self.allow_private;
+        let (allow_private, lookup) = (self.allow_private, self.lookup.clone());
         Box::pin(async move {
-            let addrs = check_url_host(name.as_str(), allow_private)
+            let addrs = check_resolved_host(name.as_str(), allow_private, &lookup)
                 .await
                 .inspect_err(SsrfError::log)?;
             let addrs: Addrs = Box::new(addrs.into_iter());
@@ -187,15 +236,25 @@ pub fn check_literal(host: &str, allow_private: bool) -> Result<(), SsrfError> {
     }
 }
 
-/// Resolves `host` and keeps the addresses the guard allows; an error when none is left.
+/// Resolves `host` with the system resolver and keeps the addresses the guard allows; an error
+/// when none is left.
 pub async fn check_url_host(host: &str, allow_private: bool) -> Result<Vec<SocketAddr>, SsrfError> {
-    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+    check_resolved_host(host, allow_private, &DnsLookup::default()).await
+}
+
+/// [`check_url_host`] with the answers of `lookup`.
+async fn check_resolved_host(
+    host: &str,
+    allow_private: bool,
+    lookup: &DnsLookup,
+) -> Result<Vec<SocketAddr>, SsrfError> {
+    let resolved = lookup
+        .resolve(host)
         .await
         .map_err(|source| SsrfError::Unresolvable {
             host: host.to_owned(),
             source,
-        })?
-        .collect();
+        })?;
     if allow_private {
         return Ok(resolved);
     }

@@ -1261,7 +1261,12 @@ macro_rules! impl_delivery_store {
                 Self::lock_merchant(&mut tx, merchant).await?;
                 let matching = "merchant_id = $1 AND mode = $2 AND endpoint_id = $3 AND status = $5 \
                                 AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at < $7)";
-                for status in statuses {
+                // Pending first: the later passes turn rows into `pending`, and the pending
+                // pass must not find (and count) them again.
+                let mut statuses = statuses.to_vec();
+                statuses.sort_by_key(|status| (*status != $crate::store::DeliveryStatus::Pending, status.as_str()));
+                statuses.dedup();
+                for status in &statuses {
                     let bind = |sql| {
                         sqlx::query(sql)
                             .bind(merchant.to_string())

@@ -9,7 +9,9 @@
 //! one `pread` per lookup. A generation that moved empties the cache. An entry read from the
 //! database is kept only if the generation did not move while it was being read, so a change
 //! that commits during the read is never hidden. Entries also expire after `max_age`, which
-//! bounds how long a change made behind hooksign's back (raw SQL) can go unseen.
+//! bounds how long a change made behind hooksign's back (raw SQL) can go unseen. Their age is
+//! measured on the daemon's [`Clock`] (so tests can age them without sleeping); an entry that
+//! seems read in the future, the clock having been set back, counts as expired.
 //!
 //! PostgreSQL daemons can run on different machines, where a shared file is no signal, so the
 //! PostgreSQL store does not use this cache: it reads the key on every request.
@@ -19,10 +21,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::{ApiKeyRecord, AuthRecord};
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::ids::MerchantId;
 use crate::keys::Mode;
 
@@ -42,23 +45,24 @@ struct Generation {
 pub struct Ticket(Option<Generation>);
 
 /// Cached values with the time each was read, at most [`MAX_ENTRIES`].
-struct Entries<K, V>(HashMap<K, (Instant, V)>);
+struct Entries<K, V>(HashMap<K, (Timestamp, V)>);
 
 impl<K: std::hash::Hash + Eq, V: Clone> Entries<K, V> {
-    fn fresh<Q>(&self, key: &Q, max_age: Duration) -> Option<V>
+    fn fresh<Q>(&self, key: &Q, max_age: Duration, now: Timestamp) -> Option<V>
     where
         K: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ?Sized,
     {
         let (at, value) = self.0.get(key)?;
-        (at.elapsed() < max_age).then(|| value.clone())
+        let age = (now - *at).to_std().ok()?;
+        (age < max_age).then(|| value.clone())
     }
 
-    fn insert(&mut self, key: K, value: V) {
+    fn insert(&mut self, key: K, value: V, now: Timestamp) {
         if self.0.len() >= MAX_ENTRIES {
             self.0.clear();
         }
-        self.0.insert(key, (Instant::now(), value));
+        self.0.insert(key, (now, value));
     }
 }
 
@@ -87,6 +91,7 @@ impl State {
 /// See the module documentation.
 pub struct KeyCache {
     max_age: Option<Duration>,
+    clock: Arc<dyn Clock>,
     shared: Option<File>,
     local: AtomicU64,
     state: Mutex<State>,
@@ -106,16 +111,21 @@ impl KeyCache {
     pub fn disabled() -> Self {
         Self {
             max_age: None,
+            clock: Arc::new(SystemClock),
             shared: None,
             local: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         }
     }
 
-    /// A cache whose entries live at most `max_age` (zero disables it). With `database`, the
-    /// generation is shared through a file beside that database file; without (an in-memory
-    /// database), it is this process's own.
-    pub fn new(max_age: Duration, database: Option<&Path>) -> std::io::Result<Self> {
+    /// A cache whose entries live at most `max_age` on `clock` (zero disables it). With
+    /// `database`, the generation is shared through a file beside that database file; without
+    /// (an in-memory database), it is this process's own.
+    pub fn new(
+        max_age: Duration,
+        database: Option<&Path>,
+        clock: Arc<dyn Clock>,
+    ) -> std::io::Result<Self> {
         if max_age.is_zero() {
             return Ok(Self::disabled());
         }
@@ -125,6 +135,7 @@ impl KeyCache {
         };
         Ok(Self {
             max_age: Some(max_age),
+            clock,
             shared,
             local: AtomicU64::new(0),
             state: Mutex::new(State::default()),
@@ -155,7 +166,10 @@ impl KeyCache {
 
     /// Looks a value up at the current generation (emptying the cache when the generation
     /// moved), or hands back the ticket to cache a database read with.
-    fn lookup<V>(&self, get: impl FnOnce(&State, Duration) -> Option<V>) -> Result<V, Ticket> {
+    fn lookup<V>(
+        &self,
+        get: impl FnOnce(&State, Duration, Timestamp) -> Option<V>,
+    ) -> Result<V, Ticket> {
         let (Some(generation), Some(max_age)) = (self.current(), self.max_age) else {
             return Err(Ticket(None));
         };
@@ -163,25 +177,28 @@ impl KeyCache {
         if state.generation != Some(generation) {
             state.reset(Some(generation));
         }
-        get(&state, max_age).ok_or(Ticket(Some(generation)))
+        get(&state, max_age, self.clock.now()).ok_or(Ticket(Some(generation)))
     }
 
     /// The cached authentication record of a token hash, or the ticket to cache a read with.
     pub fn find(&self, token_hash: &str) -> Result<AuthRecord, Ticket> {
-        self.lookup(|state, max_age| state.by_hash.fresh(token_hash, max_age))
+        self.lookup(|state, max_age, now| state.by_hash.fresh(token_hash, max_age, now))
     }
 
     /// Keeps a record read from the database after a [`KeyCache::find`] miss, unless a change
     /// happened since the miss.
     pub fn keep(&self, ticket: Ticket, token_hash: &str, record: &AuthRecord) {
         if let Some(mut state) = self.unchanged_since(ticket) {
-            state.by_hash.insert(token_hash.to_owned(), record.clone());
+            let now = self.clock.now();
+            state
+                .by_hash
+                .insert(token_hash.to_owned(), record.clone(), now);
         }
     }
 
     /// The cached key list of a merchant and mode, or the ticket to cache a read with.
     pub fn list(&self, merchant: MerchantId, mode: Mode) -> Result<Vec<ApiKeyRecord>, Ticket> {
-        self.lookup(|state, max_age| state.lists.fresh(&(merchant, mode), max_age))
+        self.lookup(|state, max_age, now| state.lists.fresh(&(merchant, mode), max_age, now))
     }
 
     /// Keeps a list read from the database after a [`KeyCache::list`] miss, unless a change
@@ -194,7 +211,8 @@ impl KeyCache {
         keys: &[ApiKeyRecord],
     ) {
         if let Some(mut state) = self.unchanged_since(ticket) {
-            state.lists.insert((merchant, mode), keys.to_vec());
+            let now = self.clock.now();
+            state.lists.insert((merchant, mode), keys.to_vec(), now);
         }
     }
 
@@ -280,7 +298,7 @@ mod tests {
 
     #[test]
     fn a_hit_needs_a_keep_and_a_change_drops_it() {
-        let cache = KeyCache::new(Duration::from_secs(60), None).unwrap();
+        let cache = KeyCache::new(Duration::from_secs(60), None, system()).unwrap();
         let ticket = cache.find("h").unwrap_err();
         cache.keep(ticket, "h", &record(true));
         assert!(cache.find("h").unwrap().key.active);
@@ -290,7 +308,7 @@ mod tests {
 
     #[test]
     fn a_read_overtaken_by_a_change_is_not_kept() {
-        let cache = KeyCache::new(Duration::from_secs(60), None).unwrap();
+        let cache = KeyCache::new(Duration::from_secs(60), None, system()).unwrap();
         let ticket = cache.find("h").unwrap_err();
         // The key is revoked while the (now stale) row is being read.
         cache.changed();
@@ -302,8 +320,8 @@ mod tests {
     fn a_change_in_another_process_is_seen_through_the_shared_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("hooksign.db");
-        let here = KeyCache::new(Duration::from_secs(60), Some(&db)).unwrap();
-        let there = KeyCache::new(Duration::from_secs(60), Some(&db)).unwrap();
+        let here = KeyCache::new(Duration::from_secs(60), Some(&db), system()).unwrap();
+        let there = KeyCache::new(Duration::from_secs(60), Some(&db), system()).unwrap();
         let merchant = MerchantId::new();
         let ticket = here.list(merchant, Mode::Test).unwrap_err();
         here.keep_list(ticket, merchant, Mode::Test, &[record(true).key]);
@@ -313,16 +331,30 @@ mod tests {
         assert!(generation_file(&db).exists());
     }
 
+    fn system() -> Arc<dyn Clock> {
+        Arc::new(SystemClock)
+    }
+
     #[test]
     fn entries_expire_and_a_zero_age_disables_the_cache() {
-        let cache = KeyCache::new(Duration::from_millis(20), None).unwrap();
+        let clock = crate::clock::ManualClock::new(chrono::Utc::now());
+        let cache = KeyCache::new(Duration::from_secs(20), None, Arc::new(clock.clone())).unwrap();
         let ticket = cache.find("h").unwrap_err();
         cache.keep(ticket, "h", &record(true));
-        assert!(cache.find("h").is_ok());
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(cache.find("h").is_err());
+        clock.advance(chrono::Duration::milliseconds(19_999));
+        assert!(cache.find("h").is_ok(), "fresh until its age is up");
+        clock.advance(chrono::Duration::milliseconds(1));
+        assert!(cache.find("h").is_err(), "expired at max_age");
 
-        let off = KeyCache::new(Duration::ZERO, None).unwrap();
+        let ticket = cache.find("h").unwrap_err();
+        cache.keep(ticket, "h", &record(true));
+        clock.advance(chrono::Duration::seconds(-1));
+        assert!(
+            cache.find("h").is_err(),
+            "read in the future: the clock was set back"
+        );
+
+        let off = KeyCache::new(Duration::ZERO, None, system()).unwrap();
         let ticket = off.find("h").unwrap_err();
         off.keep(ticket, "h", &record(true));
         assert!(off.find("h").is_err());

@@ -134,16 +134,19 @@ pub async fn connect(
     config: &Config,
     encryptor: Arc<crate::secrets::Encryptor>,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(connect_with_postgres(config, encryptor).await?.0)
+    let clock = Arc::new(crate::clock::SystemClock);
+    Ok(connect_with_postgres(config, encryptor, clock).await?.0)
 }
 
 /// Like [`connect`], also handing back the PostgreSQL store itself when that is the backend
-/// (the daemon uses it to `LISTEN` for work queued by other instances).
+/// (the daemon uses it to `LISTEN` for work queued by other instances). `clock` ages the
+/// SQLite key cache's entries (the daemon passes its own, which tests move by hand).
 pub async fn connect_with_postgres(
     config: &Config,
     encryptor: Arc<crate::secrets::Encryptor>,
+    clock: Arc<dyn crate::clock::Clock>,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>)> {
-    let (store, postgres, applied) = open(config).await?;
+    let (store, postgres, applied) = open(config, clock).await?;
     // Legacy audit chains are re-chained only by the process that applies the keyed-chain
     // migration: nothing in the database can ask for it later (see `audit.rs`).
     let rechain = applied.contains(&KEYED_AUDIT_MIGRATION);
@@ -169,7 +172,10 @@ pub async fn connect_with_postgres(
 /// The migration that made audit chains keyed (`0006_keyed_audit_chain.sql`).
 pub const KEYED_AUDIT_MIGRATION: i64 = 6;
 
-async fn open(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Vec<i64>)> {
+async fn open(
+    config: &Config,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Vec<i64>)> {
     let mut postgres = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
         DatabaseKind::Sqlite => Arc::new(
@@ -179,7 +185,10 @@ async fn open(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore
                 config.database.sqlite_synchronous,
             )
             .await?
-            .with_key_cache(std::time::Duration::from_secs(config.auth.key_cache_secs))?,
+            .with_key_cache(
+                std::time::Duration::from_secs(config.auth.key_cache_secs),
+                clock,
+            )?,
         ),
         DatabaseKind::Postgres => {
             let store =

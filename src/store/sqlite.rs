@@ -66,10 +66,14 @@ impl SqliteStore {
         })
     }
 
-    /// Caches API keys for up to `max_age` between changes (zero: no cache). Daemons and CLI
-    /// processes sharing this database file see each other's changes at once.
-    pub fn with_key_cache(mut self, max_age: Duration) -> StoreResult<Self> {
-        let cache = KeyCache::new(max_age, self.file.as_deref()).map_err(sqlx::Error::Io)?;
+    /// Caches API keys for up to `max_age` on `clock` between changes (zero: no cache).
+    /// Daemons and CLI processes sharing this database file see each other's changes at once.
+    pub fn with_key_cache(
+        mut self,
+        max_age: Duration,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> StoreResult<Self> {
+        let cache = KeyCache::new(max_age, self.file.as_deref(), clock).map_err(sqlx::Error::Io)?;
         self.keys = Arc::new(cache);
         Ok(self)
     }

@@ -185,17 +185,32 @@ async fn database_files_are_private_to_their_owner(app: TestApp) {
 
 async fn idempotent_replays_keep_no_secret_in_the_database_and_audit_secret_replays(app: TestApp) {
     let operator = app.operator_token.clone();
+    let receiver = Receiver::start().await;
+    // Every POST of the walkthrough, as its route in the OpenAPI document.
+    let mut covered = std::collections::BTreeSet::new();
     let mut shown = Vec::new();
-    let merchant = post_twice(
-        &app,
+    let mut sent = 0;
+    let mut post =
+        async |token: &str, route: &str, id: Option<&str>, body: Option<Value>, status| {
+            covered.insert(route.to_owned());
+            sent += 1;
+            let path = match id {
+                Some(id) => route.replace("{id}", id),
+                None => route.to_owned(),
+            };
+            let key = format!("walk-{sent}");
+            let answer = post_twice(&app, token, &path, &key, body, status).await;
+            secrets_shown(&answer, &mut shown);
+            answer
+        };
+    let merchant = post(
         &operator,
         "/v1/merchants",
-        "walk-merchant",
+        None,
         Some(json!({ "name": "Sealed replays" })),
         201,
     )
     .await;
-    secrets_shown(&merchant, &mut shown);
     let token = merchant["api_keys"]
         .as_array()
         .unwrap()
@@ -205,120 +220,140 @@ async fn idempotent_replays_keep_no_secret_in_the_database_and_audit_secret_repl
         .as_str()
         .unwrap()
         .to_owned();
-    let created = post_twice(
-        &app,
-        &token,
+    let token = token.as_str();
+    let created = post(
+        token,
         "/v1/api-keys",
-        "walk-key",
+        None,
         Some(json!({ "name": "ci" })),
         201,
     )
     .await;
-    secrets_shown(&created, &mut shown);
-    let rolled = post_twice(
-        &app,
-        &token,
-        &format!("/v1/api-keys/{}/roll", created["id"].as_str().unwrap()),
-        "walk-roll",
+    let rolled = post(
+        token,
+        "/v1/api-keys/{id}/roll",
+        created["id"].as_str(),
         Some(json!({ "expires_in": 3600 })),
         201,
     )
     .await;
-    secrets_shown(&rolled, &mut shown);
-    let initiated = post_twice(
-        &app,
-        &token,
-        "/v1/signing-secret/initiate",
-        "walk-initiate",
+    post(
+        token,
+        "/v1/api-keys/{id}/revoke",
+        rolled["previous"]["id"].as_str(),
         None,
         200,
     )
     .await;
-    secrets_shown(&initiated, &mut shown);
-    let revealed = post_twice(
-        &app,
-        &token,
-        "/v1/signing-secret/reveal",
-        "walk-reveal",
-        None,
-        200,
-    )
-    .await;
-    secrets_shown(&revealed, &mut shown);
-    let endpoint = post_twice(
-        &app,
-        &token,
+    // A whole rotation, reverted, then one more started and cancelled.
+    post(token, "/v1/signing-secret/initiate", None, None, 200).await;
+    post(token, "/v1/signing-secret/reveal", None, None, 200).await;
+    post(token, "/v1/signing-secret/complete", None, None, 200).await;
+    post(token, "/v1/signing-secret/revert", None, None, 200).await;
+    post(token, "/v1/signing-secret/initiate", None, None, 200).await;
+    post(token, "/v1/signing-secret/cancel", None, None, 200).await;
+    post(token, "/v1/sign", None, Some(json!({ "body": "{}" })), 200).await;
+    let endpoint = post(
+        token,
         "/v1/endpoints",
-        "walk-endpoint",
+        None,
         Some(json!({
-            "url": "http://127.0.0.1:9/hook",
+            "url": receiver.url,
             "headers": { "Authorization": "Bearer rcv-secret-walkthrough-0001" },
         })),
         201,
     )
     .await;
-    post_twice(
-        &app,
-        &token,
+    let endpoint = endpoint["id"].as_str().unwrap().to_owned();
+    post(token, "/v1/endpoints/{id}/test", Some(&endpoint), None, 200).await;
+    post(
+        token,
         "/v1/events",
-        "walk-event",
+        None,
         Some(json!({ "type": "order.created", "payload": { "order": "ord_1" } })),
         202,
     )
     .await;
-    post_twice(
-        &app,
-        &token,
-        "/v1/sign",
-        "walk-sign",
-        Some(json!({ "body": "{}" })),
-        200,
-    )
-    .await;
-    post_twice(
-        &app,
-        &token,
-        "/v1/signing-secret/complete",
-        "walk-complete",
+    let delivery = delivered_once_more(&app, token, 1).await;
+    post(
+        token,
+        "/v1/deliveries/{id}/retry",
+        Some(&delivery),
         None,
         200,
     )
     .await;
-    post_twice(
-        &app,
-        &token,
-        &format!(
-            "/v1/api-keys/{}/revoke",
-            rolled["previous"]["id"].as_str().unwrap()
-        ),
-        "walk-revoke",
-        None,
+    delivered_once_more(&app, token, 2).await;
+    post(
+        token,
+        "/v1/endpoints/{id}/replay",
+        Some(&endpoint),
+        Some(json!({ "status": ["delivered"] })),
         200,
     )
     .await;
-    assert!(endpoint["id"].as_str().unwrap().starts_with("ep_"));
-    // Three merchant tokens, two more keys, the pending secret (hex and whsec) and the
-    // revealed active and pending secrets.
-    assert!(shown.len() >= 9, "{shown:?}");
+    delivered_once_more(&app, token, 3).await;
 
-    let raw = raw_database(&app).await;
-    assert!(
-        raw.len() > 10_000,
-        "read the database ({} bytes)",
-        raw.len()
-    );
-    assert_eq!(
-        tokens_in(&raw),
-        Vec::<String>::new(),
-        "no token in the database"
-    );
-    for secret in &shown {
-        assert!(!contains(&raw, secret), "{secret} is in the database");
+    // The walkthrough sent every POST the API has.
+    let doc = get_ok(&app, &operator, "/openapi.json").await;
+    let posts: std::collections::BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, item)| item.get("post").is_some())
+        .map(|(path, _)| path.clone())
+        .collect();
+    assert_eq!(covered, posts, "every POST route, with an Idempotency-Key");
+    // Three merchant tokens, two more keys, two pending secrets (hex and whsec), the
+    // revealed active secret and the signature.
+    assert!(shown.len() >= 10, "{}", shown.len());
+
+    let columns = stored_values(&app).await;
+    let tables: std::collections::BTreeSet<&str> =
+        columns.iter().map(|c| c.table.as_str()).collect();
+    for table in [
+        "merchants",
+        "api_keys",
+        "signing_secrets",
+        "idempotency_keys",
+        "endpoints",
+        "events",
+        "deliveries",
+        "delivery_attempts",
+        "audit_events",
+        "audit_keys",
+        "audit_heads",
+    ] {
+        assert!(tables.contains(table), "read {table} from the schema");
+    }
+    for stored in &columns {
+        assert_no_secret(stored, &shown);
+    }
+    if app.backend == Backend::Sqlite {
+        // And the file bytes, free pages and the write-ahead log included.
+        let raw = raw_database(&app).await;
+        assert!(
+            raw.len() > 10_000,
+            "read the database ({} bytes)",
+            raw.len()
+        );
+        assert_no_secret(
+            &Stored {
+                table: "(file)".into(),
+                column: "hooksign.db and -wal".into(),
+                value: raw,
+            },
+            &shown,
+        );
     }
     assert!(
-        !contains(&raw, "rcv-secret-walkthrough-0001"),
-        "endpoint header"
+        receiver
+            .received()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer rcv-secret-walkthrough-0001")),
+        "the header value is still delivered"
     );
+
     // The replays that handed a token or secret out again are audited, with the route and
     // never the secret; the others are not.
     let merchant_id = merchant["id"].as_str().unwrap();
@@ -335,6 +370,7 @@ async fn idempotent_replays_keep_no_secret_in_the_database_and_audit_secret_repl
             "POST /v1/api-keys/{id}/roll",
             "POST /v1/signing-secret/initiate",
             "POST /v1/signing-secret/reveal",
+            "POST /v1/signing-secret/initiate",
         ]
     );
     let operator_replays: Vec<_> = app
@@ -348,13 +384,151 @@ async fn idempotent_replays_keep_no_secret_in_the_database_and_audit_secret_repl
         .collect();
     assert_eq!(operator_replays.len(), 1);
     assert_eq!(operator_replays[0].target, "POST /v1/merchants");
-    assert!(operator_replays[0].details.contains("walk-merchant"));
+    assert!(operator_replays[0].details.contains("walk-1"));
     let everything = format!("{chain:?}{operator_replays:?}");
     for secret in &shown {
         assert!(
             !everything.contains(secret.as_str()),
             "{secret} in the audit log"
         );
+    }
+}
+
+/// Waits until the merchant's only delivery has been delivered `times` times; its id.
+async fn delivered_once_more(app: &TestApp, token: &str, times: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let listed = get_ok(app, token, "/v1/deliveries").await;
+        let delivery = &listed["data"][0];
+        if delivery["status"] == "delivered" && delivery["attempts"].as_u64() >= Some(times) {
+            return delivery["id"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 20 s for delivery number {times}: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// One column's values, as bytes, as the database holds them.
+pub struct Stored {
+    pub table: String,
+    pub column: String,
+    pub value: Vec<u8>,
+}
+
+/// Every value of every column of every table, read from the schema (not listed by hand):
+/// on SQLite each value cast to its bytes, on PostgreSQL `bytea` as its bytes and every other
+/// type as text.
+pub async fn stored_values(app: &TestApp) -> Vec<Stored> {
+    let mut out = Vec::new();
+    match app.backend {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&app.config.database.url)
+                .await
+                .unwrap();
+            let columns: Vec<(String, String)> = sqlx::query_as(
+                "SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c \
+                 WHERE m.type = 'table'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for (table, column) in columns {
+                let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(&format!(
+                    "SELECT CAST(\"{column}\" AS BLOB) FROM \"{table}\""
+                ))
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                out.extend(values.into_iter().flatten().map(|value| Stored {
+                    table: table.clone(),
+                    column: column.clone(),
+                    value,
+                }));
+            }
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&app.config.database.url)
+                .await
+                .unwrap();
+            let columns: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT c.table_name::text, c.column_name::text, c.data_type::text \
+                 FROM information_schema.columns c JOIN information_schema.tables t \
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name \
+                 WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            for (table, column, kind) in columns {
+                let sql = if kind == "bytea" {
+                    format!("SELECT \"{column}\" FROM \"{table}\"")
+                } else {
+                    format!("SELECT convert_to(\"{column}\"::text, 'UTF8') FROM \"{table}\"")
+                };
+                let values: Vec<Option<Vec<u8>>> =
+                    sqlx::query_scalar(&sql).fetch_all(&pool).await.unwrap();
+                out.extend(values.into_iter().flatten().map(|value| Stored {
+                    table: table.clone(),
+                    column: column.clone(),
+                    value,
+                }));
+            }
+            pool.close().await;
+        }
+    }
+    assert!(out.len() > 100, "read the database ({} values)", out.len());
+    out
+}
+
+/// The columns that hold 64-hex digests by design: a key's token hash (SHA-256 of a
+/// 228-bit random token), the audit chain's keyed hashes, and the request fingerprint of an
+/// idempotency record. A 64-hex value anywhere else fails the scan: it may be a secret.
+const DIGEST_COLUMNS: [(&str, &str); 5] = [
+    ("api_keys", "token_hash"),
+    ("audit_events", "hash"),
+    ("audit_events", "prev_hash"),
+    ("audit_heads", "hash"),
+    ("idempotency_keys", "fingerprint"),
+];
+
+/// No token, none of the `shown` secrets (as text, or as the raw bytes a hex or `whsec_`
+/// secret stands for), and no 64-hex value outside the digest columns.
+pub fn assert_no_secret(stored: &Stored, shown: &[String]) {
+    let place = format!("{}.{}", stored.table, stored.column);
+    let tokens = tokens_in(&stored.value).len();
+    assert_eq!(tokens, 0, "{tokens} tokens in {place}");
+    for secret in shown {
+        assert!(
+            !contains(&stored.value, secret),
+            "a shown secret in {place}"
+        );
+        let raw = if let Some(encoded) = secret.strip_prefix("whsec_") {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .ok()
+        } else {
+            hex::decode(secret).ok()
+        };
+        if let Some(raw) = raw.filter(|raw| raw.len() >= 16) {
+            assert!(
+                !stored.value.windows(raw.len()).any(|w| w == raw.as_slice()),
+                "a shown secret's raw bytes in {place}"
+            );
+        }
+    }
+    let digest = DIGEST_COLUMNS.contains(&(stored.table.as_str(), stored.column.as_str()));
+    if !digest && stored.table != "(file)" {
+        let runs = stored
+            .value
+            .split(|b| !b.is_ascii_hexdigit())
+            .filter(|run| run.len() >= 64)
+            .count();
+        assert_eq!(runs, 0, "a 64-hex value in {place}");
     }
 }
 

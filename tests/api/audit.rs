@@ -15,6 +15,9 @@ on_both_stores!(
     audit_verify_finds_a_deleted_last_entry,
     audit_head_anchors_find_a_truncation_that_rewound_the_head,
     legacy_unkeyed_chains_are_rechained_once_at_the_upgrade,
+    audit_verify_finds_a_deleted_middle_entry,
+    audit_verify_finds_reordered_entries,
+    audit_verify_finds_a_tampered_operator_entry,
 );
 
 /// Runs `hooksign ARGS` on the app's database with its master key.
@@ -402,4 +405,73 @@ async fn audit_verify_finds_a_tampered_entry(app: TestApp) {
         stderr.contains("BROKEN") && stderr.contains("altered"),
         "{stderr}"
     );
+}
+
+/// Asserts `audit verify` exits 1 reporting `chain` broken with `what`.
+fn assert_broken(app: &TestApp, chain: &str, what: &str) {
+    let broken = hooksign_cli(app, &["audit", "verify"]);
+    let stderr = stderr(&broken);
+    assert_eq!(broken.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("audit log BROKEN")
+            && stderr.contains(&format!("chain {chain}:"))
+            && stderr.contains(what),
+        "{stderr}"
+    );
+}
+
+async fn audit_verify_finds_a_deleted_middle_entry(app: TestApp) {
+    let (chain, _) = audited_merchant(&app).await;
+    let intact = hooksign_cli(&app, &["audit", "verify"]);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    let entries = app.state.store.audit_chain(&chain).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    app.execute(&format!(
+        "DELETE FROM audit_events WHERE id = '{}'",
+        entries[1].id
+    ))
+    .await
+    .unwrap();
+    assert_broken(&app, &chain, "entry 3");
+    assert_broken(&app, &chain, "does not follow the previous entry");
+}
+
+async fn audit_verify_finds_reordered_entries(app: TestApp) {
+    let (chain, _) = audited_merchant(&app).await;
+    let intact = hooksign_cli(&app, &["audit", "verify"]);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    let entries = app.state.store.audit_chain(&chain).await.unwrap();
+    assert_eq!(entries.len(), 3);
+    // Entries 1 and 2 swap places (through a free seq: (chain, seq) is unique).
+    for (id, seq) in [
+        (&entries[0].id, -1),
+        (&entries[1].id, 1),
+        (&entries[0].id, 2),
+    ] {
+        app.execute(&format!(
+            "UPDATE audit_events SET seq = {seq} WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    }
+    let swapped = app.state.store.audit_chain(&chain).await.unwrap();
+    assert_eq!(swapped[0].id, entries[1].id, "the rows were reordered");
+    assert_broken(&app, &chain, "does not follow the previous entry");
+}
+
+async fn audit_verify_finds_a_tampered_operator_entry(app: TestApp) {
+    audited_merchant(&app).await;
+    let operator = app.state.store.audit_chain("operator").await.unwrap();
+    assert!(
+        !operator.is_empty(),
+        "the operator key's creation is audited"
+    );
+    let intact = hooksign_cli(&app, &["audit", "verify"]);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    app.execute(
+        "UPDATE audit_events SET target = 'someone else' WHERE chain = 'operator' AND seq = 1",
+    )
+    .await
+    .unwrap();
+    assert_broken(&app, "operator", "was altered");
 }

@@ -24,6 +24,10 @@ on_both_stores!(
     events_honour_idempotency_keys,
     the_payload_is_delivered_exactly_as_sent,
     a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others,
+    retry_after_is_honoured_on_503_and_ignored_on_500,
+    a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled,
+    replay_filters_select_exactly_the_matching_deliveries,
+    a_replay_of_several_statuses_counts_each_delivery_once,
 );
 
 async fn the_payload_is_delivered_exactly_as_sent(app: TestApp) {
@@ -623,7 +627,8 @@ async fn filters_choose_which_endpoints_receive_an_event(app: TestApp) {
 async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: TestApp) {
     let merchant = app.create_merchant("Slow and fast").await;
     let slow = Receiver::start().await;
-    slow.set_delay(std::time::Duration::from_millis(200));
+    // The slow endpoint answers nothing until released, however long the rest takes.
+    slow.hold();
     let fast = Receiver::start().await;
     endpoint(
         &app,
@@ -637,8 +642,7 @@ async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: Tes
         json!({ "url": fast.url, "event_types": ["fast.*"] }),
     )
     .await;
-    // Twelve deliveries at two at a time and 200 ms each take at least 1.2 s; the ones
-    // claimed beyond the cap wait in memory behind the two in flight.
+    // The ones claimed beyond the cap wait in memory behind the two in flight.
     for n in 0..12 {
         send_event(&app, &merchant.test_token, "slow.tick", json!({ "n": n })).await;
     }
@@ -646,10 +650,26 @@ async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: Tes
         send_event(&app, &merchant.test_token, "fast.tick", json!({ "n": n })).await;
     }
     fast.wait_for(5).await;
-    assert!(
-        slow.received().len() < 12,
-        "the fast endpoint waited for the slow one"
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while slow.in_flight() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow endpoint never had its 2 deliveries in flight (has {})",
+            slow.in_flight()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        slow.received().len(),
+        0,
+        "held: nothing answered yet, and still the fast endpoint got all five"
     );
+    assert_eq!(
+        slow.most_in_flight(),
+        2,
+        "no more than the cap of 2 at once"
+    );
+    slow.release();
     let got = slow.wait_for(12).await;
     assert_eq!(slow.most_in_flight(), 2, "the cap of 2 is used and kept");
     let ids = slow.distinct("x-hooksign-delivery-id");
@@ -916,4 +936,353 @@ async fn private_addresses_are_refused_when_the_guard_is_on() {
         receiver.received().is_empty(),
         "nothing reached the loopback receiver"
     );
+}
+
+/// The next attempt of a delivery, as the API shows it.
+fn next_attempt_at(delivery: &Value) -> chrono::DateTime<chrono::Utc> {
+    delivery["next_attempt_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no next_attempt_at: {delivery}"))
+        .parse()
+        .unwrap()
+}
+
+/// `Retry-After` on a 503 sets the next attempt, in seconds or as an HTTP date; on a 500 it is
+/// ignored and the schedule applies (5 s ±20 % on the test daemons). Each answer goes to an
+/// endpoint of its own, so the three next attempts are read at the same moment.
+async fn retry_after_is_honoured_on_503_and_ignored_on_500(app: TestApp) {
+    let merchant = app.create_merchant("Retry-After").await;
+    let token = &merchant.test_token;
+    let now = app.clock_now();
+    // HTTP dates have whole seconds.
+    let date_at = chrono::DateTime::from_timestamp(now.timestamp() + 600, 0).unwrap();
+    let date = date_at.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    let cases = [
+        ("seconds", 503, "120".to_owned()),
+        ("date", 503, date),
+        ("ignored", 500, "1000".to_owned()),
+    ];
+    let mut receivers = Vec::new();
+    let mut deliveries = Vec::new();
+    for (name, status, retry_after) in &cases {
+        let receiver = Receiver::start().await;
+        receiver.script_with_headers(*status, &[("Retry-After", retry_after)]);
+        endpoint(
+            &app,
+            token,
+            json!({ "url": receiver.url, "event_types": [format!("{name}.*")] }),
+        )
+        .await;
+        let event = send_event(&app, token, &format!("{name}.tick"), json!({})).await;
+        deliveries.push(first_delivery(&app, token, &event).await);
+        receivers.push(receiver);
+    }
+    let mut next = Vec::new();
+    for ((_, status, _), delivery) in cases.iter().zip(&deliveries) {
+        let after = wait_attempts(&app, token, delivery, 1).await;
+        assert_eq!(after["status"], "pending", "{after}");
+        assert_eq!(after["last_status"], *status, "{after}");
+        next.push(next_attempt_at(&after));
+    }
+    assert_eq!(app.clock_now(), now, "the clock has not moved");
+    let ignored = next[2] - now;
+    assert_eq!(
+        (
+            next[0] - now,
+            next[1],
+            ignored >= Duration::seconds(4) && ignored <= Duration::seconds(6)
+        ),
+        (Duration::seconds(120), date_at, true),
+        "next attempts: 120 s after a 503 asking 120, at the date a 503 asked, and on the \
+         schedule after a 500 ({ignored} later)"
+    );
+    // The engine sends each one at the time shown.
+    for (n, at) in [(2, next[2]), (0, next[0]), (1, next[1])] {
+        app.clock.advance(at - app.clock_now());
+        app.state.delivery.wake();
+        let done = wait_status(&app, token, &deliveries[n], "delivered").await;
+        assert_eq!(done["attempts"], 2, "{done}");
+        assert_eq!(receivers[n].received().len(), 2);
+    }
+}
+
+/// A 410 disables the endpoint. Its other deliveries, queued while the 410 attempt was under
+/// way, are neither sent nor dropped: they stay pending, unattempted and unclaimed, and go out
+/// once the endpoint is enabled again.
+async fn a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled(app: TestApp) {
+    let merchant = app.create_merchant("Gone, others waiting").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    receiver.script(&[410]);
+    receiver.hold();
+    let ep = endpoint(
+        &app,
+        token,
+        json!({ "url": receiver.url, "max_in_flight": 1 }),
+    )
+    .await;
+    let id = ep["id"].as_str().unwrap();
+    let event = send_event(&app, token, "order.created", json!({ "n": 0 })).await;
+    let gone = first_delivery(&app, token, &event).await;
+    // The first attempt is held at the receiver; with the endpoint's one permit taken, the
+    // claim query skips the endpoint, so the next deliveries stay queued in the database.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while receiver.in_flight() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first attempt never reached the receiver"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut waiting = Vec::new();
+    for n in 1..=3 {
+        let event = send_event(&app, token, "order.created", json!({ "n": n })).await;
+        assert_eq!(event["delivery_count"], 1, "{event}");
+        waiting.push(first_delivery(&app, token, &event).await);
+    }
+    receiver.release();
+    wait_status(&app, token, &gone, "failed").await;
+    let disabled = get_ok(&app, token, &format!("/v1/endpoints/{id}")).await;
+    assert_eq!(disabled["enabled"], false, "{disabled}");
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("410")),
+        "{disabled}"
+    );
+    // A claim now starts nothing: the disabled endpoint's deliveries are skipped, left
+    // pending, unattempted and unleased (had one been claimed, by this batch or the engine's
+    // own, it would be leased, attempted or delivered by now).
+    let started = app.state.delivery.dispatch_batch(&app.state).await.unwrap();
+    assert_eq!(started, 0, "a claim started a disabled endpoint's delivery");
+    let ids = waiting
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE id IN ({ids}) AND status = 'pending' \
+             AND attempts = 0 AND leased_by IS NULL"
+        ))
+        .await,
+        3,
+        "the waiting deliveries are untouched"
+    );
+    for delivery in &waiting {
+        let shown = get_ok(&app, token, &format!("/v1/deliveries/{delivery}")).await;
+        assert_eq!(shown["status"], "pending", "{shown}");
+        assert_eq!(shown["attempts"], 0, "{shown}");
+    }
+    assert_eq!(
+        receiver.received().len(),
+        1,
+        "only the 410 attempt was sent"
+    );
+
+    let enabled = app
+        .authed(Method::PATCH, &format!("/v1/endpoints/{id}"), token)
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    for delivery in &waiting {
+        let done = wait_status(&app, token, delivery, "delivered").await;
+        assert_eq!(done["attempts"], 1, "{done}");
+    }
+    let got = receiver.wait_for(4).await;
+    let sent: Vec<_> = got
+        .iter()
+        .map(|r| r.header("x-hooksign-delivery-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(sent[0], gone);
+    let mut later = sent[1..].to_vec();
+    later.sort();
+    let mut expected = waiting.clone();
+    expected.sort();
+    assert_eq!(later, expected, "each waiting delivery sent once");
+    let failed = get_ok(&app, token, &format!("/v1/deliveries/{gone}")).await;
+    assert_eq!(
+        failed["status"], "failed",
+        "the 410 delivery is not re-sent"
+    );
+}
+
+/// `POST /v1/endpoints/{id}/replay` re-queues exactly the deliveries its `status`, `since`
+/// (inclusive) and `until` (exclusive) select, checked in the answer's count, in the rows the
+/// replay changed, and in what the receiver gets again.
+async fn replay_filters_select_exactly_the_matching_deliveries(app: TestApp) {
+    let merchant = app.create_merchant("Replay filters").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    // A is delivered, B fails three times, C is told to come back in 3000 s, D and E are
+    // delivered; a minute apart, so that each has its own `created_at`.
+    receiver.script(&[200, 500, 500, 500]);
+    receiver.script_with_headers(503, &[("Retry-After", "3000")]);
+    let ep = endpoint(&app, token, json!({ "url": receiver.url })).await;
+    let path = format!("/v1/endpoints/{}/replay", ep["id"].as_str().unwrap());
+    let mut ids = Vec::new();
+    for name in ["A", "B", "C", "D", "E"] {
+        let event = send_event(&app, token, "order.created", json!({ "name": name })).await;
+        let delivery = first_delivery(&app, token, &event).await;
+        match name {
+            "B" => {
+                wait_attempts(&app, token, &delivery, 1).await;
+                app.clock.advance(Duration::seconds(10));
+                app.state.delivery.wake();
+                wait_attempts(&app, token, &delivery, 2).await;
+                app.clock.advance(Duration::seconds(400));
+                app.state.delivery.wake();
+                wait_status(&app, token, &delivery, "failed").await;
+            }
+            "C" => {
+                let pending = wait_attempts(&app, token, &delivery, 1).await;
+                assert_eq!(pending["status"], "pending", "{pending}");
+            }
+            _ => {
+                wait_status(&app, token, &delivery, "delivered").await;
+            }
+        }
+        ids.push(delivery);
+        app.clock.advance(Duration::seconds(60));
+    }
+    let [a, b, c, d, e] = ids.clone().try_into().unwrap();
+    let created = |id: &str| {
+        let (app, token, id) = (&app, token, id.to_owned());
+        async move {
+            get_ok(app, token, &format!("/v1/deliveries/{id}")).await["created_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (created_b, created_d) = (created(&b).await, created(&d).await);
+    let mut sent = receiver.received().len();
+    assert_eq!(sent, 7);
+    let mut attempts: std::collections::HashMap<String, u64> =
+        [(&a, 1), (&b, 3), (&c, 1), (&d, 1), (&e, 1)]
+            .into_iter()
+            .map(|(id, n)| (id.clone(), n))
+            .collect();
+    let steps = [
+        // The default replays the failed ones only.
+        (json!({}), vec![&b]),
+        (json!({ "status": ["pending"] }), vec![&c]),
+        // All five are delivered from here on.
+        (
+            json!({ "status": ["delivered"], "since": created_d }),
+            vec![&d, &e],
+        ),
+        (
+            json!({ "status": ["delivered"], "until": created_b }),
+            vec![&a],
+        ),
+        (
+            json!({ "status": ["delivered"], "since": created_b, "until": created_d }),
+            vec![&b, &c],
+        ),
+        (json!({ "status": ["failed", "pending"] }), vec![]),
+    ];
+    for (body, expected) in steps {
+        // Each replay at a time of its own: the rows it changed carry it.
+        app.clock.advance(Duration::seconds(1));
+        let at = hooksign::clock::to_millis(app.clock_now());
+        let response = app
+            .authed(Method::POST, &path, token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["requeued"], expected.len(), "{body}: {answer}");
+        assert_eq!(answer["skipped_in_flight"], 0, "{body}: {answer}");
+        let mut changed = Vec::new();
+        for id in &ids {
+            let sql =
+                format!("SELECT COUNT(*) FROM deliveries WHERE id = '{id}' AND updated_at = {at}");
+            if app.count(&sql).await == 1 {
+                changed.push(id);
+            }
+        }
+        assert_eq!(changed, expected, "the rows {body} re-queued");
+        let got = receiver.wait_for(sent + expected.len()).await;
+        let mut again: Vec<_> = got[sent..]
+            .iter()
+            .map(|r| r.header("x-hooksign-delivery-id").unwrap().to_owned())
+            .collect();
+        again.sort();
+        let mut wanted: Vec<_> = expected.iter().map(|id| (*id).clone()).collect();
+        wanted.sort();
+        assert_eq!(again, wanted, "what {body} sent again");
+        sent += expected.len();
+        // Each sent again is recorded before the next step (whose rows are told apart by
+        // the time they were changed).
+        for id in expected {
+            let count = attempts.entry(id.clone()).or_insert(0);
+            *count += 1;
+            let done = wait_attempts(&app, token, id, *count).await;
+            assert_eq!(done["status"], "delivered", "{done}");
+        }
+    }
+    assert_eq!(receiver.received().len(), sent);
+}
+
+async fn a_replay_of_several_statuses_counts_each_delivery_once(app: TestApp) {
+    let merchant = app.create_merchant("Replay once").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    // The first delivery fails all three attempts; the second waits for a retry far off.
+    receiver.script(&[500, 500, 500]);
+    receiver.script_with_headers(503, &[("Retry-After", "3000")]);
+    let ep = endpoint(&app, token, json!({ "url": receiver.url })).await;
+    let failed = first_delivery(
+        &app,
+        token,
+        &send_event(&app, token, "order.created", json!({})).await,
+    )
+    .await;
+    wait_attempts(&app, token, &failed, 1).await;
+    app.clock.advance(Duration::seconds(10));
+    app.state.delivery.wake();
+    wait_attempts(&app, token, &failed, 2).await;
+    app.clock.advance(Duration::seconds(400));
+    app.state.delivery.wake();
+    wait_status(&app, token, &failed, "failed").await;
+    let pending = first_delivery(
+        &app,
+        token,
+        &send_event(&app, token, "order.updated", json!({})).await,
+    )
+    .await;
+    let waiting = wait_attempts(&app, token, &pending, 1).await;
+    assert_eq!(waiting["status"], "pending", "{waiting}");
+
+    let replayed = app
+        .authed(
+            Method::POST,
+            &format!("/v1/endpoints/{}/replay", ep["id"].as_str().unwrap()),
+            token,
+        )
+        .json(&json!({ "status": ["failed", "pending"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replayed.status(), 200);
+    let answer: Value = replayed.json().await.unwrap();
+    assert_eq!(answer["requeued"], 2, "{answer}");
+    // The audit entry says the same.
+    let chain = app.state.store.audit_chain(&merchant.id).await.unwrap();
+    let audited = chain
+        .iter()
+        .rev()
+        .find(|e| e.action == "endpoint.replay")
+        .expect("the replay is audited");
+    let details: Value = serde_json::from_str(&audited.details).unwrap();
+    assert_eq!(details["requeued"], 2, "{details}");
+    // Each is sent once more (after three attempts and one), and both are delivered.
+    wait_status(&app, token, &failed, "delivered").await;
+    wait_status(&app, token, &pending, "delivered").await;
+    assert_eq!(receiver.received().len(), 3 + 1 + 2);
 }

@@ -24,6 +24,8 @@ on_both_stores!(
     an_endpoint_failing_for_too_long_is_disabled,
     an_accepted_event_survives_kill_9,
     a_key_change_in_one_process_applies_at_once_in_another,
+    a_deactivated_key_is_refused_at_once_by_another_instance,
+    a_disabled_merchant_is_refused_at_once_by_another_instance,
 );
 
 mod two_daemons_share_the_queue_without_doubling {
@@ -437,4 +439,105 @@ async fn a_key_change_in_one_process_applies_at_once_in_another(app: TestApp) {
         "api_key_revoked",
     )
     .await;
+}
+
+/// `GET /v1/api-keys` with `token` on the daemon at `base`.
+async fn list_keys_at(app: &TestApp, base: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{base}/v1/api-keys"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn a_deactivated_key_is_refused_at_once_by_another_instance(app: TestApp) {
+    // Each instance has a key cache of its own; only the shared generation links them.
+    let merchant = app.create_merchant("Deactivated elsewhere").await;
+    let other = app.another_instance().await;
+    let key = created(&app, &merchant.live_token, "shared").await;
+    let (id, token) = (key["id"].as_str().unwrap(), key["token"].as_str().unwrap());
+    for base in [app.base.as_str(), other.base.as_str()] {
+        assert_eq!(
+            list_keys_at(&app, base, token).await.status(),
+            200,
+            "{base}"
+        );
+    }
+    let off = app
+        .authed(
+            Method::PATCH,
+            &format!("/v1/api-keys/{id}"),
+            &merchant.live_token,
+        )
+        .json(&json!({ "active": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(off.status(), 200);
+    assert_error(
+        list_keys_at(&app, &other.base, token).await,
+        401,
+        "authentication",
+        "api_key_inactive",
+    )
+    .await;
+    // And back the other way: switched on there, it works here at once.
+    let on = app
+        .client
+        .patch(format!("{}/v1/api-keys/{id}", other.base))
+        .bearer_auth(&merchant.live_token)
+        .json(&json!({ "active": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on.status(), 200);
+    assert_eq!(list_keys_at(&app, &app.base, token).await.status(), 200);
+}
+
+async fn a_disabled_merchant_is_refused_at_once_by_another_instance(app: TestApp) {
+    let merchant = app.create_merchant("Disabled elsewhere").await;
+    let other = app.another_instance().await;
+    for token in [&merchant.live_token, &merchant.test_token] {
+        for base in [app.base.as_str(), other.base.as_str()] {
+            assert_eq!(
+                list_keys_at(&app, base, token).await.status(),
+                200,
+                "{base}"
+            );
+        }
+    }
+    let path = format!("/v1/merchants/{}", merchant.id);
+    let disabled = app
+        .operator(Method::PATCH, &path)
+        .json(&json!({ "disabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(disabled.status(), 200);
+    for token in [&merchant.live_token, &merchant.test_token] {
+        assert_error(
+            list_keys_at(&app, &other.base, token).await,
+            401,
+            "authentication",
+            "merchant_disabled",
+        )
+        .await;
+    }
+    let enabled = app
+        .client
+        .patch(format!("{}{path}", other.base))
+        .bearer_auth(&app.operator_token)
+        .json(&json!({ "disabled": false }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    assert_eq!(
+        list_keys_at(&app, &app.base, &merchant.live_token)
+            .await
+            .status(),
+        200,
+        "re-enabled there, seen here at once"
+    );
 }

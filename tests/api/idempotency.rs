@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+use crate::on_both_stores;
 
 /// Runs `test` on both stores with a one-second request deadline.
 macro_rules! with_short_deadline {
@@ -41,6 +42,13 @@ with_short_deadline!(
     a_panicking_request_releases_its_key,
     a_dead_claim_lapses_with_its_lease,
     an_event_answered_503_on_the_deadline_is_created_once,
+);
+
+on_both_stores!(
+    a_5xx_answer_is_not_stored_and_its_retry_runs_again,
+    the_same_idempotency_key_on_another_path_is_refused,
+    a_replay_is_served_by_another_daemon_on_the_same_database,
+    an_idempotency_key_is_new_again_after_24_hours,
 );
 
 async fn short_deadline_app(backend: Backend) -> Option<TestApp> {
@@ -327,4 +335,183 @@ async fn an_event_answered_503_on_the_deadline_is_created_once(app: TestApp) {
     assert_eq!(later.status(), 202);
     assert_eq!(later.headers()["idempotent-replayed"], "true");
     assert_eq!(app.count("SELECT COUNT(*) FROM events").await, 1);
+}
+
+/// `POST /v1/api-keys` named `name` under `Idempotency-Key: idem`.
+async fn create_key_once(
+    app: &TestApp,
+    base: &str,
+    token: &str,
+    idem: &str,
+    name: &str,
+) -> reqwest::Response {
+    app.client
+        .post(format!("{base}/v1/api-keys"))
+        .bearer_auth(token)
+        .header("idempotency-key", idem)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn replayed(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|value| value == "true")
+}
+
+async fn a_5xx_answer_is_not_stored_and_its_retry_runs_again(app: TestApp) {
+    let merchant = app.create_merchant("Broken audit").await;
+    let token = merchant.live_token.as_str();
+    let named = "SELECT COUNT(*) FROM api_keys WHERE name = 'ci'";
+    // Without its audit table the handler's transaction fails: a 500 of the handler's own.
+    app.execute("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .await
+        .unwrap();
+    let failed = create_key_once(&app, &app.base, token, "retry-me", "ci").await;
+    assert_error(failed, 500, "api_error", "internal_error").await;
+    app.execute("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count(named).await,
+        0,
+        "the failed request changed nothing"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys").await,
+        0,
+        "the 500 was not stored"
+    );
+    let retried = create_key_once(&app, &app.base, token, "retry-me", "ci").await;
+    assert_eq!(retried.status(), 201, "the retry runs again");
+    assert!(!replayed(&retried));
+    assert_eq!(app.count(named).await, 1);
+    let again = create_key_once(&app, &app.base, token, "retry-me", "ci").await;
+    assert_eq!(again.status(), 201);
+    assert!(replayed(&again), "the 201 is what is stored");
+    assert_eq!(app.count(named).await, 1);
+}
+
+async fn the_same_idempotency_key_on_another_path_is_refused(app: TestApp) {
+    let merchant = app.create_merchant("Two paths").await;
+    let token = merchant.live_token.as_str();
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let key = create_key_once(&app, &app.base, token, name, name).await;
+        assert_eq!(key.status(), 201);
+        let key: Value = key.json().await.unwrap();
+        ids.push(key["id"].as_str().unwrap().to_owned());
+    }
+    // Bare POSTs on two paths of the same route: nothing but the path tells them apart.
+    let revoke = |id: &str| {
+        app.authed(Method::POST, &format!("/v1/api-keys/{id}/revoke"), token)
+            .header("idempotency-key", "one-key")
+            .send()
+    };
+    assert_eq!(revoke(&ids[0]).await.unwrap().status(), 200);
+    let (keys, audit) = (
+        "SELECT COUNT(*) FROM api_keys",
+        "SELECT COUNT(*) FROM audit_events",
+    );
+    let (keys_before, audit_before) = (app.count(keys).await, app.count(audit).await);
+    assert_error(
+        revoke(&ids[1]).await.unwrap(),
+        422,
+        "invalid_request",
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_error(
+        create_key_once(&app, &app.base, token, "one-key", "third").await,
+        422,
+        "invalid_request",
+        "idempotency_key_reused",
+    )
+    .await;
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM api_keys WHERE id = '{}' AND revoked_at IS NULL",
+            ids[1]
+        ))
+        .await,
+        1,
+        "the other path did not run"
+    );
+    assert_eq!(
+        app.count(keys).await,
+        keys_before,
+        "nor did the other route"
+    );
+    assert_eq!(app.count(audit).await, audit_before);
+    // The key still belongs to the first request, which still replays.
+    let again = revoke(&ids[0]).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(replayed(&again));
+}
+
+async fn a_replay_is_served_by_another_daemon_on_the_same_database(app: TestApp) {
+    let merchant = app.create_merchant("Two daemons").await;
+    let token = merchant.live_token.as_str();
+    let first = create_key_once(&app, &app.base, token, "shared", "ci").await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let other = app.another_instance().await;
+    let there = create_key_once(&app, &other.base, token, "shared", "ci").await;
+    assert_eq!(there.status(), 201);
+    assert!(
+        replayed(&there),
+        "the other daemon replays, it does not run it again"
+    );
+    let there: Value = there.json().await.unwrap();
+    assert_eq!(there, first, "the same answer, the same key and token");
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM api_keys WHERE name = 'ci'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM audit_events WHERE action = 'idempotency.replay'")
+            .await,
+        1,
+        "handing the token out again is audited"
+    );
+}
+
+async fn an_idempotency_key_is_new_again_after_24_hours(app: TestApp) {
+    let merchant = app.create_merchant("A day later").await;
+    let token = merchant.live_token.as_str();
+    let first = create_key_once(&app, &app.base, token, "daily", "first").await;
+    assert_eq!(first.status(), 201);
+    app.clock
+        .advance(chrono::Duration::hours(24) - chrono::Duration::seconds(1));
+    assert_error(
+        create_key_once(&app, &app.base, token, "daily", "second").await,
+        422,
+        "invalid_request",
+        "idempotency_key_reused",
+    )
+    .await;
+    let same = create_key_once(&app, &app.base, token, "daily", "first").await;
+    assert_eq!(same.status(), 201);
+    assert!(replayed(&same), "still remembered just before 24 hours");
+    app.clock.advance(chrono::Duration::seconds(2));
+    let anew = create_key_once(&app, &app.base, token, "daily", "second").await;
+    assert_eq!(anew.status(), 201, "a day later the key is free");
+    assert!(!replayed(&anew));
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM api_keys WHERE name = 'second'")
+            .await,
+        1
+    );
+    // Now it is the new request's.
+    assert_error(
+        create_key_once(&app, &app.base, token, "daily", "first").await,
+        422,
+        "invalid_request",
+        "idempotency_key_reused",
+    )
+    .await;
 }

@@ -31,6 +31,8 @@ struct Inner {
     received: Vec<Received>,
     script: VecDeque<(u16, Vec<(String, String)>)>,
     delay: Duration,
+    /// While set, requests wait for it to close (see [`Receiver::hold`]).
+    gate: Option<Arc<tokio::sync::Semaphore>>,
     in_flight: usize,
     most_in_flight: usize,
 }
@@ -47,12 +49,16 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, HeaderMap, &'static str) {
-    let delay = {
+    let (delay, gate) = {
         let mut inner = inner.lock().unwrap();
         inner.in_flight += 1;
         inner.most_in_flight = inner.most_in_flight.max(inner.in_flight);
-        inner.delay
+        (inner.delay, inner.gate.clone())
     };
+    if let Some(gate) = gate {
+        // Closed by `release`: every waiting request goes on.
+        let _ = gate.acquire().await;
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
@@ -113,6 +119,23 @@ impl Receiver {
     /// Answers only after `delay` (a slow receiver).
     pub fn set_delay(&self, delay: Duration) {
         self.inner.lock().unwrap().delay = delay;
+    }
+
+    /// Holds every request from now on, unanswered, until [`Receiver::release`].
+    pub fn hold(&self) {
+        self.inner.lock().unwrap().gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets the held requests (and all later ones) through.
+    pub fn release(&self) {
+        if let Some(gate) = self.inner.lock().unwrap().gate.take() {
+            gate.close();
+        }
+    }
+
+    /// How many requests are in progress (arrived, not yet answered).
+    pub fn in_flight(&self) -> usize {
+        self.inner.lock().unwrap().in_flight
     }
 
     /// The most requests this receiver has had in progress at once.
