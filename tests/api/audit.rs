@@ -5,7 +5,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, OutputWithin as _, TestApp};
 use crate::on_both_stores;
 
 on_both_stores!(
@@ -34,8 +34,7 @@ fn hooksign_cli(app: &TestApp, args: &[&str]) -> std::process::Output {
                 .0,
         )
         .current_dir(app.data_dir.parent().unwrap())
-        .output()
-        .unwrap()
+        .output_within(crate::helpers::CHILD_DEADLINE)
 }
 
 fn stderr(output: &std::process::Output) -> String {
@@ -383,8 +382,7 @@ async fn audit_verify_finds_a_tampered_entry(app: TestApp) {
                 &app.config.master_key.as_ref().unwrap().0,
             )
             .current_dir(app.data_dir.parent().unwrap())
-            .output()
-            .unwrap()
+            .output_within(crate::helpers::CHILD_DEADLINE)
     };
     let intact = verify();
     assert!(
