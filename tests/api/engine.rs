@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::delivery::{endpoint, send_event};
-use crate::helpers::{assert_error, get_ok, spawn_app_with, Backend, TestApp, TestMerchant};
+use crate::helpers::{assert_error, get_ok, TestApp, TestMerchant};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -85,42 +85,20 @@ async fn instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_que
     );
 }
 
-/// Like `on_both_stores!`, with a configuration and a number of runtime threads of its own.
-macro_rules! on_both_stores_with {
-    ($name:ident, $threads:literal, $configure:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
-            async fn sqlite() {
-                let app = super::spawn_app_with(super::Backend::Sqlite, $configure)
-                    .await
-                    .expect("sqlite app");
-                super::$name(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
-            async fn postgres() {
-                if let Some(app) = super::spawn_app_with(super::Backend::Postgres, $configure).await
-                {
-                    super::$name(app).await;
-                }
-            }
-        }
-    };
-}
-
-on_both_stores_with!(
-    instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_queued,
-    4,
-    |config: &mut hooksign::config::Config| {
+crate::on_both_stores!(
+    configure = |config: &mut hooksign::config::Config| {
         config.auth.rate_per_sec = 100_000;
         config.auth.burst = 100_000;
-    }
+    },
+    threads = 4;
+    instant_deliveries_to_capped_endpoints_all_arrive_and_leave_nothing_queued,
 );
 
-on_both_stores_with!(
+crate::on_both_stores!(
+    configure = |config: &mut hooksign::config::Config| {
+        config.delivery.allow_private_networks = false;
+    };
     a_refused_address_is_shown_to_merchants_only_as_its_class,
-    2,
-    |config: &mut hooksign::config::Config| config.delivery.allow_private_networks = false
 );
 
 /// The test key's id, as created with the merchant.

@@ -430,21 +430,44 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-/// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL.
+/// Runs each named `async fn(TestApp)` once on SQLite and once on PostgreSQL, each on a
+/// runtime with two worker threads.
+///
+/// - `on_both_stores!(a, b)`: on [`spawn_app`]'s daemon;
+/// - `on_both_stores!(configure = f; a, b)`: on [`spawn_app_with`]`(backend, f)`, and
+///   `configure = f, threads = 4; …` on a runtime with four threads;
+/// - `on_both_stores!(spawn = path; a, b)`: on the daemon of an
+///   `async fn(Backend) -> Option<TestApp>` of the module's own.
 #[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),+ $(,)?) => {
+        $crate::on_both_stores!(@run 2, |backend| $crate::helpers::spawn_app(backend); $($name),+);
+    };
+    (spawn = $spawn:path; $($name:ident),+ $(,)?) => {
+        $crate::on_both_stores!(@run 2, |backend| $spawn(backend); $($name),+);
+    };
+    (configure = $configure:expr; $($name:ident),+ $(,)?) => {
+        $crate::on_both_stores!(configure = $configure, threads = 2; $($name),+);
+    };
+    (configure = $configure:expr, threads = $threads:literal; $($name:ident),+ $(,)?) => {
+        $crate::on_both_stores!(
+            @run $threads,
+            |backend| $crate::helpers::spawn_app_with(backend, $configure);
+            $($name),+
+        );
+    };
+    (@run $threads:literal, $spawn:expr; $($name:ident),+) => {
         $(
             mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
                 async fn sqlite() {
-                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await.expect("sqlite app");
+                    let app = ($spawn)($crate::helpers::Backend::Sqlite).await.expect("sqlite app");
                     super::$name(app).await;
                 }
 
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
                 async fn postgres() {
-                    if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                    if let Some(app) = ($spawn)($crate::helpers::Backend::Postgres).await {
                         super::$name(app).await;
                     }
                 }

@@ -14,29 +14,9 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
 use crate::on_both_stores;
 
-/// Runs `test` on both stores with a one-second request deadline.
-macro_rules! with_short_deadline {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::short_deadline_app(crate::helpers::Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::short_deadline_app(crate::helpers::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )+
-    };
-}
-
-with_short_deadline!(
+// On both stores with a one-second request deadline.
+on_both_stores!(
+    spawn = super::short_deadline_app;
     a_request_past_the_deadline_runs_to_its_end_and_its_retry_replays_it,
     a_client_that_hangs_up_leaves_the_key_replayable,
     a_panicking_request_releases_its_key,

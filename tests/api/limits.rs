@@ -432,35 +432,11 @@ async fn shutdown_finishes_the_request_in_flight_closes_idle_connections_and_sto
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
 
-/// Runs `async fn name(TestApp)` on SQLite and PostgreSQL, each with `configure` applied.
-macro_rules! on_both_stores_with {
-    ($name:ident, $configure:expr) => {
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app =
-                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Sqlite, $configure)
-                        .await
-                        .expect("sqlite app");
-                super::$name(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(app) =
-                    $crate::helpers::spawn_app_with($crate::helpers::Backend::Postgres, $configure)
-                        .await
-                {
-                    super::$name(app).await;
-                }
-            }
-        }
+crate::on_both_stores!(
+    configure = |config: &mut hooksign::config::Config| {
+        config.delivery.max_endpoints_per_mode = 3;
     };
-}
-
-on_both_stores_with!(
     endpoints_per_mode_are_capped_even_under_concurrent_creates,
-    |config: &mut hooksign::config::Config| config.delivery.max_endpoints_per_mode = 3
 );
 
 async fn endpoints_per_mode_are_capped_even_under_concurrent_creates(app: TestApp) {
@@ -557,9 +533,11 @@ where
     outputs
 }
 
-on_both_stores_with!(
+crate::on_both_stores!(
+    configure = |config: &mut hooksign::config::Config| {
+        config.delivery.ingest_queue_capacity = 1;
+    };
     a_saturated_ingest_queue_answers_503_with_retry_after_and_stores_nothing,
-    |config: &mut hooksign::config::Config| config.delivery.ingest_queue_capacity = 1
 );
 
 async fn a_saturated_ingest_queue_answers_503_with_retry_after_and_stores_nothing(app: TestApp) {

@@ -312,28 +312,8 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
     .await
 }
 
-macro_rules! on_both_stores_configured {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::spawn($crate::helpers::Backend::Sqlite).await.expect("sqlite app");
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::spawn($crate::helpers::Backend::Postgres).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )+
-    };
-}
-
-on_both_stores_configured!(
+crate::on_both_stores!(
+    spawn = super::spawn;
     every_operation_demands_its_kind_of_key_and_its_scope,
     another_merchants_or_modes_ids_are_not_found_and_change_nothing,
 );

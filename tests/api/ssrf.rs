@@ -15,7 +15,7 @@ use hooksign::delivery::ssrf::{DnsLookup, Lookup};
 use serde_json::{json, Value};
 
 use crate::delivery::{endpoint, send_event};
-use crate::helpers::{get_ok, spawn_app_with, Backend, TestApp};
+use crate::helpers::{get_ok, TestApp};
 use crate::receiver::Receiver;
 
 /// A name that resolves only to loopback, where the test's receiver listens.
@@ -69,34 +69,14 @@ fn guard_off(config: &mut Config) {
     config.delivery.lookup = answers();
 }
 
-/// Like `on_both_stores!`, with a configuration of its own.
-macro_rules! on_both_stores_configured {
-    ($($name:ident: $configure:expr),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let app = super::spawn_app_with(super::Backend::Sqlite, $configure)
-                        .await
-                        .expect("sqlite app");
-                    super::$name(app).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if let Some(app) = super::spawn_app_with(super::Backend::Postgres, $configure).await {
-                        super::$name(app).await;
-                    }
-                }
-            }
-        )+
-    };
-}
-
-on_both_stores_configured!(
-    the_resolver_double_answers_for_deliveries_when_private_networks_are_allowed: super::guard_off,
-    a_queued_delivery_to_a_name_resolving_to_a_private_address_is_never_sent: super::guard_on,
-    a_mixed_public_and_private_answer_never_reaches_the_private_address: super::guard_on,
+crate::on_both_stores!(
+    configure = super::guard_off;
+    the_resolver_double_answers_for_deliveries_when_private_networks_are_allowed,
+);
+crate::on_both_stores!(
+    configure = super::guard_on;
+    a_queued_delivery_to_a_name_resolving_to_a_private_address_is_never_sent,
+    a_mixed_public_and_private_answer_never_reaches_the_private_address,
 );
 
 /// The receiver's URL with its host replaced by `name`.
