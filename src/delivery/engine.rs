@@ -71,6 +71,8 @@ pub struct DeliveryEngine {
     outcomes: GroupCommit<(String, FinishedAttempt), DisabledReason>,
     tasks: TaskTracker,
     batches: AtomicU64,
+    /// Claim passes the worker loop has finished (see [`DeliveryEngine::claim_passes`]).
+    claim_passes: AtomicU64,
 }
 
 impl std::fmt::Debug for DeliveryEngine {
@@ -115,6 +117,7 @@ impl DeliveryEngine {
             },
             tasks: TaskTracker::new(),
             batches: AtomicU64::new(0),
+            claim_passes: AtomicU64::new(0),
         })
     }
 
@@ -136,6 +139,14 @@ impl DeliveryEngine {
     /// Deliveries being sent right now by this daemon.
     pub fn in_flight(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// How many claim passes the worker loop has finished (each claim query, whatever it
+    /// found). A pass that began after some moment has seen the clock and the rows as they
+    /// were then, so a test can wait for one instead of sleeping and guessing ("nothing due
+    /// was left unclaimed", "nothing not due was claimed").
+    pub fn claim_passes(&self) -> u64 {
+        self.claim_passes.load(Ordering::Acquire)
     }
 
     /// Claims queued in memory behind busy endpoints right now.
@@ -351,6 +362,7 @@ impl DeliveryEngine {
                 break;
             }
             let started = self.dispatch_batch(&state).await;
+            self.claim_passes.fetch_add(1, Ordering::Release);
             let full = match started {
                 Ok(count) => count > 0 && count >= state.config.delivery.batch_size as usize,
                 Err(err) => {

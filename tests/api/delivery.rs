@@ -6,7 +6,9 @@ use hooksign::verify::{MatchedHeader, Verifier};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, get_ok, spawn_app_with, Backend, TestApp, TestMerchant};
+use crate::helpers::{
+    assert_error, get_ok, spawn_app_with, wait_until, Backend, TestApp, TestMerchant,
+};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -142,6 +144,33 @@ async fn wait_attempts(app: &TestApp, token: &str, delivery: &str, attempts: u64
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("delivery {delivery} never reached {attempts} attempts");
+}
+
+/// Waits until the worker loop has finished two more claim passes and nothing is in flight.
+/// The second pass began after this call (the first may have been running already), so it saw
+/// the clock and the rows as they are now; whatever it claimed has been sent and recorded.
+async fn engine_settled(app: &TestApp) {
+    let before = app.state.delivery.claim_passes();
+    wait_until(
+        "two more claim passes with no delivery in flight",
+        std::time::Duration::from_secs(15),
+        || async {
+            app.state.delivery.wake();
+            (app.state.delivery.claim_passes() >= before + 2 && app.state.delivery.in_flight() == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Asserts that no claim pass took `delivery` since it made `attempts` attempts: no lease on
+/// it and no further attempt (a claim leases it before anything is sent).
+async fn assert_not_claimed(app: &TestApp, delivery: &str, attempts: u64, why: &str) {
+    let row = format!(
+        "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' AND attempts = {attempts} \
+         AND lease_until IS NULL AND leased_by IS NULL"
+    );
+    assert_eq!(app.count(&row).await, 1, "{why}: {delivery} was claimed");
 }
 
 async fn endpoints_are_validated_and_managed(app: TestApp) {
@@ -331,9 +360,11 @@ async fn an_event_is_delivered_once_signed_with_every_header(app: TestApp) {
     assert!(attempt["error_class"].is_null());
     assert_eq!(attempt["response_body"], "ok");
     assert_eq!(attempt["signature_headers"], json!(["X-Bolt-Hmac-Sha256"]));
-    // Delivered once.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(receiver.received().len(), 1);
+    // Delivered once: a later claim pass takes it no more.
+    let delivery = request.header("x-hooksign-delivery-id").unwrap();
+    engine_settled(&app).await;
+    assert_not_claimed(&app, delivery, 1, "delivered once").await;
+    assert_eq!(receiver.received().len(), 1, "delivered once");
 }
 
 async fn signatures_follow_the_rotation_at_send_time(app: TestApp) {
@@ -459,8 +490,8 @@ async fn failures_are_retried_on_the_schedule_and_recorded(app: TestApp) {
     assert_eq!(after_first["last_status"], 500);
     // The second attempt is due about 5 s later (±20 %): not before.
     app.clock.advance(Duration::seconds(3));
-    app.state.delivery.wake();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    engine_settled(&app).await;
+    assert_not_claimed(&app, &delivery, 1, "not retried early").await;
     assert_eq!(receiver.received().len(), 1, "not retried early");
     app.clock.advance(Duration::seconds(4));
     app.state.delivery.wake();
@@ -474,8 +505,8 @@ async fn failures_are_retried_on_the_schedule_and_recorded(app: TestApp) {
         .unwrap();
     assert_eq!(next - app.clock_now(), Duration::seconds(1000));
     app.clock.advance(Duration::seconds(999));
-    app.state.delivery.wake();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    engine_settled(&app).await;
+    assert_not_claimed(&app, &delivery, 2, "Retry-After honoured").await;
     assert_eq!(receiver.received().len(), 2, "Retry-After honoured");
     app.clock.advance(Duration::seconds(1));
     app.state.delivery.wake();
@@ -615,8 +646,24 @@ async fn filters_choose_which_endpoints_receive_an_event(app: TestApp) {
     );
     everything.wait_for(2).await;
     orders.wait_for(1).await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Nothing more is on its way to the filtered endpoint: every claim pass is done, nothing
+    // is leased, and the endpoint has the one delivery it got.
+    engine_settled(&app).await;
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM deliveries WHERE leased_by IS NOT NULL OR status <> 'delivered'"
+        )
+        .await,
+        0,
+        "every delivery sent and recorded"
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries").await,
+        3,
+        "one delivery to the filtered endpoint, two to the other"
+    );
     assert_eq!(orders.received().len(), 1);
+    assert_eq!(everything.received().len(), 2);
     // Live events never reach test endpoints.
     assert_eq!(
         send_event(&app, &merchant.live_token, "order.created", json!({})).await["delivery_count"],
@@ -686,7 +733,14 @@ async fn a_slow_endpoint_is_held_to_its_cap_and_does_not_hold_up_others(app: Tes
             .await,
         0
     );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // A later claim pass sends none of them again.
+    engine_settled(&app).await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM deliveries WHERE leased_by IS NOT NULL OR lease_until IS NOT NULL OR attempts <> 1")
+            .await,
+        0,
+        "each delivery attempted once, none claimed again"
+    );
     assert_eq!(slow.received().len(), 12);
     assert_eq!(fast.received().len(), 5);
 }

@@ -11,7 +11,7 @@ use axum::routing::post;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+use crate::helpers::{assert_error, spawn_app_with, wait_until, Backend, TestApp};
 use crate::on_both_stores;
 
 // On both stores with a one-second request deadline.
@@ -96,6 +96,14 @@ async fn post_slow(app: &TestApp, base: &str, token: &str, path: &str) -> reqwes
         .unwrap()
 }
 
+/// Waits until `sql` (a count over `idempotency_keys`) answers `expected`.
+async fn wait_for_rows(app: &TestApp, what: &str, sql: &str, expected: i64) {
+    wait_until(what, Duration::from_secs(15), || async {
+        (app.count(sql).await == expected).then_some(())
+    })
+    .await;
+}
+
 async fn a_request_past_the_deadline_runs_to_its_end_and_its_retry_replays_it(app: TestApp) {
     let merchant = app.create_merchant("Slow").await;
     let runs = Arc::new(AtomicUsize::new(0));
@@ -111,7 +119,13 @@ async fn a_request_past_the_deadline_runs_to_its_end_and_its_retry_replays_it(ap
         "idempotency_request_in_progress",
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    wait_for_rows(
+        &app,
+        "the slow request to store its answer",
+        "SELECT COUNT(*) FROM idempotency_keys WHERE idempotency_key = 'slow-1' AND state = 'done'",
+        1,
+    )
+    .await;
     let replayed = post_slow(&app, &base, &merchant.test_token, "/v1/slow").await;
     assert_eq!(replayed.status(), 201);
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
@@ -132,12 +146,19 @@ async fn a_client_that_hangs_up_leaves_the_key_replayable(app: TestApp) {
         .send()
         .await;
     assert!(gone.is_err(), "the client hung up");
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    assert_eq!(
-        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_flight'")
-            .await,
+    // The request runs to its end and stores its answer: no claim is left behind.
+    wait_for_rows(
+        &app,
+        "no in-flight claim left behind by the request whose client hung up",
+        "SELECT COUNT(*) FROM idempotency_keys WHERE state = 'in_flight'",
         0,
-        "no claim left behind"
+    )
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM idempotency_keys WHERE state = 'done'")
+            .await,
+        1,
+        "its answer is stored"
     );
     let replayed = post_slow(&app, &base, &merchant.test_token, "/v1/slow").await;
     assert_eq!(replayed.status(), 201);
@@ -151,13 +172,24 @@ async fn a_panicking_request_releases_its_key(app: TestApp) {
     let base = test_routes(&app, runs.clone()).await;
     let first = post_slow(&app, &base, &merchant.test_token, "/v1/panic").await;
     assert_error(first, 500, "api_error", "internal_error").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_rows(
+        &app,
+        "the panicking request's key to be released",
+        "SELECT COUNT(*) FROM idempotency_keys",
+        0,
+    )
+    .await;
     // Released, not stuck: the retry runs again (and panics again), no 409.
     let again = post_slow(&app, &base, &merchant.test_token, "/v1/panic").await;
     assert_eq!(again.status(), 500);
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.count("SELECT COUNT(*) FROM idempotency_keys").await, 0);
+    wait_for_rows(
+        &app,
+        "the second panicking request's key to be released",
+        "SELECT COUNT(*) FROM idempotency_keys",
+        0,
+    )
+    .await;
 }
 
 async fn a_dead_claim_lapses_with_its_lease(app: TestApp) {
@@ -188,7 +220,13 @@ async fn a_dead_claim_lapses_with_its_lease(app: TestApp) {
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_rows(
+        &app,
+        "the slow request's in-flight claim",
+        "SELECT COUNT(*) FROM idempotency_keys WHERE idempotency_key = 'lease' AND state = 'in_flight'",
+        1,
+    )
+    .await;
     assert_eq!(
         app.count(
             "SELECT expires_at - created_at FROM idempotency_keys WHERE idempotency_key = 'lease' AND state = 'in_flight'"

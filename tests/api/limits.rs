@@ -3,11 +3,13 @@
 //! showing up in the request log and metrics.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
 
-use crate::helpers::{assert_error, spawn_app_with, Backend, TestApp};
+use crate::helpers::{assert_error, spawn_app_with, wait_until, Backend, TestApp};
 use crate::on_both_stores;
 
 /// Serves `routes` behind the daemon's middleware on a port of its own.
@@ -391,12 +393,18 @@ async fn shutdown_finishes_the_request_in_flight_closes_idle_connections_and_sto
     let app = spawn_app_with(Backend::Sqlite, |_| {})
         .await
         .expect("sqlite app");
+    // Counts the requests that reached the handler, so shutdown starts with one in flight.
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let arrivals = arrived.clone();
     let routes = axum::Router::new().route(
         "/test/slow-peer",
-        axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            peer.ip().to_string()
-        }),
+        axum::routing::get(
+            move |ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                arrivals.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                peer.ip().to_string()
+            },
+        ),
     );
     let router = hooksign::api::with_middleware(routes, app.state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -411,7 +419,12 @@ async fn shutdown_finishes_the_request_in_flight_closes_idle_connections_and_sto
     ));
     let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
     let in_flight = tokio::spawn(reqwest::get(format!("http://{addr}/test/slow-peer")));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until(
+        "the slow request to reach its handler",
+        Duration::from_secs(15),
+        || async { (arrived.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
     stop.cancel();
     let (_, idle_open_for) = read_until_closed(&mut idle, Duration::from_secs(2)).await;
     assert!(idle_open_for.is_some(), "an idle connection closes at once");
@@ -568,16 +581,29 @@ async fn a_saturated_ingest_queue_answers_503_with_retry_after_and_stores_nothin
             Lock::Postgres(conn)
         }
     };
+    let answered = Arc::new(AtomicUsize::new(0));
     let events: Vec<_> = (0..20)
         .map(|n| {
-            app.authed(Method::POST, "/v1/events", &merchant.test_token)
+            let request = app
+                .authed(Method::POST, "/v1/events", &merchant.test_token)
                 .json(&serde_json::json!({ "type": "order.created", "payload": { "n": n } }))
-                .send()
+                .send();
+            let answered = answered.clone();
+            async move {
+                let response = request.await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                response
+            }
         })
         .collect();
     let answers = tokio::spawn(futures_join_all(events));
-    // The refused ones are answered at once; the others wait for the lock.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The refused ones are answered at once, while the lock is held; the others wait for it.
+    wait_until(
+        "at least 10 of 20 events to be answered while their writes are blocked",
+        Duration::from_secs(15),
+        || async { (answered.load(Ordering::SeqCst) >= 10).then_some(()) },
+    )
+    .await;
     match &mut lock {
         Lock::Sqlite(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
         Lock::Postgres(conn) => sqlx::query("COMMIT").execute(conn).await.map(|_| ()),
