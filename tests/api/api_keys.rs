@@ -924,26 +924,7 @@ async fn the_last_admin_key_cannot_be_switched_off(app: TestApp) {
         200
     );
     // Now the default key is the last one holding api_keys:write.
-    assert_error(
-        patch_key(
-            &app,
-            &merchant.live_token,
-            &only,
-            json!({ "active": false }),
-        )
-        .await,
-        409,
-        "invalid_request",
-        "last_admin_key",
-    )
-    .await;
-    assert_error(
-        post_action(&app, &merchant.live_token, &only, "revoke").await,
-        409,
-        "invalid_request",
-        "last_admin_key",
-    )
-    .await;
+    refused_as_last_admin(&app, &merchant.live_token, &only).await;
     assert_eq!(
         app.authed(Method::GET, "/v1/api-keys", &merchant.live_token)
             .send()
@@ -975,20 +956,7 @@ async fn an_expiring_key_does_not_count_as_a_remaining_admin(app: TestApp) {
     let new_id = rolled["api_key"]["id"].as_str().unwrap();
     let new_token = rolled["api_key"]["token"].as_str().unwrap();
 
-    assert_error(
-        patch_key(&app, old_token, new_id, json!({ "active": false })).await,
-        409,
-        "invalid_request",
-        "last_admin_key",
-    )
-    .await;
-    assert_error(
-        post_action(&app, old_token, new_id, "revoke").await,
-        409,
-        "invalid_request",
-        "last_admin_key",
-    )
-    .await;
+    refused_as_last_admin(&app, old_token, new_id).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM api_keys WHERE id = '{new_id}' AND active = TRUE AND revoked_at IS NULL"
@@ -1457,26 +1425,7 @@ async fn the_last_admin_guard_holds_in_test_mode(app: TestApp) {
     // A second admin in live mode does not keep test mode's only admin company.
     created(&app, &merchant.live_token, "live admin").await;
     let only = first_key_id(&merchant, "test");
-    assert_error(
-        patch_key(
-            &app,
-            &merchant.test_token,
-            &only,
-            json!({ "active": false }),
-        )
-        .await,
-        409,
-        "invalid_request",
-        "last_admin_key",
-    )
-    .await;
-    assert_error(
-        post_action(&app, &merchant.test_token, &only, "revoke").await,
-        409,
-        "invalid_request",
-        "last_admin_key",
-    )
-    .await;
+    refused_as_last_admin(&app, &merchant.test_token, &only).await;
     assert_eq!(
         app.count(&format!(
             "SELECT COUNT(*) FROM api_keys WHERE id = '{only}' AND active = TRUE AND revoked_at IS NULL"
@@ -1531,4 +1480,22 @@ async fn a_revoked_an_inactive_or_an_already_rolled_key_cannot_be_rolled(app: Te
     }
     assert_eq!(app.count(keys).await, keys_before, "no successor was made");
     assert_eq!(app.count(audit).await, audit_before, "nothing was audited");
+}
+
+/// Switching `id` off, by deactivating or by revoking it, is refused: it is the last admin.
+async fn refused_as_last_admin(app: &TestApp, token: &str, id: &str) {
+    assert_error(
+        patch_key(app, token, id, json!({ "active": false })).await,
+        409,
+        "invalid_request",
+        "last_admin_key",
+    )
+    .await;
+    assert_error(
+        post_action(app, token, id, "revoke").await,
+        409,
+        "invalid_request",
+        "last_admin_key",
+    )
+    .await;
 }
