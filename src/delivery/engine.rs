@@ -53,6 +53,14 @@ const MAX_BUSY_SKIPPED: usize = 200;
 /// Decrypted secrets and the `secrets_version` they were read at.
 type CachedKeyring = (i64, Arc<Keyring>);
 
+/// How one attempt ended for the task that sent it.
+enum Delivered {
+    /// Recorded (or given back); the endpoint takes more.
+    Recorded,
+    /// The outcome disabled the endpoint (410 Gone, or failing too long).
+    EndpointDisabled,
+}
+
 /// The delivery engine of one daemon.
 pub struct DeliveryEngine {
     worker_id: String,
@@ -238,8 +246,15 @@ impl DeliveryEngine {
                 let mut next = Some((claim, endpoint_permit));
                 let mut expired = Vec::new();
                 while let Some((claim, permit)) = next {
-                    engine.deliver(&state, claim).await;
-                    next = permit.hand_on(state.clock.now(), &mut expired);
+                    next = match engine.deliver(&state, claim).await {
+                        Delivered::EndpointDisabled => {
+                            // The claims queued behind it go back to the store, where they
+                            // wait with the endpoint instead of being sent to it anyway.
+                            permit.give_back_queue(&mut expired);
+                            None
+                        }
+                        Delivered::Recorded => permit.hand_on(state.clock.now(), &mut expired),
+                    };
                 }
                 drop(global_permit);
                 for claim in expired {
@@ -290,7 +305,7 @@ impl DeliveryEngine {
         }
     }
 
-    async fn deliver(&self, state: &AppState, claim: ClaimedDelivery) {
+    async fn deliver(&self, state: &AppState, claim: ClaimedDelivery) -> Delivered {
         let keyring = match self.keyring(state, &claim).await {
             Ok(keyring) => keyring,
             Err(err) => {
@@ -300,7 +315,7 @@ impl DeliveryEngine {
                     .store
                     .release_claims(&claim.lease, &[claim.id], later)
                     .await;
-                return;
+                return Delivered::Recorded;
             }
         };
         let attempt = claim.attempts + 1;
@@ -337,13 +352,15 @@ impl DeliveryEngine {
         match self.outcomes.submit((claim.lease.clone(), finished)).await {
             // The store audited it in the same transaction.
             Ok(Some(reason)) => {
-                tracing::warn!(endpoint = %claim.endpoint.id, %reason, "endpoint disabled")
+                tracing::warn!(endpoint = %claim.endpoint.id, %reason, "endpoint disabled");
+                return Delivered::EndpointDisabled;
             }
             Ok(None) => {}
             Err(err) => {
                 tracing::error!(delivery = %claim.id, error = %err, "cannot record a delivery attempt")
             }
         }
+        Delivered::Recorded
     }
 
     /// The worker loop, until `stop`; then waits up to `grace` for deliveries in flight and

@@ -228,6 +228,20 @@ impl EndpointPermit {
         None
     }
 
+    /// For a delivery whose outcome has just disabled the endpoint: every claim queued behind
+    /// it goes into `given_back` (for the store, where it waits with the endpoint), and the
+    /// permit is released, under the same lock.
+    pub fn give_back_queue(mut self, given_back: &mut Vec<ClaimedDelivery>) {
+        let inner = self.inner.clone();
+        let mut guard = lock(&inner);
+        let state = &mut *guard;
+        if let Some(slot) = state.slots.get_mut(&self.endpoint) {
+            state.queued -= slot.waiting.len();
+            given_back.extend(slot.waiting.drain(..).map(|(claim, _)| claim));
+        }
+        self.release(state);
+    }
+
     fn release(&mut self, state: &mut Inner) {
         drop(self.permit.take());
         // Reached with claims still queued only when the permit is dropped without being
@@ -389,6 +403,26 @@ mod tests {
         assert_eq!(slots.queued(), 2);
         // An endpoint with a free permit still starts: the bound is on memory, not on sending.
         let _started = started(slots.admit(claim(&endpoint(1)), lease()));
+    }
+
+    #[test]
+    fn a_disabled_endpoints_queue_is_given_back_not_handed_on() {
+        let slots = EndpointSlots::new(16);
+        let ep = endpoint(1);
+        let (_, permit) = started(slots.admit(claim(&ep), lease()));
+        for _ in 0..3 {
+            assert!(matches!(
+                slots.admit(claim(&ep), lease()),
+                Admission::Queued
+            ));
+        }
+        assert_eq!(slots.queued(), 3);
+        let mut given_back = Vec::new();
+        permit.give_back_queue(&mut given_back);
+        assert_eq!(given_back.len(), 3);
+        assert_eq!(slots.queued(), 0);
+        // The permit is free again: the next claim starts at once.
+        started(slots.admit(claim(&ep), lease()));
     }
 
     #[test]

@@ -30,6 +30,7 @@ on_both_stores!(
     a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled,
     replay_filters_select_exactly_the_matching_deliveries,
     a_replay_of_several_statuses_counts_each_delivery_once,
+    claims_queued_behind_a_gone_attempt_are_not_sent_to_the_endpoint,
 );
 
 async fn the_payload_is_delivered_exactly_as_sent(app: TestApp) {
@@ -1339,4 +1340,82 @@ async fn a_replay_of_several_statuses_counts_each_delivery_once(app: TestApp) {
     wait_status(&app, token, &failed, "delivered").await;
     wait_status(&app, token, &pending, "delivered").await;
     assert_eq!(receiver.received().len(), 3 + 1 + 2);
+}
+
+async fn claims_queued_behind_a_gone_attempt_are_not_sent_to_the_endpoint(app: TestApp) {
+    let merchant = app.create_merchant("Gone, claims queued").await;
+    let token = &merchant.test_token;
+    let receiver = Receiver::start().await;
+    // Four deliveries fail their first attempt and come due again at about the same time.
+    receiver.script(&[500, 500, 500, 500, 410]);
+    let ep = endpoint(
+        &app,
+        token,
+        json!({ "url": receiver.url, "max_in_flight": 1 }),
+    )
+    .await;
+    let path = format!("/v1/endpoints/{}", ep["id"].as_str().unwrap());
+    let mut deliveries = Vec::new();
+    for n in 0..4 {
+        let event = send_event(&app, token, "order.created", json!({ "n": n })).await;
+        let delivery = first_delivery(&app, token, &event).await;
+        wait_attempts(&app, token, &delivery, 1).await;
+        deliveries.push(delivery);
+    }
+    // Past their retry time, one claim takes all four: the first is sent (and held at the
+    // receiver), three queue behind it in memory.
+    receiver.hold();
+    app.clock.advance(Duration::seconds(10));
+    app.state.delivery.wake();
+    crate::helpers::wait_until(
+        "one attempt held at the receiver and three claims queued behind it",
+        std::time::Duration::from_secs(15),
+        || async {
+            (receiver.in_flight() == 1 && app.state.delivery.queued_claims() == 3).then_some(())
+        },
+    )
+    .await;
+    // The held attempt answers 410 Gone: the endpoint is disabled, and the three queued
+    // claims go back to the database instead of being sent to it.
+    receiver.release();
+    crate::helpers::wait_until(
+        "the queued claims given back",
+        std::time::Duration::from_secs(15),
+        || async {
+            let leased = app
+                .count("SELECT COUNT(*) FROM deliveries WHERE leased_by IS NOT NULL")
+                .await;
+            (app.state.delivery.queued_claims() == 0 && leased == 0).then_some(())
+        },
+    )
+    .await;
+    let disabled = get_ok(&app, token, &path).await;
+    assert_eq!(disabled["enabled"], false, "{disabled}");
+    let sent: Vec<_> = receiver.received()[4..]
+        .iter()
+        .map(|r| r.header("x-hooksign-delivery-id").unwrap().to_owned())
+        .collect();
+    assert_eq!(sent.len(), 1, "only the 410 attempt was sent");
+    let gone = &sent[0];
+    wait_status(&app, token, gone, "failed").await;
+    let waiting: Vec<_> = deliveries.iter().filter(|id| *id != gone).collect();
+    assert_eq!(waiting.len(), 3);
+    for delivery in &waiting {
+        let shown = get_ok(&app, token, &format!("/v1/deliveries/{delivery}")).await;
+        assert_eq!(shown["status"], "pending", "{shown}");
+        assert_eq!(shown["attempts"], 1, "{shown}");
+    }
+    // Switched on again, each of the three is delivered; the gone one is not re-sent.
+    let enabled = app
+        .authed(Method::PATCH, &path, token)
+        .json(&json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enabled.status(), 200);
+    for delivery in &waiting {
+        let done = wait_status(&app, token, delivery, "delivered").await;
+        assert_eq!(done["attempts"], 2, "{done}");
+    }
+    assert_eq!(receiver.received().len(), 4 + 1 + 3);
 }
