@@ -677,6 +677,76 @@ mod tests {
         all
     }
 
+    /// Every `(method, path)` the router registers, read from `src/api/mod.rs` (the only
+    /// file that calls `.route`): axum cannot list a router's routes, and the route matrices in
+    /// `tests/api/matrix.rs` take theirs from this document, so the two must agree.
+    fn routed() -> std::collections::BTreeSet<(String, String)> {
+        let source = include_str!("mod.rs");
+        let path = regex::Regex::new(r#"^\s*"([^"]+)""#).expect("regex");
+        let method = regex::Regex::new(r"\b(get|post|put|patch|delete)\(").expect("regex");
+        let mut routes = std::collections::BTreeSet::new();
+        // Each call runs from its `.route(` to the next one, or to the end of its function.
+        for call in source.split(".route(").skip(1) {
+            let call = call.split("\n}").next().unwrap_or(call);
+            let path = &path
+                .captures(call)
+                .expect("a .route call starts with its path")[1];
+            let methods: Vec<_> = method.captures_iter(call).collect();
+            assert!(!methods.is_empty(), "{path}: no method read");
+            for m in methods {
+                routes.insert((m[1].to_owned(), path.to_owned()));
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn the_document_lists_exactly_the_routes_the_router_registers() {
+        let doc = document_json();
+        let documented: std::collections::BTreeSet<(String, String)> = operations(&doc)
+            .into_iter()
+            .map(|(method, path, _)| (method, path))
+            .collect();
+        let routed = routed();
+        assert!(routed.len() > 30, "{routed:?}");
+        assert_eq!(
+            routed.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "routes the router registers that the OpenAPI document does not list"
+        );
+        assert_eq!(
+            documented.difference(&routed).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "operations the document lists that the router does not register"
+        );
+        // And no other file registers routes of its own.
+        let registers = regex::Regex::new(r#"\.route\(\s*"/"#).expect("regex");
+        let mut folders = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src"
+        ))];
+        let mut read = 0;
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).expect("src/") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("api/mod.rs")
+                {
+                    read += 1;
+                    let source = std::fs::read_to_string(&path).expect("source");
+                    assert!(
+                        !registers.is_match(&source),
+                        "{} registers routes",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(read > 50, "read the sources ({read} files)");
+    }
+
     #[test]
     fn operation_ids_are_unique() {
         let doc = document_json();

@@ -18,8 +18,8 @@ on_both_stores!(
 );
 
 /// Every byte the database holds: on SQLite the database file and its write-ahead log as
-/// they are while the daemon runs; on PostgreSQL every text, JSON and bytea column of every
-/// table.
+/// they are while the daemon runs; on PostgreSQL every value of every column of every table
+/// ([`stored_values`]).
 pub async fn raw_database(app: &TestApp) -> Vec<u8> {
     match app.backend {
         Backend::Sqlite => {
@@ -28,35 +28,11 @@ pub async fn raw_database(app: &TestApp) -> Vec<u8> {
             bytes
         }
         Backend::Postgres => {
-            let pool = sqlx::PgPool::connect(&app.config.database.url)
-                .await
-                .unwrap();
-            let columns: Vec<(String, String, String)> = sqlx::query_as(
-                "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'bytea', 'json', 'jsonb')",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-            assert!(columns.len() > 20, "{columns:?}");
             let mut bytes = Vec::new();
-            for (table, column, kind) in columns {
-                let expr = if kind == "bytea" {
-                    format!("encode(\"{column}\", 'escape')")
-                } else {
-                    format!("\"{column}\"::text")
-                };
-                let values: Vec<Option<String>> =
-                    sqlx::query_scalar(&format!("SELECT {expr} FROM \"{table}\""))
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                for value in values.into_iter().flatten() {
-                    bytes.extend(value.into_bytes());
-                    bytes.push(b'\n');
-                }
+            for stored in stored_values(app).await {
+                bytes.extend(stored.value);
+                bytes.push(b'\n');
             }
-            pool.close().await;
             bytes
         }
     }

@@ -617,8 +617,8 @@ impl OutputWithin for Command {
     }
 }
 
-/// Whether `program --version` starts and exits 0 (killed, and a failure, past
-/// [`CHILD_DEADLINE`]): `false` when it is not installed.
+/// Whether `program` is installed: `false` only when it is not found; one that is found must
+/// start and answer `--version` with 0 within [`CHILD_DEADLINE`], or the test fails.
 pub fn program_available(program: &str) -> bool {
     let spawned = Command::new(program)
         .arg("--version")
@@ -626,12 +626,22 @@ pub fn program_available(program: &str) -> bool {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn();
-    spawned.is_ok_and(|child| {
-        let what = format!("`{program} --version`");
-        wait_with_output_within(child, CHILD_DEADLINE, &what)
-            .status
-            .success()
-    })
+    // Only a program that is not there is "not installed": one that is there but cannot run,
+    // or fails its `--version`, is broken, and that fails the test rather than skipping it.
+    let child = match spawned {
+        Ok(child) => child,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(err) => panic!("`{program}` is installed but cannot be started: {err}"),
+    };
+    let what = format!("`{program} --version`");
+    let output = wait_with_output_within(child, CHILD_DEADLINE, &what);
+    assert!(
+        output.status.success(),
+        "{what} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    true
 }
 
 /// The program and its first argument (the subcommand): later arguments may be secrets.

@@ -1,5 +1,6 @@
-//! The scope and tenancy matrices, generated from `/openapi.json` (whose path list `ops.rs`
-//! proves equal to the router's), so a new route cannot be forgotten: an operation the
+//! The scope and tenancy matrices, generated from `/openapi.json` (which the unit test
+//! `api::openapi::tests::the_document_lists_exactly_the_routes_the_router_registers` holds
+//! equal to the router, and `ops.rs` shows answering), so a new route cannot be forgotten: an operation the
 //! document lists and [`operation_table`] does not fails both tests, and so does a row the
 //! document does not list.
 //!
@@ -667,6 +668,7 @@ async fn another_merchants_or_modes_ids_are_not_found_and_change_nothing(app: Te
                 _ => None,
             };
             let before = database.snapshot(&tables).await;
+            let sent_before = receiver.received().len();
             let response = call(&app, row, &path, Some(&caller), &context).await;
             match row.guard {
                 // Merchants are the operator's: a merchant key is refused whichever id it names.
@@ -680,6 +682,12 @@ async fn another_merchants_or_modes_ids_are_not_found_and_change_nothing(app: Te
             };
             let after = database.snapshot(&tables).await;
             assert_eq!(before, after, "{what} changed the database");
+            // Nor did it reach the receiver (a test ping is sent within the request).
+            assert_eq!(
+                receiver.received().len(),
+                sent_before,
+                "{what} sent something to the endpoint"
+            );
             if let Some(owner_view) = owner_view {
                 assert_eq!(
                     owner_view,

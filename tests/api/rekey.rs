@@ -150,6 +150,16 @@ fn rekey(
     previous: Option<&MasterKey>,
     target: &MasterKey,
 ) -> String {
+    rekeyed(rekey_command(app, master_key, previous, target).output_within(CHILD_DEADLINE))
+}
+
+/// The `hooksign rekey` command of [`rekey`], not yet run.
+fn rekey_command(
+    app: &TestApp,
+    master_key: &MasterKey,
+    previous: Option<&MasterKey>,
+    target: &MasterKey,
+) -> Command {
     let key_file = app.data_dir.join(format!("{}.key", target.id()));
     std::fs::write(&key_file, target.to_base64()).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hooksign"));
@@ -162,7 +172,11 @@ fn rekey(
     if let Some(previous) = previous {
         command.env("HOOKSIGN_MASTER_KEY_PREVIOUS", previous.to_base64());
     }
-    let output = command.output_within(CHILD_DEADLINE);
+    command
+}
+
+/// What a successful rekey printed.
+fn rekeyed(output: std::process::Output) -> String {
     assert!(
         output.status.success(),
         "rekey exited {}: {}",
@@ -241,8 +255,18 @@ async fn a_daemon_given_the_previous_master_key_reads_what_it_sealed_through_a_r
     assert_eq!(initiated.status(), 200);
     assert_eq!(sealed_with(&app, &new).await, 1);
 
-    // The rekey runs beside it, with the same two keys; the daemon reads on throughout.
-    let out = rekey(&app, &new, Some(&old), &new);
+    // The rekey runs beside it, with the same two keys; the daemon reads every secret, and
+    // reads the same, again and again until the rekey has ended.
+    let mut command = rekey_command(&app, &new, Some(&old), &new);
+    let running = tokio::task::spawn_blocking(move || command.output_within(CHILD_DEADLINE));
+    while !running.is_finished() {
+        assert_eq!(
+            secrets(&app, &merchant).await,
+            before,
+            "read during the rekey"
+        );
+    }
+    let out = rekeyed(running.await.unwrap());
     assert!(
         out.contains(&format!("re-encrypted {sealed} signing secrets")),
         "{out}"
