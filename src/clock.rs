@@ -3,7 +3,8 @@
 //! without sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
@@ -14,6 +15,10 @@ pub type Timestamp = DateTime<Utc>;
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time.
     fn now(&self) -> Timestamp;
+
+    /// Time since an arbitrary start on a clock that never steps back, for measuring intervals
+    /// (the rate limiter's buckets).
+    fn monotonic(&self) -> Duration;
 }
 
 /// The real clock.
@@ -23,6 +28,11 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         Utc::now()
+    }
+
+    fn monotonic(&self) -> Duration {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
     }
 }
 
@@ -45,6 +55,11 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         from_millis(self.0.load(Ordering::SeqCst))
+    }
+
+    /// The clock's own time since the epoch: moves exactly as far as [`ManualClock::advance`].
+    fn monotonic(&self) -> Duration {
+        Duration::from_millis(u64::try_from(self.0.load(Ordering::SeqCst)).unwrap_or(0))
     }
 }
 

@@ -128,7 +128,7 @@ impl App {
         let encryptor = Arc::new(Encryptor::new(&master_key).with_older(&previous_key));
         let (store, postgres) =
             crate::store::connect_with_postgres(&config, encryptor.clone(), clock.clone()).await?;
-        let config_auth = config.auth.clone();
+        let limits = Arc::new(Limits::new(&config.auth, clock.clone()));
         let config_delivery = config.delivery.clone();
         let state = AppState::new(Shared {
             config: Arc::new(config),
@@ -136,7 +136,7 @@ impl App {
             encryptor,
             clock,
             metrics: crate::telemetry::prometheus(),
-            limits: Arc::new(Limits::new(&config_auth)),
+            limits,
             last_used: Arc::new(LastUsed::default()),
             delivery: Arc::new(DeliveryEngine::new(&config_delivery, store.clone())?),
             ingest: Arc::new(ingest_queue(

@@ -10,22 +10,38 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::clock::Clock;
 use crate::config::AuthConfig;
 use crate::ids::ApiKeyId;
 
-type Keyed<K> = RateLimiter<K, HashMapStateStore<K>, DefaultClock>;
+type Keyed<K, C = DefaultClock> =
+    RateLimiter<K, HashMapStateStore<K>, C, NoOpMiddleware<<C as governor::clock::Clock>::Instant>>;
+
+/// The daemon's [`Clock`] as the key buckets' time source, so a test that moves the daemon's
+/// clock refills them; in production it is the system's monotonic clock, as before.
+#[derive(Debug, Clone)]
+struct BucketClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for BucketClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.0.monotonic()
+    }
+}
 
 /// The limiters of one daemon.
 #[derive(Debug)]
 pub struct Limits {
-    per_key: Keyed<ApiKeyId>,
+    per_key: Keyed<ApiKeyId, BucketClock>,
     failed_auth: Keyed<IpAddr>,
     /// IPs that spent their failure budget, and until when they are refused outright.
     blocked: Mutex<HashMap<IpAddr, Instant>>,
@@ -36,13 +52,13 @@ fn non_zero(value: u32) -> NonZeroU32 {
 }
 
 impl Limits {
-    /// Limiters sized from `[auth]`.
-    pub fn new(config: &AuthConfig) -> Self {
+    /// Limiters sized from `[auth]`; the key buckets refill by `clock`.
+    pub fn new(config: &AuthConfig, clock: Arc<dyn Clock>) -> Self {
         let per_key =
             Quota::per_second(non_zero(config.rate_per_sec)).allow_burst(non_zero(config.burst));
         let failed = Quota::per_minute(non_zero(config.failed_auth_per_minute));
         Self {
-            per_key: RateLimiter::hashmap(per_key),
+            per_key: RateLimiter::hashmap_with_clock(per_key, BucketClock(clock)),
             failed_auth: RateLimiter::hashmap(failed),
             blocked: Mutex::new(HashMap::new()),
         }
@@ -50,9 +66,13 @@ impl Limits {
 
     /// Takes a token from `key`'s bucket, or says how many seconds until one is free.
     pub fn check_key(&self, key: ApiKeyId) -> Result<(), u64> {
-        self.per_key.check_key(&key).map_err(|not_until| {
-            seconds_until(not_until.wait_time_from(DefaultClock::default().now()))
-        })
+        self.per_key
+            .check_key(&key)
+            .map_err(|not_until| seconds_until(not_until.wait_time_from(self.per_key_now())))
+    }
+
+    fn per_key_now(&self) -> Duration {
+        governor::clock::Clock::now(self.per_key.clock())
     }
 
     /// Seconds until `ip` may try again, if it is blocked.
@@ -119,6 +139,7 @@ fn seconds_until(wait: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     fn config(rate: u32, burst: u32, failures: u32) -> AuthConfig {
         AuthConfig {
@@ -131,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_key_gets_its_burst_then_waits() {
-        let limits = Limits::new(&config(1, 3, 10));
+        let limits = Limits::new(&config(1, 3, 10), Arc::new(SystemClock));
         let key = ApiKeyId::new();
         for _ in 0..3 {
             assert_eq!(limits.check_key(key), Ok(()));
@@ -146,7 +167,7 @@ mod tests {
 
     #[test]
     fn an_ip_that_spends_its_failure_budget_is_blocked() {
-        let limits = Limits::new(&config(10, 10, 2));
+        let limits = Limits::new(&config(10, 10, 2), Arc::new(SystemClock));
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(limits.blocked_for(ip), None);
         assert_eq!(limits.record_failure(ip), None);
@@ -158,7 +179,7 @@ mod tests {
 
     #[test]
     fn ipv6_clients_share_the_budget_of_their_64() {
-        let limits = Limits::new(&config(10, 10, 2));
+        let limits = Limits::new(&config(10, 10, 2), Arc::new(SystemClock));
         let same_64: Vec<IpAddr> = [
             "2001:db8:1:2::1",
             "2001:db8:1:2:ffff::9",

@@ -1242,42 +1242,45 @@ async fn a_required_nonce_is_enforced_on_mutations_only() {
     assert_eq!(with.status(), 201);
 }
 
-/// The bucket holds `burst` requests and refills one a second. However slowly the requests
-/// go out, the first `burst` pass and one refilled token at most passes per second after
-/// them, so a 429 comes long before forty requests however slow the machine.
+/// The bucket holds `burst` requests and refills `rate_per_sec` a second by the daemon's
+/// clock, which stands still here: exactly the burst passes, then 429 with Retry-After, and
+/// once the clock moves a second exactly `rate_per_sec` more pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_rate_gets_429_with_retry_after() {
     let app = spawn_app_with(Backend::Sqlite, |config| {
-        config.auth.rate_per_sec = 1;
+        config.auth.rate_per_sec = 2;
         config.auth.burst = 3;
     })
     .await
     .unwrap();
     let merchant = app.create_merchant("Busy").await;
-    let mut passed = 0;
-    let refused = loop {
-        let response = app
-            .authed(Method::GET, "/v1/api-keys", &merchant.live_token)
+    let list = || {
+        app.authed(Method::GET, "/v1/api-keys", &merchant.live_token)
             .send()
-            .await
-            .unwrap();
-        if response.status() != 200 {
-            break response;
-        }
-        passed += 1;
-        assert!(
-            passed < 40,
-            "no 429 after {passed} requests at 1/s, burst 3"
-        );
     };
-    assert!(passed >= 3, "the burst of 3 passes first, got {passed}");
+    for n in 1..=3 {
+        assert_eq!(
+            list().await.unwrap().status(),
+            200,
+            "request {n} of the burst"
+        );
+    }
+    let refused = list().await.unwrap();
     let retry_after: u64 = refused.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry_after >= 1, "Retry-After: {retry_after}");
+    assert_eq!(
+        retry_after, 1,
+        "half a second to the next token, rounded up"
+    );
     assert_error(refused, 429, "rate_limited", "rate_limited").await;
+    app.clock.advance(chrono::Duration::seconds(1));
+    for n in 1..=2 {
+        assert_eq!(list().await.unwrap().status(), 200, "refilled request {n}");
+    }
+    assert_error(list().await.unwrap(), 429, "rate_limited", "rate_limited").await;
     // Another key has its own bucket.
     assert_eq!(
         app.authed(Method::GET, "/v1/api-keys", &merchant.test_token)
