@@ -155,6 +155,11 @@ pub trait Lookup: Send + Sync + std::fmt::Debug {
         &self,
         host: String,
     ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+
+    /// Told which of `host`'s addresses the guard handed to the HTTP client, the forbidden
+    /// ones dropped, so a test sees where a delivery may connect. Does nothing by default.
+    #[doc(hidden)]
+    fn handed_out(&self, _host: &str, _addrs: &[SocketAddr]) {}
 }
 
 /// Where the guard looks names up: the system resolver unless a test gave a [`Lookup`]
@@ -173,6 +178,13 @@ impl DnsLookup {
         match &self.0 {
             Some(lookup) => lookup.lookup(host.to_owned()).await,
             None => Ok(tokio::net::lookup_host((host, 0)).await?.collect()),
+        }
+    }
+
+    /// Tells the given [`Lookup`] which addresses went to the HTTP client.
+    fn handed_out(&self, host: &str, addrs: &[SocketAddr]) {
+        if let Some(lookup) = &self.0 {
+            lookup.handed_out(host, addrs);
         }
     }
 }
@@ -213,6 +225,7 @@ impl Resolve for GuardedResolver {
             let addrs = check_resolved_host(name.as_str(), allow_private, &lookup)
                 .await
                 .inspect_err(SsrfError::log)?;
+            lookup.handed_out(name.as_str(), &addrs);
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })

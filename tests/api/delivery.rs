@@ -7,7 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_error, get_ok, spawn_app_with, wait_until, Backend, TestApp, TestMerchant,
+    assert_error, assert_not_claimed, engine_settled, get_ok, spawn_app_with, Backend, TestApp,
+    TestMerchant,
 };
 use crate::on_both_stores;
 use crate::receiver::Receiver;
@@ -125,7 +126,7 @@ async fn wait_status(app: &TestApp, token: &str, delivery: &str, status: &str) -
     panic!("delivery {delivery} never became {status}");
 }
 
-async fn first_delivery(app: &TestApp, token: &str, event: &Value) -> String {
+pub async fn first_delivery(app: &TestApp, token: &str, event: &Value) -> String {
     let body = get_ok(
         app,
         token,
@@ -145,33 +146,6 @@ async fn wait_attempts(app: &TestApp, token: &str, delivery: &str, attempts: u64
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("delivery {delivery} never reached {attempts} attempts");
-}
-
-/// Waits until the worker loop has finished two more claim passes and nothing is in flight.
-/// The second pass began after this call (the first may have been running already), so it saw
-/// the clock and the rows as they are now; whatever it claimed has been sent and recorded.
-async fn engine_settled(app: &TestApp) {
-    let before = app.state.delivery.claim_passes();
-    wait_until(
-        "two more claim passes with no delivery in flight",
-        std::time::Duration::from_secs(15),
-        || async {
-            app.state.delivery.wake();
-            (app.state.delivery.claim_passes() >= before + 2 && app.state.delivery.in_flight() == 0)
-                .then_some(())
-        },
-    )
-    .await;
-}
-
-/// Asserts that no claim pass took `delivery` since it made `attempts` attempts: no lease on
-/// it and no further attempt (a claim leases it before anything is sent).
-async fn assert_not_claimed(app: &TestApp, delivery: &str, attempts: u64, why: &str) {
-    let row = format!(
-        "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' AND attempts = {attempts} \
-         AND lease_until IS NULL AND leased_by IS NULL"
-    );
-    assert_eq!(app.count(&row).await, 1, "{why}: {delivery} was claimed");
 }
 
 async fn endpoints_are_validated_and_managed(app: TestApp) {

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::delivery::{endpoint, send_event};
-use crate::helpers::{assert_error, get_ok, TestApp, TestMerchant};
+use crate::helpers::{assert_error, get_ok, wait_until, TestApp, TestMerchant};
 use crate::on_both_stores;
 use crate::receiver::Receiver;
 
@@ -141,21 +141,19 @@ async fn a_delivery_in_flight_is_neither_retried_nor_replayed_and_both_are_audit
     let merchant = app.create_merchant("In flight").await;
     let token = &merchant.test_token;
     let receiver = Receiver::start().await;
-    receiver.set_delay(Duration::from_secs(3));
+    receiver.hold();
     let created = endpoint(&app, token, json!({ "url": receiver.url })).await;
     let endpoint_id = created["id"].as_str().unwrap();
     let event = send_event(&app, token, "order.created", json!({})).await;
     let event_id = event["id"].as_str().unwrap();
     let listed: Value = get_ok(&app, token, &format!("/v1/events/{event_id}")).await;
     let delivery = listed["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    // Wait until the attempt has reached the (slow) receiver.
-    for _ in 0..100 {
-        if receiver.most_in_flight() > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(receiver.most_in_flight(), 1, "the attempt is under way");
+    wait_until(
+        "the attempt held at the receiver",
+        Duration::from_secs(15),
+        || async { (receiver.in_flight() == 1).then_some(()) },
+    )
+    .await;
 
     let retry = app
         .authed(
@@ -196,18 +194,21 @@ async fn a_delivery_in_flight_is_neither_retried_nor_replayed_and_both_are_audit
     assert_eq!(replay_audit["details"]["requeued"], 0, "{replay_audit}");
 
     // The attempt ends: the receiver got it once, and now a retry re-queues it.
-    receiver.set_delay(Duration::ZERO);
-    for _ in 0..200 {
-        let status = app
-            .count(&format!(
-                "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' AND status = 'delivered'"
-            ))
-            .await;
-        if status == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    receiver.release();
+    wait_until(
+        "the attempt recorded as delivered",
+        Duration::from_secs(15),
+        || async {
+            let delivered = app
+                .count(&format!(
+                    "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' \
+                     AND status = 'delivered' AND leased_by IS NULL"
+                ))
+                .await;
+            (delivered == 1).then_some(())
+        },
+    )
+    .await;
     assert_eq!(receiver.received().len(), 1, "sent once, not twice at once");
     let retry = app
         .authed(
@@ -320,14 +321,15 @@ async fn a_refused_address_is_shown_to_merchants_only_as_its_class(app: TestApp)
 
     let event = send_event(&app, token, "order.created", json!({})).await;
     let event_id = event["id"].as_str().unwrap();
-    let mut listed = Value::Null;
-    for _ in 0..200 {
-        listed = get_ok(&app, token, &format!("/v1/events/{event_id}")).await;
-        if listed["deliveries"][0]["attempts"].as_u64() >= Some(1) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let listed = wait_until(
+        "the delivery's first attempt recorded",
+        Duration::from_secs(15),
+        || async {
+            let listed = get_ok(&app, token, &format!("/v1/events/{event_id}")).await;
+            (listed["deliveries"][0]["attempts"].as_u64() >= Some(1)).then_some(listed)
+        },
+    )
+    .await;
     let delivery_id = listed["deliveries"][0]["id"].as_str().unwrap();
     let shown = app
         .authed(Method::GET, &format!("/v1/deliveries/{delivery_id}"), token)

@@ -595,6 +595,33 @@ where
     }
 }
 
+/// Waits until the worker loop has finished two more claim passes and nothing is in flight.
+/// The second pass began after this call (the first may have been running already), so it saw
+/// the clock and the rows as they are now; whatever it claimed has been sent and recorded.
+pub async fn engine_settled(app: &TestApp) {
+    let before = app.state.delivery.claim_passes();
+    wait_until(
+        "two more claim passes with no delivery in flight",
+        Duration::from_secs(15),
+        || async {
+            app.state.delivery.wake();
+            (app.state.delivery.claim_passes() >= before + 2 && app.state.delivery.in_flight() == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Asserts that no claim pass took `delivery` since it made `attempts` attempts: no lease on
+/// it and no further attempt (a claim leases it before anything is sent).
+pub async fn assert_not_claimed(app: &TestApp, delivery: &str, attempts: u64, why: &str) {
+    let row = format!(
+        "SELECT COUNT(*) FROM deliveries WHERE id = '{delivery}' AND attempts = {attempts} \
+         AND lease_until IS NULL AND leased_by IS NULL"
+    );
+    assert_eq!(app.count(&row).await, 1, "{why}: {delivery} was claimed");
+}
+
 /// How long a child process of a test may run before it is killed and the test fails.
 pub const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
