@@ -1,6 +1,8 @@
-//! Time as a dependency: handlers and the scheduler ask the [`Clock`] in [`crate::server::AppState`]
-//! rather than the system, so tests can move time (the 48-hour revert window, retry schedules)
-//! without sleeping.
+//! Time as a dependency: handlers, the delivery engine and the rotation scheduler ask the
+//! [`Clock`] the daemon was built with rather than the system, so tests can move time (the
+//! 48-hour revert window, retry schedules) without sleeping.
+//!
+//! Foundation layer: imports nothing from the crate.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};

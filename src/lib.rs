@@ -45,6 +45,8 @@ pub mod config;
 #[cfg(feature = "server")]
 pub mod delivery;
 #[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
 pub mod ids;
 #[cfg(feature = "server")]
 pub mod keys;
@@ -58,6 +60,8 @@ pub mod serve;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod signing;
+#[cfg(feature = "server")]
+pub mod state;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]

@@ -11,72 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{LastUsed, Limits};
+use crate::auth::{AuthParts, AuthState, LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::engine::DeliveryEngine;
 use crate::ids::DeliveryId;
 use crate::provision::{create_operator_key, Actor};
+use crate::secrets::scheduler::RotationScheduler;
 use crate::secrets::{load_master_key, load_previous_master_key, Encryptor, MasterKeySource};
-use crate::store::{GroupCommit, NewEvent, PgStore, Store};
+use crate::state::{AppState, Shared};
+use crate::store::{group_commit_writers, GroupCommit, NewEvent, Store};
 use crate::supervisor::supervise;
-
-/// Everything a handler may need. One shared allocation: cloning it (axum does so for every
-/// middleware and handler of every request) is one reference count.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-impl std::ops::Deref for AppState {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// Wraps the shared parts.
-    pub fn new(shared: Shared) -> Self {
-        Self(Arc::new(shared))
-    }
-}
-
-/// The parts of [`AppState`].
-pub struct Shared {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub encryptor: Arc<Encryptor>,
-    pub clock: Arc<dyn Clock>,
-    pub metrics: PrometheusHandle,
-    /// Per-key and per-IP rate limits (this instance).
-    pub limits: Arc<Limits>,
-    /// Batched `last_used_at` updates.
-    pub last_used: Arc<LastUsed>,
-    /// The delivery engine (worker loop, HTTP client, caches).
-    pub delivery: Arc<DeliveryEngine>,
-    /// Event ingestion, group-committed: concurrent events share a transaction.
-    pub ingest: Arc<GroupCommit<NewEvent, Vec<DeliveryId>>>,
-    /// The PostgreSQL store, when that is the backend: the daemon `LISTEN`s on it for work
-    /// queued by other instances.
-    pub postgres: Option<PgStore>,
-}
 
 /// The most events one ingest transaction holds.
 const INGEST_BATCH: usize = 128;
-
-/// Group-commit writers for a backend: SQLite has one writer at a time anyway; PostgreSQL
-/// commits several batches side by side.
-pub fn group_commit_writers(store: &dyn Store) -> usize {
-    if store.backend() == "postgres" {
-        4
-    } else {
-        1
-    }
-}
 
 /// At most `capacity` events wait for a transaction (`delivery.ingest_queue_capacity`).
 fn ingest_queue(store: Arc<dyn Store>, capacity: usize) -> GroupCommit<NewEvent, Vec<DeliveryId>> {
@@ -128,21 +79,39 @@ impl App {
         let encryptor = Arc::new(Encryptor::new(&master_key).with_older(&previous_key));
         let (store, postgres) =
             crate::store::connect_with_postgres(&config, encryptor.clone(), clock.clone()).await?;
-        let limits = Arc::new(Limits::new(&config.auth, clock.clone()));
-        let config_delivery = config.delivery.clone();
-        let state = AppState::new(Shared {
-            config: Arc::new(config),
+        let config = Arc::new(config);
+        let auth = AuthState::new(AuthParts {
+            config: config.clone(),
             store: store.clone(),
+            clock: clock.clone(),
+            limits: Arc::new(Limits::new(&config.auth, clock.clone())),
+            last_used: Arc::new(LastUsed::default()),
+        });
+        let delivery = DeliveryEngine::new(
+            &config.delivery,
+            store.clone(),
+            encryptor.clone(),
+            clock.clone(),
+        )?;
+        let scheduler = RotationScheduler {
+            store: store.clone(),
+            encryptor: encryptor.clone(),
+            clock: clock.clone(),
+            revert_window: chrono::Duration::seconds(config.secrets.revert_window_secs as i64),
+        };
+        let state = AppState::new(Shared {
+            ingest: Arc::new(ingest_queue(
+                store.clone(),
+                config.delivery.ingest_queue_capacity,
+            )),
+            config,
+            store,
             encryptor,
             clock,
             metrics: crate::telemetry::prometheus(),
-            limits,
-            last_used: Arc::new(LastUsed::default()),
-            delivery: Arc::new(DeliveryEngine::new(&config_delivery, store.clone())?),
-            ingest: Arc::new(ingest_queue(
-                store.clone(),
-                config_delivery.ingest_queue_capacity,
-            )),
+            auth,
+            delivery: Arc::new(delivery),
+            scheduler: Arc::new(scheduler),
             postgres,
         });
         let operator_key_file = ensure_operator_key(&state).await?;
@@ -193,7 +162,7 @@ impl App {
         let housekeeping = supervised("housekeeping", &state, &stop, housekeeping);
         let scheduler = supervised("rotation scheduler", &state, &stop, rotation_scheduler);
         let workers = supervised("delivery workers", &state, &stop, move |state, stop| {
-            state.delivery.clone().run(state, stop, grace)
+            state.delivery.clone().run(stop, grace)
         });
         let work_listener = supervised("work listener", &state, &stop, listen_for_work);
         let outcome: anyhow::Result<()> = tokio::select! {
@@ -263,7 +232,7 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = flush.tick() => {
-                if let Err(err) = state.last_used.flush(state.store.as_ref()).await {
+                if let Err(err) = state.auth.last_used.flush(state.store.as_ref()).await {
                     tracing::warn!(error = %err, "cannot write last_used_at; will retry");
                 }
             }
@@ -273,7 +242,7 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
                     Ok(pruned) => tracing::debug!(pruned, "pruned expired nonces and idempotency keys"),
                     Err(err) => tracing::warn!(error = %err, "cannot prune expired nonces and idempotency keys"),
                 }
-                state.limits.shrink();
+                state.auth.limits.shrink();
                 match state.store.queue_stats().await {
                     Ok((depth, oldest)) => {
                         metrics::gauge!("hooksign_delivery_queue_depth").set(depth as f64);
@@ -285,7 +254,7 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
             }
         }
     }
-    if let Err(err) = state.last_used.flush(state.store.as_ref()).await {
+    if let Err(err) = state.auth.last_used.flush(state.store.as_ref()).await {
         tracing::error!(error = %err, "cannot write last_used_at at shutdown");
     }
 }
@@ -303,21 +272,8 @@ async fn listen_for_work(state: AppState, stop: CancellationToken) {
 
 /// Runs the rotation scheduler every `secrets.scheduler_interval_secs` until stopped.
 async fn rotation_scheduler(state: AppState, stop: CancellationToken) {
-    let mut ticks = tokio::time::interval(Duration::from_secs(
-        state.config.secrets.scheduler_interval_secs,
-    ));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => break,
-            _ = ticks.tick() => {
-                let report = crate::secrets::scheduler::tick(&state).await;
-                if report != Default::default() {
-                    tracing::info!(?report, "rotation scheduler acted");
-                }
-            }
-        }
-    }
+    let every = Duration::from_secs(state.config.secrets.scheduler_interval_secs);
+    state.scheduler.clone().run(every, stop).await
 }
 
 /// On an empty database, creates an operator key and writes it to `<data_dir>/operator.key`

@@ -19,7 +19,7 @@ use crate::keys::rules::{
 };
 use crate::keys::{Mode, Scope, ScopeSet, TokenKind, MAX_ACTIVE_KEYS};
 use crate::provision::new_key;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{ApiKeyRecord, KeyKind, KeyPatch, StoreError};
 
 /// Where a key stands, derived from its row and the clock.

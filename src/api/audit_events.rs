@@ -11,7 +11,7 @@ use crate::auth::MerchantAuth;
 use crate::clock::{from_millis, serde_rfc3339, Timestamp};
 use crate::ids::AuditId;
 use crate::keys::Scope;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::AuditRecord;
 
 /// One audit entry.

@@ -13,7 +13,7 @@ use crate::auth::MerchantAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::{DeliveryId, EndpointId, EventId};
 use crate::keys::Scope;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{
     AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStatus, StoreError, DELIVERY_IN_FLIGHT,
 };

@@ -22,8 +22,8 @@ use crate::delivery::sender::is_reserved_header;
 use crate::delivery::ssrf::check_literal;
 use crate::ids::{EndpointId, EventId};
 use crate::keys::{Mode, Scope};
-use crate::server::AppState;
 use crate::signing::Scheme;
+use crate::state::AppState;
 use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, StoreError};
 
 /// How many deliveries to one endpoint may be in flight at once (`max_in_flight`).
@@ -600,7 +600,7 @@ pub async fn test(
     );
     let (result, record, pending) = state
         .delivery
-        .ping(permit, &state, &endpoint, &body, &event_id.to_string())
+        .ping(permit, &endpoint, &body, &event_id.to_string())
         .await
         .map_err(ApiError::internal)?;
     // Nothing else is written for a ping, so its audit event has a transaction of its own.

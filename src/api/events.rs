@@ -17,7 +17,7 @@ use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_event_type;
 use crate::ids::EventId;
 use crate::keys::Scope;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{EventRecord, NewEvent, StoreError};
 
 /// `POST /v1/events`

@@ -16,7 +16,7 @@ use crate::auth::OperatorAuth;
 use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::{AuditId, MerchantId};
 use crate::provision::{create_merchant, Actor};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{ApiKeyRecord, MerchantPatch, MerchantRecord, NewAuditEvent, StoreError};
 
 /// A merchant. It spans both modes, so it has no `livemode` of its own.

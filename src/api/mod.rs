@@ -7,15 +7,12 @@ pub mod api_keys;
 pub mod audit_events;
 pub mod deliveries;
 pub mod endpoints;
-mod error;
 pub mod events;
-mod extract;
 pub mod merchants;
 pub mod numbers;
 pub mod openapi;
 pub mod ops;
 pub mod pagination;
-pub mod request_id;
 pub mod sign;
 pub mod signing_secret;
 
@@ -28,20 +25,28 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use error::{ApiError, ApiResult, ErrorBody, ErrorEnvelope, ErrorType};
-pub use extract::{body_too_large, ApiJson, ApiQuery, OptionalJson, MAX_JSON_DEPTH};
+// The envelope and extractors live in `crate::http` (shared with `auth`); handlers reach
+// them from here.
+pub use crate::http::request_id;
+pub use crate::http::{
+    body_too_large, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, ErrorEnvelope, ErrorType,
+    OptionalJson, MAX_JSON_DEPTH,
+};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The whole HTTP surface, with its middleware. Every `/v1` route sits behind
 /// authentication (which also applies rate limits and nonces) and idempotency.
 pub fn router(state: AppState) -> Router {
     let v1 = v1_routes()
         .route_layer(from_fn_with_state(
-            state.clone(),
+            state.auth.clone(),
             crate::auth::idempotency::idempotency,
         ))
-        .route_layer(from_fn_with_state(state.clone(), crate::auth::authenticate));
+        .route_layer(from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::authenticate,
+        ));
     with_middleware(ops_routes().merge(v1), state)
 }
 
@@ -134,7 +139,9 @@ pub fn with_middleware(routes: Router<AppState>, state: AppState) -> Router {
         .layer(axum::middleware::from_fn(move |request, next| {
             deadline(timeout, request, next)
         }))
-        .layer(axum::middleware::from_fn(error::envelope_errors))
+        .layer(axum::middleware::from_fn(
+            crate::http::error::envelope_errors,
+        ))
         .layer(axum::middleware::from_fn(crate::telemetry::track_http))
         .layer(axum::middleware::from_fn(request_id::request_id))
         .with_state(state)

@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Liveness: the process is up and serving.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "up")))]

@@ -14,8 +14,8 @@ use crate::auth::MerchantAuth;
 use crate::ids::EventId;
 use crate::keys::Scope;
 use crate::secrets::keyring::load_keyring;
-use crate::server::AppState;
 use crate::signing::{signature_headers, Scheme};
+use crate::state::AppState;
 
 /// The longest `id` (`webhook-id`): 1 to this many printable ASCII characters.
 pub const MAX_WEBHOOK_ID_LEN: usize = 255;

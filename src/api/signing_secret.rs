@@ -21,7 +21,7 @@ use crate::secrets::keyring::{load_keyring, OpenSecret};
 use crate::secrets::rotation::RotationError;
 use crate::secrets::scheduler::next_fire;
 use crate::secrets::SigningSecret;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{NewAuditEvent, PolicyRecord, SecretRecord, StoreError, StoredCommand};
 
 /// One secret as the status shows it (never its value, except right after `initiate`).

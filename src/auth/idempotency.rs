@@ -27,9 +27,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
+use super::AuthState;
 use super::{Authenticated, GUARD_TTL};
-use crate::api::{body_too_large, ApiError};
-use crate::server::AppState;
+use crate::http::{body_too_large, ApiError};
 use crate::store::{ApiKeyRecord, IdempotencyBegin, KeyKind, NewAuditEvent, StoredResponse};
 
 /// The response header on a replay.
@@ -43,7 +43,7 @@ fn valid_key(key: &str) -> bool {
 }
 
 /// The idempotency middleware; runs after [`super::authenticate`].
-pub async fn idempotency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn idempotency(State(state): State<AuthState>, request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -126,7 +126,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
                 released: false,
             };
             let request = Request::from_parts(parts, Body::from(bytes));
-            let run = tokio::spawn(crate::api::request_id::in_current_request(
+            let run = tokio::spawn(crate::http::request_id::in_current_request(
                 claim.run(next, request),
             ));
             match run.await {
@@ -144,7 +144,7 @@ const LEASE_MARGIN: Duration = Duration::from_secs(15);
 /// A claimed idempotency key. Dropped without [`Claim::finish`] or [`Claim::release`] (a
 /// panic, a runtime shutting down), it releases the key in the background.
 struct Claim {
-    state: AppState,
+    state: AuthState,
     key: crate::ids::ApiKeyId,
     idempotency_key: String,
     claimed_at: crate::clock::Timestamp,
@@ -152,7 +152,7 @@ struct Claim {
 }
 
 impl Claim {
-    fn lease(state: &AppState) -> Duration {
+    fn lease(state: &AuthState) -> Duration {
         Duration::from_secs(state.config.http.request_timeout_secs) + LEASE_MARGIN
     }
 
@@ -325,7 +325,7 @@ fn replay_audit(
         actor_key_id: Some(key.id),
         action: "idempotency.replay",
         target: route.to_owned(),
-        request_id: crate::api::request_id::current_typed_request_id(),
+        request_id: crate::http::request_id::current_typed_request_id(),
         details: serde_json::json!({
             "route": route,
             "idempotency_key": idem_key,

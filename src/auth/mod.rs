@@ -21,6 +21,7 @@ pub mod last_used;
 pub mod limits;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -28,14 +29,47 @@ use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::ApiError;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::http::ApiError;
 use crate::ids::MerchantId;
 use crate::keys::{ApiToken, Mode, Scope};
-use crate::server::AppState;
-use crate::store::{ApiKeyRecord, KeyKind};
+
+use crate::store::{ApiKeyRecord, KeyKind, Store};
 
 pub use last_used::LastUsed;
 pub use limits::Limits;
+
+/// The part of the daemon's state the authentication and idempotency middleware use. The
+/// server builds it once; cloning it (axum does so per request) is one reference count.
+#[derive(Clone)]
+pub struct AuthState(Arc<AuthParts>);
+
+/// The parts of [`AuthState`].
+pub struct AuthParts {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Per-key and per-IP rate limits (this instance).
+    pub limits: Arc<Limits>,
+    /// Batched `last_used_at` updates.
+    pub last_used: Arc<LastUsed>,
+}
+
+impl AuthState {
+    /// Wraps the parts.
+    pub fn new(parts: AuthParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AuthState {
+    type Target = AuthParts;
+
+    fn deref(&self) -> &AuthParts {
+        &self.0
+    }
+}
 
 /// How many digits an `X-Nonce` has.
 pub const NONCE_DIGITS: std::ops::RangeInclusive<usize> = 12..=16;
@@ -71,7 +105,7 @@ impl MerchantAuth {
             actor_key_id: Some(self.key.id),
             action,
             target: target.to_string(),
-            request_id: crate::api::request_id::current_typed_request_id(),
+            request_id: crate::http::request_id::current_typed_request_id(),
             details,
             created_at: now,
         }
@@ -189,7 +223,7 @@ fn presented_token(headers: &HeaderMap) -> Result<ApiToken, ApiError> {
 }
 
 /// Finds the key and checks it may be used now.
-async fn find_usable_key(headers: &HeaderMap, state: &AppState) -> Result<ApiKeyRecord, ApiError> {
+async fn find_usable_key(headers: &HeaderMap, state: &AuthState) -> Result<ApiKeyRecord, ApiError> {
     let token = presented_token(headers)?;
     let found = state
         .store
@@ -227,7 +261,7 @@ async fn find_usable_key(headers: &HeaderMap, state: &AppState) -> Result<ApiKey
 }
 
 /// The client address a refused credential is charged to (see [`client_addr`]).
-fn client_ip(request: &Request, state: &AppState) -> IpAddr {
+fn client_ip(request: &Request, state: &AuthState) -> IpAddr {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -237,7 +271,7 @@ fn client_ip(request: &Request, state: &AppState) -> IpAddr {
 
 /// The answer to a refused credential: its 401, or 429 once the client's address has spent
 /// its budget of failures.
-fn refuse_credential(request: &Request, state: &AppState, err: ApiError) -> Response {
+fn refuse_credential(request: &Request, state: &AuthState, err: ApiError) -> Response {
     let ip = client_ip(request, state);
     if let Some(secs) = state.limits.blocked_for(ip) {
         return ApiError::rate_limited(secs).into_response();
@@ -260,7 +294,7 @@ fn is_mutation(method: &Method) -> bool {
 async fn check_nonce(
     headers: &HeaderMap,
     method: &Method,
-    state: &AppState,
+    state: &AuthState,
     key: &ApiKeyRecord,
 ) -> Result<(), ApiError> {
     let nonce = match headers.get("x-nonce") {
@@ -297,7 +331,7 @@ async fn check_nonce(
 
 /// The authentication middleware (see the module docs for the order of checks).
 pub async fn authenticate(
-    State(state): State<AppState>,
+    State(state): State<AuthState>,
     mut request: Request,
     next: Next,
 ) -> Response {

@@ -30,14 +30,15 @@ use super::pings::{PingPermit, PingRefused, PingSlots};
 use super::retry::{AttemptResult, Decision, RetryPolicy};
 use super::sender::{build_client, send_attempt, AttemptContext};
 use super::slots::{Admission, EndpointSlots};
+use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::ids::{EndpointId, MerchantId};
 use crate::keys::Mode;
 use crate::secrets::keyring::{load_keyring, Keyring};
-use crate::server::AppState;
+use crate::secrets::Encryptor;
 use crate::store::{
-    AttemptRecord, ClaimedDelivery, DisabledReason, EndpointRecord, FinishedAttempt, GroupCommit,
-    Store,
+    group_commit_writers, AttemptRecord, ClaimedDelivery, DisabledReason, EndpointRecord,
+    FinishedAttempt, GroupCommit, Store,
 };
 
 /// How far a claimed delivery is pushed back when it is handed back unsent (its endpoint's queue
@@ -64,6 +65,12 @@ enum Delivered {
 /// The delivery engine of one daemon.
 pub struct DeliveryEngine {
     worker_id: String,
+    /// `[delivery]`, as the daemon was started with.
+    config: DeliveryConfig,
+    store: Arc<dyn Store>,
+    /// Opens the signing secrets a delivery is signed with.
+    encryptor: Arc<Encryptor>,
+    clock: Arc<dyn Clock>,
     client: reqwest::Client,
     allow_private_networks: bool,
     wake: Notify,
@@ -92,19 +99,30 @@ impl std::fmt::Debug for DeliveryEngine {
 }
 
 impl DeliveryEngine {
-    /// An engine configured from `[delivery]`, recording outcomes in `store`. Starts its
-    /// outcome writer on the current tokio runtime.
-    pub fn new(config: &DeliveryConfig, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+    /// An engine configured from `[delivery]`, delivering the work queued in `store`, signing
+    /// with the secrets `encryptor` opens, at `clock`'s time. Starts its outcome writer on the
+    /// current tokio runtime.
+    pub fn new(
+        config: &DeliveryConfig,
+        store: Arc<dyn Store>,
+        encryptor: Arc<Encryptor>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let writer = store.clone();
         let outcomes = GroupCommit::spawn_writers(
-            crate::server::group_commit_writers(store.as_ref()),
+            group_commit_writers(store.as_ref()),
             OUTCOME_BATCH,
             move |attempts: Arc<[(String, FinishedAttempt)]>| {
-                let store = store.clone();
+                let store = writer.clone();
                 async move { store.finish_attempts(&attempts).await }
             },
         );
         Ok(Self {
             outcomes,
+            config: config.clone(),
+            store,
+            encryptor,
+            clock,
             worker_id: format!("worker-{}", uuid::Uuid::now_v7().simple()),
             client: build_client(config)?,
             allow_private_networks: config.allow_private_networks,
@@ -168,11 +186,7 @@ impl DeliveryEngine {
         self.per_endpoint.busy(usize::MAX).len()
     }
 
-    async fn keyring(
-        &self,
-        state: &AppState,
-        claim: &ClaimedDelivery,
-    ) -> anyhow::Result<Arc<Keyring>> {
+    async fn keyring(&self, claim: &ClaimedDelivery) -> anyhow::Result<Arc<Keyring>> {
         let key = (claim.endpoint.merchant_id, claim.endpoint.mode);
         if let Some((version, keyring)) = self
             .keyrings
@@ -185,7 +199,7 @@ impl DeliveryEngine {
             }
         }
         let keyring =
-            Arc::new(load_keyring(state.store.as_ref(), &state.encryptor, key.0, key.1).await?);
+            Arc::new(load_keyring(self.store.as_ref(), &self.encryptor, key.0, key.1).await?);
         let mut keyrings = self.keyrings.lock().unwrap_or_else(|p| p.into_inner());
         // What was just read is at least as new as the claim's version; a newer cached entry
         // (read for a later claim) is kept.
@@ -199,8 +213,8 @@ impl DeliveryEngine {
     }
 
     /// Claims one batch and starts sending it. Returns how many deliveries were started.
-    pub async fn dispatch_batch(self: &Arc<Self>, state: &AppState) -> anyhow::Result<usize> {
-        let config = &state.config.delivery;
+    pub async fn dispatch_batch(self: &Arc<Self>) -> anyhow::Result<usize> {
+        let config = &self.config;
         let room = self
             .global
             .available_permits()
@@ -208,13 +222,13 @@ impl DeliveryEngine {
         if room == 0 {
             return Ok(0);
         }
-        let now = state.clock.now();
+        let now = self.clock.now();
         let lease_until = now + Duration::seconds(config.lease_secs as i64);
         let batch = self.batches.fetch_add(1, Ordering::Relaxed);
         let lease = format!("{}/{batch}", self.worker_id);
-        self.give_back_orphans(state).await;
+        self.give_back_orphans().await;
         let busy = self.per_endpoint.busy(MAX_BUSY_SKIPPED);
-        let claimed = state
+        let claimed = self
             .store
             .claim_due(&lease, now, lease_until, room as u32, &busy)
             .await?;
@@ -239,28 +253,27 @@ impl DeliveryEngine {
             };
             started += 1;
             let engine = Arc::clone(self);
-            let state = state.clone();
             self.tasks.spawn(async move {
                 // The permits stay with this task while it sends the endpoint's queued claims;
                 // the endpoint permit is released by `hand_on` once nothing is queued.
                 let mut next = Some((claim, endpoint_permit));
                 let mut expired = Vec::new();
                 while let Some((claim, permit)) = next {
-                    next = match engine.deliver(&state, claim).await {
+                    next = match engine.deliver(claim).await {
                         Delivered::EndpointDisabled => {
                             // The claims queued behind it go back to the store, where they
                             // wait with the endpoint instead of being sent to it anyway.
                             permit.give_back_queue(&mut expired);
                             None
                         }
-                        Delivered::Recorded => permit.hand_on(state.clock.now(), &mut expired),
+                        Delivered::Recorded => permit.hand_on(engine.clock.now(), &mut expired),
                     };
                 }
                 drop(global_permit);
                 for claim in expired {
-                    let _ = state
+                    let _ = engine
                         .store
-                        .release_claims(&claim.lease, &[claim.id], state.clock.now())
+                        .release_claims(&claim.lease, &[claim.id], engine.clock.now())
                         .await;
                 }
                 engine.wake();
@@ -268,8 +281,7 @@ impl DeliveryEngine {
         }
         if !handed_back.is_empty() {
             let later = now + Duration::milliseconds(SATURATED_BACKOFF_MS);
-            state
-                .store
+            self.store
                 .release_claims(&lease, &handed_back, later)
                 .await?;
         }
@@ -284,7 +296,7 @@ impl DeliveryEngine {
 
     /// Gives back, due now, the claims that were queued behind an endpoint whose deliveries
     /// ended without sending them (a delivery task that died).
-    async fn give_back_orphans(&self, state: &AppState) {
+    async fn give_back_orphans(&self) {
         let orphans = self.per_endpoint.take_orphans();
         if orphans.is_empty() {
             return;
@@ -293,9 +305,9 @@ impl DeliveryEngine {
             claims = orphans.len(),
             "giving back claims left queued behind an endpoint whose delivery task ended"
         );
-        let now = state.clock.now();
+        let now = self.clock.now();
         for claim in orphans {
-            if let Err(err) = state
+            if let Err(err) = self
                 .store
                 .release_claims(&claim.lease, &[claim.id], now)
                 .await
@@ -305,13 +317,13 @@ impl DeliveryEngine {
         }
     }
 
-    async fn deliver(&self, state: &AppState, claim: ClaimedDelivery) -> Delivered {
-        let keyring = match self.keyring(state, &claim).await {
+    async fn deliver(&self, claim: ClaimedDelivery) -> Delivered {
+        let keyring = match self.keyring(&claim).await {
             Ok(keyring) => keyring,
             Err(err) => {
                 tracing::error!(delivery = %claim.id, error = %err, "cannot load signing secrets; releasing the delivery");
-                let later = state.clock.now() + Duration::seconds(5);
-                let _ = state
+                let later = self.clock.now() + Duration::seconds(5);
+                let _ = self
                     .store
                     .release_claims(&claim.lease, &[claim.id], later)
                     .await;
@@ -319,7 +331,7 @@ impl DeliveryEngine {
             }
         };
         let attempt = claim.attempts + 1;
-        let now = state.clock.now();
+        let now = self.clock.now();
         let (event_id, delivery_id) = (claim.event_id.to_string(), claim.id.to_string());
         let context = AttemptContext {
             event_id: &event_id,
@@ -337,17 +349,15 @@ impl DeliveryEngine {
         )
         .await;
         let unit: f64 = rand::thread_rng().gen();
-        let decision = self
-            .policy
-            .decide(&result, attempt, state.clock.now(), unit);
+        let decision = self.policy.decide(&result, attempt, self.clock.now(), unit);
         record_metrics(&result, &record, decision);
         let finished = FinishedAttempt {
             delivery_id: claim.id,
             endpoint_id: claim.endpoint.id,
             record,
             decision,
-            now: state.clock.now(),
-            disable_after: Duration::seconds(state.config.delivery.disable_after_secs as i64),
+            now: self.clock.now(),
+            disable_after: Duration::seconds(self.config.disable_after_secs as i64),
         };
         match self.outcomes.submit((claim.lease.clone(), finished)).await {
             // The store audited it in the same transaction.
@@ -365,23 +375,18 @@ impl DeliveryEngine {
 
     /// The worker loop, until `stop`; then waits up to `grace` for deliveries in flight and
     /// gives back every lease this daemon still holds.
-    pub async fn run(
-        self: Arc<Self>,
-        state: AppState,
-        stop: CancellationToken,
-        grace: StdDuration,
-    ) {
-        let poll = StdDuration::from_millis(state.config.delivery.poll_interval_ms);
+    pub async fn run(self: Arc<Self>, stop: CancellationToken, grace: StdDuration) {
+        let poll = StdDuration::from_millis(self.config.poll_interval_ms);
         loop {
             // A claim is never cancelled half-way: a dropped query may still commit its leases
             // after the release below, leaving them to expire instead of being given back.
             if stop.is_cancelled() {
                 break;
             }
-            let started = self.dispatch_batch(&state).await;
+            let started = self.dispatch_batch().await;
             self.claim_passes.fetch_add(1, Ordering::Release);
             let full = match started {
-                Ok(count) => count > 0 && count >= state.config.delivery.batch_size as usize,
+                Ok(count) => count > 0 && count >= self.config.batch_size as usize,
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot claim deliveries; will retry");
                     false
@@ -409,7 +414,7 @@ impl DeliveryEngine {
                 "deliveries still in flight at the shutdown deadline"
             );
         }
-        if let Err(err) = state.store.release_worker(&self.worker_id).await {
+        if let Err(err) = self.store.release_worker(&self.worker_id).await {
             tracing::error!(error = %err, "cannot release delivery leases at shutdown");
         }
     }
@@ -425,14 +430,13 @@ impl DeliveryEngine {
     pub async fn ping(
         &self,
         _permit: PingPermit,
-        state: &AppState,
         endpoint: &EndpointRecord,
         body: &[u8],
         event_id: &str,
     ) -> anyhow::Result<(AttemptResult, AttemptRecord, bool)> {
         let keyring = load_keyring(
-            state.store.as_ref(),
-            &state.encryptor,
+            self.store.as_ref(),
+            &self.encryptor,
             endpoint.merchant_id,
             endpoint.mode,
         )
@@ -441,7 +445,7 @@ impl DeliveryEngine {
             event_id,
             delivery_id: event_id,
             attempt: 1,
-            now: state.clock.now(),
+            now: self.clock.now(),
         };
         let mut endpoint = endpoint.clone();
         endpoint.timeout_ms = endpoint.timeout_ms.min(self.max_timeout_ms);

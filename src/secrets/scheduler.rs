@@ -7,16 +7,52 @@
 //! (no pending secret, a moved fire time) and does nothing.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Duration;
+use tokio_util::sync::CancellationToken;
 
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::ids::{AuditId, SecretId};
 use crate::keys::Mode;
 use crate::provision::seal_new_secret;
-use crate::secrets::SigningSecret;
-use crate::server::AppState;
-use crate::store::{NewAuditEvent, StoreError, StoredCommand};
+use crate::secrets::{Encryptor, SigningSecret};
+use crate::store::{NewAuditEvent, Store, StoreError, StoredCommand};
+
+/// The scheduler of one daemon: the store it acts on, the key new secrets are sealed with,
+/// the clock it reads, and the revert window it gives completed rotations.
+pub struct RotationScheduler {
+    pub store: Arc<dyn Store>,
+    pub encryptor: Arc<Encryptor>,
+    pub clock: Arc<dyn Clock>,
+    /// `secrets.revert_window_secs`.
+    pub revert_window: Duration,
+}
+
+impl RotationScheduler {
+    /// Runs [`RotationScheduler::tick`] every `every` until `stop` is cancelled.
+    pub async fn run(self: Arc<Self>, every: std::time::Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {
+                    let report = self.tick().await;
+                    if report != Default::default() {
+                        tracing::info!(?report, "rotation scheduler acted");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one tick at the clock's time. One merchant's failure (a corrupt row, a lost
+    /// connection) is logged, counted and skipped: it never holds up the others.
+    pub async fn tick(&self) -> TickReport {
+        tick(self).await
+    }
+}
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -80,12 +116,10 @@ fn system_event(
     }
 }
 
-/// Runs one tick at the state's clock time. One merchant's failure (a corrupt row, a lost
-/// connection) is logged, counted and skipped: it never holds up the others.
-pub async fn tick(state: &AppState) -> TickReport {
-    let now = state.clock.now();
-    let window = Duration::seconds(state.config.secrets.revert_window_secs as i64);
-    let store = state.store.as_ref();
+async fn tick(scheduler: &RotationScheduler) -> TickReport {
+    let now = scheduler.clock.now();
+    let window = scheduler.revert_window;
+    let store = scheduler.store.as_ref();
     let mut report = TickReport::default();
 
     let due = store.due_completions(now).await.unwrap_or_else(|err| {
@@ -131,7 +165,7 @@ pub async fn tick(state: &AppState) -> TickReport {
             }
         };
         let secret = seal_new_secret(
-            &state.encryptor,
+            &scheduler.encryptor,
             &SigningSecret::generate(),
             SecretId::new(),
             policy.merchant_id,

@@ -180,6 +180,16 @@ where
     }
 }
 
+/// How many group-commit writers suit a backend: SQLite has one writer at a time anyway;
+/// PostgreSQL commits several batches side by side.
+pub fn group_commit_writers(store: &dyn super::Store) -> usize {
+    if store.backend() == "postgres" {
+        4
+    } else {
+        1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ pub use deliveries::{
     DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
     Replayed, DELIVERY_IN_FLIGHT,
 };
-pub use group_commit::GroupCommit;
+pub use group_commit::{group_commit_writers, GroupCommit};
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;

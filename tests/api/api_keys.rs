@@ -623,6 +623,7 @@ async fn lists_page_filter_search_and_sort(app: TestApp) {
     );
     // last_used_at sort: used keys first.
     app.state
+        .auth
         .last_used
         .flush(app.state.store.as_ref())
         .await
@@ -986,6 +987,7 @@ async fn last_used_at_is_written_in_batches(app: TestApp) {
     let merchant = app.create_merchant("Usage").await;
     let id = merchant_key_id(&merchant);
     app.state
+        .auth
         .last_used
         .flush(app.state.store.as_ref())
         .await
@@ -1002,8 +1004,9 @@ async fn last_used_at_is_written_in_batches(app: TestApp) {
         ))
         .await;
     assert_eq!(unwritten, 0, "no write per request");
-    assert_eq!(app.state.last_used.pending(), 1);
+    assert_eq!(app.state.auth.last_used.pending(), 1);
     app.state
+        .auth
         .last_used
         .flush(app.state.store.as_ref())
         .await

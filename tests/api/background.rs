@@ -1,7 +1,6 @@
 //! Background tasks: one bad row never stops the rotation scheduler's work for everyone else.
 
 use chrono::Duration;
-use hooksign::secrets::scheduler::tick;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -61,7 +60,7 @@ async fn a_corrupt_merchant_does_not_stop_the_scheduler_for_the_others(app: Test
     app.clock
         .advance(Duration::minutes(5).max(next - app.clock_now()));
 
-    let report = tick(&app.state).await;
+    let report = app.state.scheduler.tick().await;
     assert_eq!(report.initiated, 1, "{report:?}");
     assert_eq!(report.failed, 1, "{report:?}");
     let pending = app

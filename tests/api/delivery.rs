@@ -1082,7 +1082,7 @@ async fn a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled(app: Test
     // A claim now starts nothing: the disabled endpoint's deliveries are skipped, left
     // pending, unattempted and unleased (had one been claimed, by this batch or the engine's
     // own, it would be leased, attempted or delivered by now).
-    let started = app.state.delivery.dispatch_batch(&app.state).await.unwrap();
+    let started = app.state.delivery.dispatch_batch().await.unwrap();
     assert_eq!(started, 0, "a claim started a disabled endpoint's delivery");
     let ids = waiting
         .iter()

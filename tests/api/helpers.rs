@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use hooksign::clock::ManualClock;
 use hooksign::config::{Config, Redacted};
 use hooksign::secrets::MasterKey;
-use hooksign::server::{App, AppState};
+use hooksign::server::App;
+use hooksign::state::AppState;
 use reqwest::{Method, RequestBuilder};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
@@ -80,7 +81,7 @@ pub async fn spawn_app_with(
         None => format!("sqlite://{}", dir.path().join("data/hooksign.db").display()),
     };
     config.log.filter = "warn".into();
-    // Tests run the scheduler by hand (`secrets::scheduler::tick`) with a manual clock.
+    // Tests run the scheduler by hand (`state.scheduler.tick()`) with a manual clock.
     config.secrets.scheduler_interval_secs = 3600;
     // Likewise `last_used_at` is flushed by hand (`state.last_used.flush`) or at shutdown.
     config.auth.last_used_flush_secs = 3600;

@@ -65,11 +65,11 @@ async fn test_routes(app: &TestApp, runs: Arc<AtomicUsize>) -> String {
             }),
         )
         .route_layer(axum::middleware::from_fn_with_state(
-            app.state.clone(),
+            app.state.auth.clone(),
             hooksign::auth::idempotency::idempotency,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
-            app.state.clone(),
+            app.state.auth.clone(),
             hooksign::auth::authenticate,
         ));
     let router = hooksign::api::with_middleware(routes, app.state.clone());

@@ -14,7 +14,7 @@ use crate::on_both_stores;
 
 /// Serves `routes` behind the daemon's middleware on a port of its own.
 async fn serve_with_middleware(
-    routes: axum::Router<hooksign::server::AppState>,
+    routes: axum::Router<hooksign::state::AppState>,
     app: &TestApp,
 ) -> SocketAddr {
     let router = hooksign::api::with_middleware(routes, app.state.clone());

@@ -3,7 +3,6 @@
 //! rest, reveal, and the signing oracle.
 
 use chrono::Duration;
-use hooksign::secrets::scheduler::tick;
 use hooksign::verify::{MatchedHeader, Verifier};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -303,7 +302,7 @@ async fn revert_works_until_the_window_ends_and_fails_one_second_after(app: Test
         "an expired previous secret is not shown"
     );
     // The sweeper destroys the material and says so in the audit log.
-    let report = tick(&app.state).await;
+    let report = app.state.scheduler.tick().await;
     assert_eq!(report.destroyed, 1);
     assert_eq!(app.count(&secret_rows_sql(&merchant, "previous")).await, 0);
     let chain = app.state.store.audit_chain(&merchant.id).await.unwrap();
@@ -398,9 +397,9 @@ async fn scheduled_completion_runs_once_with_two_daemons(app: TestApp) {
     .await;
     assert_eq!(started["pending"]["complete_at"], complete_at.as_str());
     let other = app.another_instance_state().await;
-    assert_eq!(tick(&app.state).await.completed, 0, "not due yet");
+    assert_eq!(app.state.scheduler.tick().await.completed, 0, "not due yet");
     app.clock.advance(Duration::hours(1));
-    let (a, b) = tokio::join!(tick(&app.state), tick(&other));
+    let (a, b) = tokio::join!(app.state.scheduler.tick(), other.scheduler.tick());
     assert_eq!(
         a.completed + b.completed,
         1,
@@ -431,7 +430,7 @@ async fn cron_policies_fire_once_with_two_daemons(app: TestApp) {
         .unwrap();
     let other = app.another_instance_state().await;
     app.clock.advance(next - app.clock_now());
-    let (a, b) = tokio::join!(tick(&app.state), tick(&other));
+    let (a, b) = tokio::join!(app.state.scheduler.tick(), other.scheduler.tick());
     assert_eq!(a.initiated + b.initiated, 1, "fired once");
     let body = status(&app, &merchant.live_token).await;
     assert!(body["pending"].is_object());
@@ -446,7 +445,7 @@ async fn cron_policies_fire_once_with_two_daemons(app: TestApp) {
         hooksign::clock::rfc3339(next + Duration::hours(1))
     );
     app.clock.advance(Duration::seconds(600));
-    assert_eq!(tick(&app.state).await.completed, 1);
+    assert_eq!(app.state.scheduler.tick().await.completed, 1);
     let body = status(&app, &merchant.live_token).await;
     assert!(body["pending"].is_null() && body["previous"].is_object());
     let deleted = ok_json(

@@ -262,7 +262,7 @@ impl ApiError {
     fn from_status(status: StatusCode, text: Option<String>) -> Self {
         let message = |fallback: &str| text.clone().unwrap_or_else(|| fallback.to_owned());
         match status {
-            StatusCode::PAYLOAD_TOO_LARGE => super::body_too_large(),
+            StatusCode::PAYLOAD_TOO_LARGE => super::extract::body_too_large(),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::invalid(
                 status,
                 "unsupported_media_type",
