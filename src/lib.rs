@@ -8,24 +8,25 @@
 //!
 //! ## Reading order
 //!
+//! Bottom up, the way the layers point (`ARCHITECTURE.md` draws them; `cargo test --lib
+//! architecture` checks that no import points up):
+//!
 //! - [`verify`] — what a *receiver* links against to check signatures. It is the only module
 //!   compiled with `default-features = false`, so a merchant's service can depend on this crate
-//!   without pulling in the server.
-//! - [`config`] — layered configuration (defaults ← `hooksign.toml` ← `HOOKSIGN_*`).
-//! - [`ids`], [`keys`], [`secrets`] — the domain types: prefixed ids, API tokens and scopes,
-//!   signing-secret material and its encryption at rest.
-//! - [`store`] — the storage trait and its SQLite and PostgreSQL implementations; `sealing`
-//!   there unlocks a store with the master key and seals what must not reach the disk in
-//!   plaintext (stored idempotent answers, endpoint headers, the audit key).
-//! - [`audit`] — the audit log's keyed hash chains, their heads and verification.
-//! - [`auth`], [`api`] — the HTTP admin API: authentication (with the client address behind
-//!   trusted proxies, `auth::client_addr`), the error envelope, one module per resource, the
-//!   lenient integer fields (`api::numbers`), and the OpenAPI document whose bounds come from
-//!   the validation's own constants (`api::openapi`).
-//! - [`server`] — wiring: builds the [`server::AppState`], binds, serves, shuts down gracefully.
-//! - [`serve`] — the connection loop under it: header-read and idle timeouts, the connection
-//!   cap, the file-descriptor limit.
-//! - [`supervisor`] — restarts a background task that dies, loudly, instead of losing it.
+//!   without pulling in the server. [`signing`] is the daemon's side of the same contract.
+//! - Foundation: [`config`] (defaults ← `hooksign.toml` ← `HOOKSIGN_*`), [`ids`], [`clock`],
+//!   the plain records the store returns, [`keys`] (tokens, scopes, the key rules),
+//!   [`secrets`] (secret material, encryption at rest, the rotation state machine), the pure
+//!   delivery rules (`delivery::{retry, filter, envelope, ssrf}`), the [`audit`] chain.
+//! - [`store`] — the storage trait and its SQLite and PostgreSQL implementations: all SQL.
+//! - Services: the delivery engine ([`delivery`]), the rotation scheduler and keyring
+//!   (`secrets::{scheduler, keyring}`), [`provision`] (operator keys, merchants).
+//! - [`http`] — the error envelope, the request id and the extractors, shared by
+//!   [`auth`] (authentication, rate limits, nonces, idempotency) and [`api`] (one module per
+//!   resource, the OpenAPI document), which reads the [`state::AppState`].
+//! - [`server`] — wiring: builds the state and each part, binds, serves, shuts down
+//!   gracefully; [`serve`] is the connection loop under it; [`supervisor`] restarts a
+//!   background task that dies.
 //! - [`cli`] — the `hooksign` command line; `main.rs` only calls [`cli::main`].
 
 pub mod verify;

@@ -1,4 +1,6 @@
 //! Creating operators' keys and merchants: shared by the API, the CLI and the first start.
+//!
+//! Service layer: uses the store, the secrets' sealing and the key types; nothing of HTTP.
 
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, AuditId, MerchantId, RequestId, SecretId};

@@ -3,6 +3,9 @@
 //!
 //! [`App::build`] binds the configured address (port 0 works), so tests run the real server
 //! exactly as `hooksign serve` does.
+//!
+//! Wiring, near the top: it builds every part (the store, the engine, the scheduler, the
+//! limits) and hands each only what it needs. Only the command line imports it.
 
 use std::future::Future;
 use std::net::SocketAddr;

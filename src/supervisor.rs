@@ -3,6 +3,8 @@
 //! stopping, is logged as an error, counted in `hooksign_background_task_restarts_total`, and
 //! started again after a pause that doubles with each failure in a row (up to a minute): it
 //! never dies silently, and a task that keeps failing does not spin.
+//!
+//! Foundation: imports nothing from the crate.
 
 use std::future::Future;
 use std::time::Duration;

@@ -2,6 +2,10 @@
 //!
 //! Every route lives in [`router`]; every error goes through [`ApiError`]; every list uses the
 //! cursor pagination in [`pagination`].
+//!
+//! The top of the HTTP side: handlers read [`crate::state::AppState`], authenticate through
+//! [`crate::auth`], answer with the envelope of [`crate::http`] and call the services and the
+//! store. Nothing below imports this module.
 
 pub mod api_keys;
 pub mod audit_events;

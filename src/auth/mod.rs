@@ -14,6 +14,10 @@
 //! 6. notes the use for the batched `last_used_at`.
 //!
 //! Handlers then take [`MerchantAuth`] or [`OperatorAuth`] as extractors.
+//!
+//! The middleware reads only its own part of the state ([`AuthState`]) and refuses with the
+//! envelope of [`crate::http`]; it uses the store and the key rules, and knows nothing of the
+//! router, the handlers or the server.
 
 pub mod client_addr;
 pub mod idempotency;

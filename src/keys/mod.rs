@@ -1,7 +1,9 @@
 //! API keys: the token format, modes and scopes.
 //!
-//! The rules that need no database live here as plain types; storage is in [`crate::store`]
-//! and the HTTP side in [`crate::auth`] and [`crate::api`].
+//! Foundation: the rules that need no database live here as plain types and pure functions
+//! over plain records ([`crate::records`]); they import nothing above. Storage is in
+//! [`crate::store`] (which applies [`rules`] inside its transactions) and the HTTP side in
+//! `auth` and `api`, which use this module.
 
 mod mode;
 pub mod rules;
