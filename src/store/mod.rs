@@ -8,12 +8,18 @@
 
 mod api_keys;
 mod deliveries;
+mod endpoints;
+mod events;
 mod group_commit;
 mod guards;
 pub mod key_cache;
 mod merchants;
+mod outcomes;
+mod policies;
 mod postgres;
+mod queue;
 pub(crate) mod records;
+mod replay;
 mod sealing;
 mod secrets;
 mod sql;
@@ -29,13 +35,19 @@ pub use deliveries::{
     DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
     Replayed, DELIVERY_IN_FLIGHT,
 };
+pub use endpoints::EndpointStore;
+pub use events::EventStore;
 pub use group_commit::GroupCommit;
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
+pub use outcomes::OutcomeStore;
+pub use policies::{PolicyRecord, PolicyStore};
 pub use postgres::PgStore;
+pub use queue::QueueStore;
 pub use records::*;
+pub use replay::ReplayStore;
 pub use sealing::{ResealReport, Sealing, SealingStore, UnlockReport};
-pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
+pub use secrets::{rotation_state, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
 
 use crate::config::{Config, DatabaseKind};
@@ -46,7 +58,7 @@ use crate::ids::MerchantId;
 pub enum StoreError {
     /// The rotation state machine refused the command.
     #[error("{0}")]
-    Rotation(crate::secrets::rotation::RotationError),
+    Rotation(#[from] crate::secrets::rotation::RotationError),
     /// A rule of the key lifecycle refused the change.
     #[error("{0}")]
     Rule(#[from] crate::keys::rules::KeyRuleError),
@@ -85,6 +97,7 @@ pub trait Store:
     + ApiKeyStore
     + GuardStore
     + SecretStore
+    + PolicyStore
     + DeliveryStore
     + SealingStore
     + Send
