@@ -8,22 +8,25 @@
 
 mod api_keys;
 mod deliveries;
-mod endpoints;
-mod events;
 mod group_commit;
 mod guards;
 pub mod key_cache;
 mod merchants;
-mod outcomes;
-mod policies;
 mod postgres;
-mod queue;
 pub(crate) mod records;
-mod replay;
 mod sealing;
 mod secrets;
 mod sql;
 mod sqlite;
+
+// The delivery store by concern (its records and the `DeliveryStore` they make up are in
+// `deliveries.rs`), and the rotation policies.
+mod endpoints;
+mod events;
+mod outcomes;
+mod policies;
+mod queue;
+mod replay;
 
 use std::sync::Arc;
 
@@ -35,20 +38,21 @@ pub use deliveries::{
     DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
     Replayed, DELIVERY_IN_FLIGHT,
 };
-pub use endpoints::EndpointStore;
-pub use events::EventStore;
 pub use group_commit::GroupCommit;
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
-pub use outcomes::OutcomeStore;
-pub use policies::{PolicyRecord, PolicyStore};
 pub use postgres::PgStore;
-pub use queue::QueueStore;
 pub use records::*;
-pub use replay::ReplayStore;
 pub use sealing::{ResealReport, Sealing, SealingStore, UnlockReport};
 pub use secrets::{rotation_state, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
+
+pub use endpoints::EndpointStore;
+pub use events::EventStore;
+pub use outcomes::OutcomeStore;
+pub use policies::{PolicyRecord, PolicyStore};
+pub use queue::QueueStore;
+pub use replay::ReplayStore;
 
 use crate::config::{Config, DatabaseKind};
 use crate::ids::MerchantId;

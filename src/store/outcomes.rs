@@ -107,6 +107,69 @@ macro_rules! impl_outcome_store {
                 let row: $crate::store::outcomes::DeliveryRow = Self::scoped_row(conn, &sql, id.to_string(), merchant, mode).await?;
                 row.try_into()
             }
+
+            /// Counts a failed attempt against its endpoint's health: starts (or continues) the
+            /// endpoint's failure streak and disables it when the attempt says so (410 Gone) or
+            /// the streak has lasted `disable_after`, audited in the same transaction. Returns
+            /// the reason when this attempt disabled it.
+            async fn endpoint_failed(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                endpoint: &str,
+                attempt: &$crate::store::FinishedAttempt,
+            ) -> $crate::store::StoreResult<Option<String>> {
+                use $crate::delivery::retry::Decision;
+                let now = $crate::clock::to_millis(attempt.now);
+                let since: Option<Option<i64>> = sqlx::query_scalar(
+                    "UPDATE endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
+                )
+                .bind(endpoint)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+                let failing_for = since.flatten().map(|since| now - since).unwrap_or(0);
+                let reason = if attempt.decision == Decision::FailedAndDisableEndpoint {
+                    Some("the endpoint answered 410 Gone".to_owned())
+                } else if failing_for >= attempt.disable_after.num_milliseconds() {
+                    let since = $crate::clock::rfc3339($crate::clock::from_millis(now - failing_for));
+                    Some(format!("every delivery attempt has failed since {since}"))
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    let changed: Option<(String, String)> = sqlx::query_as(
+                        "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 \
+                         WHERE id = $1 AND enabled = TRUE RETURNING merchant_id, mode",
+                    )
+                    .bind(endpoint)
+                    .bind(&reason)
+                    .bind(now)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some((merchant, mode)) = changed {
+                        // Audited in the transaction that disables it: nobody sees the endpoint
+                        // disabled without the entry saying why.
+                        let audit = $crate::store::NewAuditEvent {
+                            id: $crate::ids::AuditId::new(),
+                            merchant_id: Some(merchant.parse().map_err(|_| {
+                                $crate::store::StoreError::Corrupt(format!("endpoint {endpoint}: bad merchant id"))
+                            })?),
+                            mode: Some(mode.parse().map_err(|_| {
+                                $crate::store::StoreError::Corrupt(format!("endpoint {endpoint}: bad mode"))
+                            })?),
+                            actor_key_id: None,
+                            action: "endpoint.disable",
+                            target: endpoint.to_owned(),
+                            request_id: None,
+                            details: serde_json::json!({ "reason": reason }),
+                            created_at: attempt.now,
+                        };
+                        self.append_audit(&mut *conn, &audit).await?;
+                        return Ok(Some(reason));
+                    }
+                }
+                Ok(None)
+            }
         }
 
         #[async_trait::async_trait]
@@ -162,67 +225,18 @@ macro_rules! impl_outcome_store {
                 order.sort_by_key(|n| attempts[*n].1.endpoint_id.to_string());
                 for n in order {
                     let attempt = &attempts[n].1;
-                    let now = $crate::clock::to_millis(attempt.now);
-                    let mut disabled = None;
                     let endpoint = attempt.endpoint_id.to_string();
-                    if owned.contains(&attempt.delivery_id.to_string()) {
-                        if attempt.decision == Decision::Delivered {
-                            if !recovered.contains(&endpoint) {
-                                recovered.push(endpoint);
-                            }
-                        } else {
-                            recovered.retain(|other| *other != endpoint);
-                            let since: Option<Option<i64>> = sqlx::query_scalar(
-                                "UPDATE endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
-                            )
-                            .bind(&endpoint)
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                            let failing_for = since.flatten().map(|since| now - since).unwrap_or(0);
-                            let reason = if attempt.decision == Decision::FailedAndDisableEndpoint {
-                                Some("the endpoint answered 410 Gone".to_owned())
-                            } else if failing_for >= attempt.disable_after.num_milliseconds() {
-                                let since = $crate::clock::rfc3339($crate::clock::from_millis(now - failing_for));
-                                Some(format!("every delivery attempt has failed since {since}"))
-                            } else {
-                                None
-                            };
-                            if let Some(reason) = reason {
-                                let changed: Option<(String, String)> = sqlx::query_as(
-                                    "UPDATE endpoints SET enabled = FALSE, disabled_reason = $2, disabled_at = $3, updated_at = $3 \
-                                     WHERE id = $1 AND enabled = TRUE RETURNING merchant_id, mode",
-                                )
-                                .bind(&endpoint)
-                                .bind(&reason)
-                                .bind(now)
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                                if let Some((merchant, mode)) = changed {
-                                    // Audited in the transaction that disables it: nobody sees
-                                    // the endpoint disabled without the entry saying why.
-                                    let audit = $crate::store::NewAuditEvent {
-                                        id: $crate::ids::AuditId::new(),
-                                        merchant_id: Some(merchant.parse().map_err(|_| {
-                                            $crate::store::StoreError::Corrupt(format!("endpoint {endpoint}: bad merchant id"))
-                                        })?),
-                                        mode: Some(mode.parse().map_err(|_| {
-                                            $crate::store::StoreError::Corrupt(format!("endpoint {endpoint}: bad mode"))
-                                        })?),
-                                        actor_key_id: None,
-                                        action: "endpoint.disable",
-                                        target: endpoint.clone(),
-                                        request_id: None,
-                                        details: serde_json::json!({ "reason": reason }),
-                                        created_at: attempt.now,
-                                    };
-                                    self.append_audit(&mut tx, &audit).await?;
-                                    disabled = Some(reason);
-                                }
-                            }
-                        }
+                    if !owned.contains(&attempt.delivery_id.to_string()) {
+                        continue;
                     }
-                    results[n] = disabled;
+                    if attempt.decision == Decision::Delivered {
+                        if !recovered.contains(&endpoint) {
+                            recovered.push(endpoint);
+                        }
+                    } else {
+                        recovered.retain(|other| *other != endpoint);
+                        results[n] = self.endpoint_failed(&mut tx, &endpoint, attempt).await?;
+                    }
                 }
                 recovered.sort();
                 for endpoint in &recovered {
