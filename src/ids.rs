@@ -186,6 +186,12 @@ typed_id!(
     "delivery"
 );
 typed_id!(
+    /// One recorded attempt of a delivery.
+    AttemptId,
+    "att_",
+    "delivery attempt"
+);
+typed_id!(
     /// An audit-log entry.
     AuditId,
     "aud_",
@@ -225,6 +231,13 @@ mod tests {
             "EVT_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D".parse::<EventId>().is_err(),
             "the prefix is lower case only"
         );
+    }
+
+    #[test]
+    fn attempt_ids_have_the_prefix_and_length_of_every_id() {
+        let text = AttemptId::new().to_string();
+        assert!(text.starts_with("att_"));
+        assert_eq!(text.len(), 4 + 26);
     }
 
     #[test]

@@ -47,12 +47,14 @@ pub struct RotationState {
     pub previous: Option<Previous>,
 }
 
-/// What an admin (or the scheduler) asks for.
+/// What an admin (or the scheduler) asks for. `S` is the secret an initiation brings: its
+/// [`Slot`] for the state machine; the store receives the sealed secret itself and splits it
+/// off with [`Command::split`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// Make `new` pending; completes by itself at `complete_at` when given.
+pub enum Command<S = Slot> {
+    /// Make `secret` pending; completes by itself at `complete_at` when given.
     Initiate {
-        new: Slot,
+        secret: S,
         complete_at: Option<Timestamp>,
     },
     /// Promote the pending secret.
@@ -65,6 +67,29 @@ pub enum Command {
     Cancel,
     /// Destroy a previous secret whose window has passed.
     Sweep,
+}
+
+impl<S> Command<S> {
+    /// The command [`apply`] takes, the initiated secret described by `slot`, and that secret.
+    pub fn split(self, slot: impl FnOnce(&S) -> Slot) -> (Command, Option<S>) {
+        match self {
+            Command::Initiate {
+                secret,
+                complete_at,
+            } => (
+                Command::Initiate {
+                    secret: slot(&secret),
+                    complete_at,
+                },
+                Some(secret),
+            ),
+            Command::Complete => (Command::Complete, None),
+            Command::CompleteDue => (Command::CompleteDue, None),
+            Command::Revert => (Command::Revert, None),
+            Command::Cancel => (Command::Cancel, None),
+            Command::Sweep => (Command::Sweep, None),
+        }
+    }
 }
 
 /// Why a command cannot be applied.
@@ -121,7 +146,10 @@ pub fn apply(
     let mut next = *state;
     let mut destroyed = Vec::new();
     match command {
-        Command::Initiate { new, complete_at } => {
+        Command::Initiate {
+            secret: new,
+            complete_at,
+        } => {
             if state.pending.is_some() {
                 return Err(RotationError::RotationInProgress);
             }
@@ -218,7 +246,7 @@ mod tests {
         let pending = apply(
             &a,
             Command::Initiate {
-                new: b,
+                secret: b,
                 complete_at: None,
             },
             t(1),
@@ -230,7 +258,7 @@ mod tests {
             apply(
                 &pending,
                 Command::Initiate {
-                    new: slot(2),
+                    secret: slot(2),
                     complete_at: None
                 },
                 t(2),
@@ -271,7 +299,7 @@ mod tests {
             RotationError::NothingToRevert
         );
         let past = Command::Initiate {
-            new: slot(1),
+            secret: slot(1),
             complete_at: Some(t(0)),
         };
         assert_eq!(
@@ -281,7 +309,7 @@ mod tests {
         let scheduled = apply(
             &a,
             Command::Initiate {
-                new: slot(1),
+                secret: slot(1),
                 complete_at: Some(t(100)),
             },
             t(1),
@@ -304,7 +332,7 @@ mod tests {
         let s1 = apply(
             &a,
             Command::Initiate {
-                new: slot(1),
+                secret: slot(1),
                 complete_at: None,
             },
             t(1),
@@ -316,7 +344,7 @@ mod tests {
         let s3 = apply(
             &s2,
             Command::Initiate {
-                new: slot(3),
+                secret: slot(3),
                 complete_at: None,
             },
             t(3),
@@ -366,7 +394,7 @@ mod tests {
                     Step::Initiate(offset) => {
                         let new = slot(now);
                         ever_seen.insert(new.id);
-                        Command::Initiate { new, complete_at: offset.map(|o| t(now + o)) }
+                        Command::Initiate { secret: new, complete_at: offset.map(|o| t(now + o)) }
                     }
                     Step::Complete => Command::Complete,
                     Step::CompleteDue => Command::CompleteDue,

@@ -97,38 +97,49 @@ pub trait ApiKeyStore {
 macro_rules! impl_api_key_store {
     ($store:ty, $db:ty) => {
         impl $store {
-            /// Takes the merchant's lock for the rest of the transaction.
-            async fn lock_merchant(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                merchant: $crate::ids::MerchantId,
-            ) -> $crate::store::StoreResult<()> {
-                let locked = sqlx::query("UPDATE merchants SET lock_version = lock_version + 1 WHERE id = $1")
-                    .bind(merchant.to_string())
-                    .execute(&mut *conn)
-                    .await?;
-                if locked.rows_affected() == 0 {
-                    return Err($crate::store::StoreError::NotFound);
-                }
-                Ok(())
-            }
-
             async fn fetch_key(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 merchant: $crate::ids::MerchantId,
                 mode: $crate::keys::Mode,
                 id: $crate::ids::ApiKeyId,
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
-                let sql = format!(
-                    "SELECT {} FROM api_keys k WHERE k.id = $1 AND k.merchant_id = $2 AND k.kind = $3",
-                    $crate::store::sql::KEY_COLUMNS
-                );
-                let row: Option<$crate::store::sql::KeyRow> = sqlx::query_as(&sql)
-                    .bind(id.to_string())
-                    .bind(merchant.to_string())
-                    .bind(mode.as_str())
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                row.ok_or($crate::store::StoreError::NotFound)?.try_into()
+                let columns = $crate::store::sql::KEY_COLUMNS;
+                let sql = format!("SELECT {columns} FROM api_keys k WHERE k.id = $1 AND k.merchant_id = $2 AND k.kind = $3");
+                let row: $crate::store::sql::KeyRow = Self::scoped_row(conn, &sql, id.to_string(), merchant, mode).await?;
+                row.try_into()
+            }
+
+            /// Takes the merchant's lock and reads the key `id`, refused unless `caller` holds
+            /// every scope of it (`keys::rules::may_act_on`): the start of every change of an
+            /// existing key.
+            async fn key_to_change(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+                caller: &$crate::keys::ScopeSet,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                Self::lock_merchant(&mut *conn, merchant).await?;
+                let key = Self::fetch_key(&mut *conn, merchant, mode, id).await?;
+                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
+                Ok(key)
+            }
+
+            /// Records `audit`, reads the key `id` as changed, commits and drops cached keys:
+            /// the end of every change that answers with a key.
+            async fn commit_key_change(
+                &self,
+                mut tx: sqlx::Transaction<'_, $db>,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+                id: $crate::ids::ApiKeyId,
+                audit: &$crate::store::NewAuditEvent,
+            ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
+                self.append_audit(&mut tx, audit).await?;
+                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
+                tx.commit().await?;
+                self.keys.changed();
+                Ok(record)
             }
 
             /// Active keys (see `keys::rules::is_active`), or with `lasting_admins_only` the
@@ -226,11 +237,7 @@ macro_rules! impl_api_key_store {
                     return Err(KeyRuleError::DuplicateName.into());
                 }
                 Self::insert_key(&mut tx, key).await?;
-                self.append_audit(&mut tx, audit).await?;
-                let record = Self::fetch_key(&mut tx, merchant, mode, key.id).await?;
-                tx.commit().await?;
-                self.keys.changed();
-                Ok(record)
+                self.commit_key_change(tx, merchant, mode, key.id, audit).await
             }
 
             #[allow(clippy::too_many_arguments)]
@@ -246,9 +253,7 @@ macro_rules! impl_api_key_store {
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 use $crate::keys::rules::{may_activate_another, may_switch_off, status_of, KeyRuleError, StatusFilter};
                 let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, merchant).await?;
-                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
+                let key = Self::key_to_change(&mut tx, merchant, mode, id, caller).await?;
                 match status_of(&key, now) {
                     StatusFilter::Revoked => return Err(KeyRuleError::Revoked.into()),
                     StatusFilter::Expired if patch.active == Some(true) => return Err(KeyRuleError::Expired.into()),
@@ -277,11 +282,7 @@ macro_rules! impl_api_key_store {
                 .bind(patch.active)
                 .execute(&mut *tx)
                 .await?;
-                self.append_audit(&mut tx, audit).await?;
-                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                tx.commit().await?;
-                self.keys.changed();
-                Ok(record)
+                self.commit_key_change(tx, merchant, mode, id, audit).await
             }
 
             async fn revoke_api_key(
@@ -294,9 +295,7 @@ macro_rules! impl_api_key_store {
                 audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, merchant).await?;
-                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
+                let key = Self::key_to_change(&mut tx, merchant, mode, id, caller).await?;
                 if key.revoked_at.is_some() {
                     return Ok(key);
                 }
@@ -307,11 +306,7 @@ macro_rules! impl_api_key_store {
                     .bind($crate::clock::to_millis(now))
                     .execute(&mut *tx)
                     .await?;
-                self.append_audit(&mut tx, audit).await?;
-                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                tx.commit().await?;
-                self.keys.changed();
-                Ok(record)
+                self.commit_key_change(tx, merchant, mode, id, audit).await
             }
 
             async fn delete_api_key(
@@ -323,9 +318,7 @@ macro_rules! impl_api_key_store {
                 audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, merchant).await?;
-                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
+                let key = Self::key_to_change(&mut tx, merchant, mode, id, caller).await?;
                 if key.revoked_at.is_none() {
                     return Err($crate::keys::rules::KeyRuleError::NotRevoked.into());
                 }
@@ -349,9 +342,7 @@ macro_rules! impl_api_key_store {
             ) -> $crate::store::StoreResult<$crate::store::ApiKeyRecord> {
                 use $crate::keys::rules::{is_active, may_activate_another, KeyRuleError};
                 let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, merchant).await?;
-                let key = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                $crate::keys::rules::may_act_on(caller, &key.scopes)?;
+                let key = Self::key_to_change(&mut tx, merchant, mode, id, caller).await?;
                 if key.revoked_at.is_some() {
                     return Err(KeyRuleError::Revoked.into());
                 }
@@ -371,11 +362,7 @@ macro_rules! impl_api_key_store {
                     .execute(&mut *tx)
                     .await?;
                 Self::insert_key(&mut tx, successor).await?;
-                self.append_audit(&mut tx, audit).await?;
-                let record = Self::fetch_key(&mut tx, merchant, mode, id).await?;
-                tx.commit().await?;
-                self.keys.changed();
-                Ok(record)
+                self.commit_key_change(tx, merchant, mode, id, audit).await
             }
 
             async fn touch_api_keys(

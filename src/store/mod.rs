@@ -19,6 +19,15 @@ mod secrets;
 mod sql;
 mod sqlite;
 
+// The delivery store by concern (its records and the `DeliveryStore` they make up are in
+// `deliveries.rs`), and the rotation policies.
+mod endpoints;
+mod events;
+mod outcomes;
+mod policies;
+mod queue;
+mod replay;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -35,8 +44,15 @@ pub use merchants::MerchantStore;
 pub use postgres::PgStore;
 pub use records::*;
 pub use sealing::{ResealReport, Sealing, SealingStore, UnlockReport};
-pub use secrets::{rotation_state, PolicyRecord, SecretStore, StoredCommand};
+pub use secrets::{rotation_state, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
+
+pub use endpoints::EndpointStore;
+pub use events::EventStore;
+pub use outcomes::OutcomeStore;
+pub use policies::{PolicyRecord, PolicyStore};
+pub use queue::QueueStore;
+pub use replay::ReplayStore;
 
 use crate::config::{Config, DatabaseKind};
 use crate::ids::MerchantId;
@@ -46,7 +62,7 @@ use crate::ids::MerchantId;
 pub enum StoreError {
     /// The rotation state machine refused the command.
     #[error("{0}")]
-    Rotation(crate::secrets::rotation::RotationError),
+    Rotation(#[from] crate::secrets::rotation::RotationError),
     /// A rule of the key lifecycle refused the change.
     #[error("{0}")]
     Rule(#[from] crate::keys::rules::KeyRuleError),
@@ -85,6 +101,7 @@ pub trait Store:
     + ApiKeyStore
     + GuardStore
     + SecretStore
+    + PolicyStore
     + DeliveryStore
     + SealingStore
     + Send

@@ -86,11 +86,15 @@ super::merchants::impl_merchant_store!(PgStore);
 super::api_keys::impl_api_key_store!(PgStore, sqlx::Postgres);
 super::guards::impl_guard_store!(PgStore);
 super::sealing::impl_sealing_store!(PgStore, sqlx::Postgres, "SELECT 1", "SELECT 1", "SELECT 1");
-super::deliveries::impl_delivery_store!(
+super::endpoints::impl_endpoint_store!(PgStore, sqlx::Postgres);
+super::events::impl_event_store!(
     PgStore,
     sqlx::Postgres,
-    "FOR UPDATE OF d SKIP LOCKED",
     "SELECT pg_notify('hooksign_deliveries', '')"
 );
+super::queue::impl_queue_store!(PgStore, sqlx::Postgres, "FOR UPDATE OF d SKIP LOCKED");
+super::outcomes::impl_outcome_store!(PgStore, sqlx::Postgres);
+super::replay::impl_replay_store!(PgStore, sqlx::Postgres);
 super::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
+super::policies::impl_policy_store!(PgStore);
 impl_store!(PgStore, sqlx::Postgres, "postgres", MIGRATOR);

@@ -85,6 +85,25 @@ pub trait SealingStore {
 macro_rules! impl_sealing_store {
     ($store:ty, $db:ty, $wipe_on:literal, $wipe_off:literal, $flush:literal) => {
         impl $store {
+            /// A connection that overwrites the content it deletes (`$wipe_on`).
+            async fn wiping_connection(
+                &self,
+            ) -> $crate::store::StoreResult<sqlx::pool::PoolConnection<$db>> {
+                let mut conn = self.pool.acquire().await?;
+                sqlx::query($wipe_on).execute(&mut *conn).await?;
+                Ok(conn)
+            }
+
+            /// Ends a [`wiping_connection`](Self::wiping_connection): overwriting off again, the
+            /// overwritten pages flushed (`$wipe_off`, `$flush`).
+            async fn end_wiping(
+                mut conn: sqlx::pool::PoolConnection<$db>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query($wipe_off).execute(&mut *conn).await?;
+                sqlx::query($flush).execute(&mut *conn).await?;
+                Ok(())
+            }
+
             /// Seals stored idempotent responses an older version kept in plaintext.
             async fn seal_legacy_idempotent(
                 &self,
@@ -101,8 +120,7 @@ macro_rules! impl_sealing_store {
                 if rows.is_empty() {
                     return Ok(());
                 }
-                let mut conn = self.pool.acquire().await?;
-                sqlx::query($wipe_on).execute(&mut *conn).await?;
+                let mut conn = self.wiping_connection().await?;
                 for (key, idempotency_key, body) in rows {
                     let api_key: $crate::ids::ApiKeyId = $crate::store::records::parse_id(&key)?;
                     let aad = RowAad::IdempotentResponse { api_key, idempotency_key: &idempotency_key };
@@ -119,9 +137,7 @@ macro_rules! impl_sealing_store {
                     .await?;
                     report.sealed_legacy_rows += updated.rows_affected();
                 }
-                sqlx::query($wipe_off).execute(&mut *conn).await?;
-                sqlx::query($flush).execute(&mut *conn).await?;
-                Ok(())
+                Self::end_wiping(conn).await
             }
 
             /// Seals endpoint headers an older version kept in plaintext.
@@ -139,13 +155,12 @@ macro_rules! impl_sealing_store {
                 if rows.is_empty() {
                     return Ok(());
                 }
-                let mut conn = self.pool.acquire().await?;
-                sqlx::query($wipe_on).execute(&mut *conn).await?;
+                let mut conn = self.wiping_connection().await?;
                 for (id, merchant, mode, headers) in rows {
                     let id_typed: $crate::ids::EndpointId = $crate::store::records::parse_id(&id)?;
                     let merchant_typed: $crate::ids::MerchantId = $crate::store::records::parse_id(&merchant)?;
                     let mode_typed: $crate::keys::Mode = mode.parse().map_err($crate::store::StoreError::Corrupt)?;
-                    let aad = $crate::store::deliveries::headers_aad(id_typed, merchant_typed, mode_typed);
+                    let aad = $crate::store::endpoints::headers_aad(id_typed, merchant_typed, mode_typed);
                     let sealed = encryptor.seal_bytes(headers.as_bytes(), &aad);
                     let updated = sqlx::query(
                         "UPDATE endpoints SET headers = '{}', headers_key_id = $3, headers_sealed = $4 \
@@ -159,9 +174,27 @@ macro_rules! impl_sealing_store {
                     .await?;
                     report.sealed_legacy_rows += updated.rows_affected();
                 }
-                sqlx::query($wipe_off).execute(&mut *conn).await?;
-                sqlx::query($flush).execute(&mut *conn).await?;
-                Ok(())
+                Self::end_wiping(conn).await
+            }
+
+            /// Writes a re-sealed row with `sql`, whose `$1` is the row's id, `$2` and `$3` its
+            /// old and new master key ids (`row`, in that order) and `$4` the new ciphertext;
+            /// returns the rows changed (none when another rekey got there first).
+            async fn write_resealed(
+                &self,
+                sql: &str,
+                row: (&str, &str, &str),
+                resealed: &[u8],
+            ) -> $crate::store::StoreResult<u64> {
+                let (id, old_key, new_key) = row;
+                let updated = sqlx::query(sql)
+                    .bind(id)
+                    .bind(old_key)
+                    .bind(new_key)
+                    .bind(resealed)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(updated.rows_affected())
             }
 
             /// The keys, or [`StoreError::Locked`].
@@ -350,16 +383,11 @@ macro_rules! impl_sealing_store {
                         .open_bytes(&old_key, &sealed, &aad)
                         .map_err(|err| $crate::store::sealing::sealed_error(&format!("audit key {id}"), err))?;
                     let resealed = sealer.seal_bytes(&plain, &aad);
-                    let updated = sqlx::query(
+                    report.audit_keys += self.write_resealed(
                         "UPDATE audit_keys SET master_key_id = $3, ciphertext = $4 WHERE id = $1 AND master_key_id = $2",
-                    )
-                    .bind(&id)
-                    .bind(&old_key)
-                    .bind(sealer.key_id())
-                    .bind(&resealed)
-                    .execute(&self.pool)
-                    .await?;
-                    report.audit_keys += updated.rows_affected();
+                        (&id, &old_key, sealer.key_id()),
+                        &resealed,
+                    ).await?;
                 }
                 let rows: Vec<(String, String, String, Vec<u8>)> = sqlx::query_as(
                     "SELECT key_id, idempotency_key, body_key_id, body FROM idempotency_keys \
@@ -397,7 +425,7 @@ macro_rules! impl_sealing_store {
                 .fetch_all(&self.pool)
                 .await?;
                 for (id, merchant, mode, old_key, sealed) in rows {
-                    let aad = $crate::store::deliveries::headers_aad(
+                    let aad = $crate::store::endpoints::headers_aad(
                         $crate::store::records::parse_id(&id)?,
                         $crate::store::records::parse_id(&merchant)?,
                         mode.parse().map_err($crate::store::StoreError::Corrupt)?,
@@ -408,17 +436,11 @@ macro_rules! impl_sealing_store {
                         .open_bytes(&old_key, &sealed, &aad)
                         .map_err(|err| $crate::store::sealing::sealed_error(&format!("headers of endpoint {id}"), err))?;
                     let resealed = sealer.seal_bytes(&plain, &aad);
-                    let updated = sqlx::query(
-                        "UPDATE endpoints SET headers_key_id = $3, headers_sealed = $4 \
-                         WHERE id = $1 AND headers_key_id = $2",
-                    )
-                    .bind(&id)
-                    .bind(&old_key)
-                    .bind(sealer.key_id())
-                    .bind(&resealed)
-                    .execute(&self.pool)
-                    .await?;
-                    report.endpoint_headers += updated.rows_affected();
+                    report.endpoint_headers += self.write_resealed(
+                        "UPDATE endpoints SET headers_key_id = $3, headers_sealed = $4 WHERE id = $1 AND headers_key_id = $2",
+                        (&id, &old_key, sealer.key_id()),
+                        &resealed,
+                    ).await?;
                 }
                 Ok(report)
             }

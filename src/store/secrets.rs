@@ -10,33 +10,12 @@ use super::{NewAuditEvent, NewSecret, SecretRecord, StoreResult};
 use crate::clock::Timestamp;
 use crate::ids::{MerchantId, SecretId};
 use crate::keys::Mode;
-use crate::secrets::rotation::{Pending, Previous, RotationError, RotationState, Slot};
+use crate::secrets::rotation::{Command, Pending, Previous, RotationState, Slot};
 
 /// A rotation command as the store receives it: initiation carries the sealed new secret.
-#[derive(Debug, Clone)]
-pub enum StoredCommand {
-    Initiate {
-        secret: NewSecret,
-        complete_at: Option<Timestamp>,
-    },
-    Complete,
-    CompleteDue,
-    Revert,
-    Cancel,
-    Sweep,
-}
+pub type StoredCommand = Command<NewSecret>;
 
-/// A scheduled-rotation policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyRecord {
-    pub merchant_id: MerchantId,
-    pub mode: Mode,
-    pub cron: String,
-    pub grace_secs: i64,
-    pub next_fire_at: Timestamp,
-}
-
-/// Signing secrets, rotation and scheduled-rotation policies.
+/// Signing secrets and their rotation.
 #[async_trait]
 pub trait SecretStore {
     /// The secret rows of one merchant and mode (sealed).
@@ -63,47 +42,6 @@ pub trait SecretStore {
 
     /// Merchants and modes whose previous secret's revert window has passed.
     async fn expired_previous(&self, now: Timestamp) -> StoreResult<Vec<(MerchantId, Mode)>>;
-
-    /// Creates or replaces the policy of a merchant and mode.
-    async fn put_policy(
-        &self,
-        policy: &PolicyRecord,
-        now: Timestamp,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<()>;
-
-    /// Removes a policy; `false` when there was none.
-    async fn delete_policy(
-        &self,
-        merchant: MerchantId,
-        mode: Mode,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<bool>;
-
-    /// The policy of a merchant and mode.
-    async fn get_policy(
-        &self,
-        merchant: MerchantId,
-        mode: Mode,
-    ) -> StoreResult<Option<PolicyRecord>>;
-
-    /// Policies whose next fire time has come.
-    async fn due_policies(&self, now: Timestamp) -> StoreResult<Vec<PolicyRecord>>;
-
-    /// Fires a due policy: moves `next_fire_at` from `fired` to `next` (only if nobody else
-    /// did) and initiates a rotation completing at `complete_at`. `Ok(false)` when another
-    /// instance fired it first or a rotation is already in progress.
-    #[allow(clippy::too_many_arguments)]
-    async fn fire_policy(
-        &self,
-        policy: &PolicyRecord,
-        next: Timestamp,
-        secret: NewSecret,
-        complete_at: Timestamp,
-        now: Timestamp,
-        revert_window: Duration,
-        audit: &NewAuditEvent,
-    ) -> StoreResult<bool>;
 
     /// Every secret row sealed under `key_id` (for `hooksign rekey`).
     async fn secrets_sealed_with(&self, key_id: &str) -> StoreResult<Vec<SecretRecord>>;
@@ -163,12 +101,6 @@ pub fn rotation_state(rows: &[SecretRecord]) -> StoreResult<RotationState> {
     })
 }
 
-impl From<RotationError> for super::StoreError {
-    fn from(err: RotationError) -> Self {
-        super::StoreError::Rotation(err)
-    }
-}
-
 /// Implements [`SecretStore`] for a store type with a `pool` field.
 macro_rules! impl_secret_store {
     ($store:ty, $db:ty) => {
@@ -200,21 +132,10 @@ macro_rules! impl_secret_store {
                 now: $crate::clock::Timestamp,
                 revert_window: chrono::Duration,
             ) -> $crate::store::StoreResult<()> {
-                use $crate::secrets::rotation::{apply, Command, Slot};
-                use $crate::store::StoredCommand;
+                use $crate::secrets::rotation::{apply, Slot};
                 let rows = Self::secret_rows(&mut *conn, merchant, mode).await?;
                 let state = $crate::store::rotation_state(&rows)?;
-                let (pure, new_secret) = match command {
-                    StoredCommand::Initiate { secret, complete_at } => (
-                        Command::Initiate { new: Slot { id: secret.id, created_at: secret.created_at }, complete_at },
-                        Some(secret),
-                    ),
-                    StoredCommand::Complete => (Command::Complete, None),
-                    StoredCommand::CompleteDue => (Command::CompleteDue, None),
-                    StoredCommand::Revert => (Command::Revert, None),
-                    StoredCommand::Cancel => (Command::Cancel, None),
-                    StoredCommand::Sweep => (Command::Sweep, None),
-                };
+                let (pure, new_secret) = command.split(|secret| Slot { id: secret.id, created_at: secret.created_at });
                 let transition = apply(&state, pure, now, revert_window)?;
                 let next = transition.state;
                 // Destroy first, then demote to previous, then promote to active, so the
@@ -329,139 +250,6 @@ macro_rules! impl_secret_store {
                     now,
                 )
                 .await
-            }
-
-            async fn put_policy(
-                &self,
-                policy: &$crate::store::PolicyRecord,
-                now: $crate::clock::Timestamp,
-                audit: &$crate::store::NewAuditEvent,
-            ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, policy.merchant_id).await?;
-                sqlx::query(
-                    "INSERT INTO rotation_policies (merchant_id, mode, cron, grace_secs, next_fire_at, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (merchant_id, mode) DO UPDATE SET \
-                     cron = excluded.cron, grace_secs = excluded.grace_secs, next_fire_at = excluded.next_fire_at",
-                )
-                .bind(policy.merchant_id.to_string())
-                .bind(policy.mode.as_str())
-                .bind(&policy.cron)
-                .bind(policy.grace_secs)
-                .bind($crate::clock::to_millis(policy.next_fire_at))
-                .bind($crate::clock::to_millis(now))
-                .execute(&mut *tx)
-                .await?;
-                self.append_audit(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn delete_policy(
-                &self,
-                merchant: $crate::ids::MerchantId,
-                mode: $crate::keys::Mode,
-                audit: &$crate::store::NewAuditEvent,
-            ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, merchant).await?;
-                let deleted = sqlx::query("DELETE FROM rotation_policies WHERE merchant_id = $1 AND mode = $2")
-                    .bind(merchant.to_string())
-                    .bind(mode.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-                if deleted.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                self.append_audit(&mut tx, audit).await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn get_policy(
-                &self,
-                merchant: $crate::ids::MerchantId,
-                mode: $crate::keys::Mode,
-            ) -> $crate::store::StoreResult<Option<$crate::store::PolicyRecord>> {
-                let row: Option<(String, i64, i64)> = sqlx::query_as(
-                    "SELECT cron, grace_secs, next_fire_at FROM rotation_policies WHERE merchant_id = $1 AND mode = $2",
-                )
-                .bind(merchant.to_string())
-                .bind(mode.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(row.map(|(cron, grace_secs, next)| $crate::store::PolicyRecord {
-                    merchant_id: merchant,
-                    mode,
-                    cron,
-                    grace_secs,
-                    next_fire_at: $crate::clock::from_millis(next),
-                }))
-            }
-
-            async fn due_policies(
-                &self,
-                now: $crate::clock::Timestamp,
-            ) -> $crate::store::StoreResult<Vec<$crate::store::PolicyRecord>> {
-                let rows: Vec<(String, String, String, i64, i64)> = sqlx::query_as(
-                    "SELECT merchant_id, mode, cron, grace_secs, next_fire_at FROM rotation_policies \
-                     WHERE next_fire_at <= $1",
-                )
-                .bind($crate::clock::to_millis(now))
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(merchant, mode, cron, grace_secs, next)| {
-                        Ok($crate::store::PolicyRecord {
-                            merchant_id: $crate::store::records::parse_id(&merchant)?,
-                            mode: mode.parse().map_err($crate::store::StoreError::Corrupt)?,
-                            cron,
-                            grace_secs,
-                            next_fire_at: $crate::clock::from_millis(next),
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn fire_policy(
-                &self,
-                policy: &$crate::store::PolicyRecord,
-                next: $crate::clock::Timestamp,
-                secret: $crate::store::NewSecret,
-                complete_at: $crate::clock::Timestamp,
-                now: $crate::clock::Timestamp,
-                revert_window: chrono::Duration,
-                audit: &$crate::store::NewAuditEvent,
-            ) -> $crate::store::StoreResult<bool> {
-                let mut tx = self.pool.begin().await?;
-                Self::lock_merchant(&mut tx, policy.merchant_id).await?;
-                let claimed = sqlx::query(
-                    "UPDATE rotation_policies SET next_fire_at = $4 \
-                     WHERE merchant_id = $1 AND mode = $2 AND next_fire_at = $3",
-                )
-                .bind(policy.merchant_id.to_string())
-                .bind(policy.mode.as_str())
-                .bind($crate::clock::to_millis(policy.next_fire_at))
-                .bind($crate::clock::to_millis(next))
-                .execute(&mut *tx)
-                .await?;
-                if claimed.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                let command = $crate::store::StoredCommand::Initiate { secret, complete_at: Some(complete_at) };
-                match Self::rotate_in(&mut tx, policy.merchant_id, policy.mode, command, now, revert_window).await {
-                    Ok(()) => {
-                        self.append_audit(&mut tx, audit).await?;
-                        tx.commit().await?;
-                        Ok(true)
-                    }
-                    Err($crate::store::StoreError::Rotation(_)) => {
-                        // A rotation is already under way: skip this fire, keep the schedule.
-                        tx.commit().await?;
-                        Ok(false)
-                    }
-                    Err(other) => Err(other),
-                }
             }
 
             async fn secrets_sealed_with(

@@ -17,6 +17,10 @@ use super::StoreError;
 use crate::clock::from_millis;
 use crate::keys::ScopeSet;
 
+/// Rows per multi-row statement (ingest, outcomes): well under either database's limit on
+/// bind parameters.
+pub(super) const ROWS_PER_STATEMENT: usize = 256;
+
 pub(super) const MERCHANT_COLUMNS: &str = "id, name, disabled, created_at, updated_at";
 pub(super) const KEY_COLUMNS: &str =
     "k.id, k.merchant_id, k.kind, k.name, k.display_prefix, k.scopes, k.active, \
@@ -189,6 +193,43 @@ pub(super) fn conflict_on_unique(what: &'static str) -> impl FnOnce(sqlx::Error)
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal, $migrator:expr) => {
         impl $store {
+            /// Takes the merchant's lock for the rest of the transaction.
+            async fn lock_merchant(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                merchant: $crate::ids::MerchantId,
+            ) -> $crate::store::StoreResult<()> {
+                let locked = sqlx::query("UPDATE merchants SET lock_version = lock_version + 1 WHERE id = $1")
+                    .bind(merchant.to_string())
+                    .execute(&mut *conn)
+                    .await?;
+                if locked.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            /// The one row `sql` reads with `$1` the row's id, `$2` its merchant and `$3` its mode;
+            /// [`NotFound`]($crate::store::StoreError::NotFound) when it is not that merchant's
+            /// in that mode (or does not exist).
+            async fn scoped_row<R>(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                sql: &str,
+                id: String,
+                merchant: $crate::ids::MerchantId,
+                mode: $crate::keys::Mode,
+            ) -> $crate::store::StoreResult<R>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+            {
+                let row: Option<R> = sqlx::query_as(sql)
+                    .bind(id)
+                    .bind(merchant.to_string())
+                    .bind(mode.as_str())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                row.ok_or($crate::store::StoreError::NotFound)
+            }
+
             /// Appends `event` to its chain, keyed with the audit key. The head row is bumped
             /// first: that row lock (PostgreSQL) or the write lock (SQLite) serialises appends
             /// to one chain until commit.

@@ -113,8 +113,13 @@ super::sealing::impl_sealing_store!(
     "PRAGMA secure_delete = OFF",
     "PRAGMA wal_checkpoint(TRUNCATE)"
 );
-super::deliveries::impl_delivery_store!(SqliteStore, sqlx::Sqlite, "", "");
+super::endpoints::impl_endpoint_store!(SqliteStore, sqlx::Sqlite);
+super::events::impl_event_store!(SqliteStore, sqlx::Sqlite, "");
+super::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite, "");
+super::outcomes::impl_outcome_store!(SqliteStore, sqlx::Sqlite);
+super::replay::impl_replay_store!(SqliteStore, sqlx::Sqlite);
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
+super::policies::impl_policy_store!(SqliteStore);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);
 
 #[cfg(test)]
