@@ -1,5 +1,6 @@
 //! Validation: every value that could otherwise fail later is checked once at start-up, and a
-//! bad one is refused with a message naming its key.
+//! bad one is refused with a message naming its key. Parses with `reqwest::Url` (the egress
+//! proxy) and `tracing_subscriber::EnvFilter` (the log filter); does no I/O.
 
 use super::{
     decode_master_key, invalid, redact_url_password, Config, ConfigError, MAX_BATCH_SIZE,

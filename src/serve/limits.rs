@@ -10,7 +10,7 @@ use crate::config::Config;
 /// deliveries, files), on top of `database.max_connections` and `delivery.max_in_flight`.
 const RESERVED_DESCRIPTORS: u64 = 64;
 
-/// The limits [`serve`] holds connections to.
+/// The limits [`serve`](super::serve) holds connections to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// `http.header_read_timeout_secs`.
