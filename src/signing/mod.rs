@@ -10,7 +10,6 @@ pub mod bolt;
 pub mod standard;
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,39 +54,12 @@ impl Scheme {
     }
 }
 
-impl fmt::Display for Scheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A scheme name that is not `bolt`, `standard` or `both`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownScheme(pub String);
-
-impl fmt::Display for UnknownScheme {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown signature scheme {:?}: expected bolt, standard or both",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownScheme {}
-
-impl FromStr for Scheme {
-    type Err = UnknownScheme;
-
-    /// Parses the exact lowercase names, like serde does, so config and CLI agree.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scheme::ALL
-            .into_iter()
-            .find(|scheme| scheme.as_str() == s)
-            .ok_or_else(|| UnknownScheme(s.to_owned()))
-    }
-}
+crate::verify::scheme_names!(
+    Scheme,
+    /// A scheme name that is not `bolt`, `standard` or `both`.
+    UnknownScheme,
+    "unknown signature scheme {:?}: expected bolt, standard or both"
+);
 
 /// The HMAC keys to sign one delivery attempt with: the UTF-8 bytes of each secret's hex
 /// string (DESIGN.md §1). Borrowed so decrypted secrets are not copied around; `Debug` is
