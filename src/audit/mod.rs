@@ -30,9 +30,6 @@
 
 pub mod stored;
 
-// Until the command line names `stored::` itself (the lead's merge of the cli split).
-pub use stored::{verify_stored_chain, VerifyError};
-
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};

@@ -42,13 +42,13 @@ pub(super) async fn audit_verify(
     let mut total = 0;
     let mut heads = Vec::new();
     for chain in &chains {
-        let entries = match crate::audit::verify_stored_chain(store.as_ref(), chain).await {
+        let entries = match crate::audit::stored::verify_stored_chain(store.as_ref(), chain).await {
             Ok(entries) => entries,
-            Err(crate::audit::VerifyError::Chain(err)) => {
+            Err(crate::audit::stored::VerifyError::Chain(err)) => {
                 eprintln!("audit log BROKEN: {err}");
                 return Ok(ExitCode::FAILURE);
             }
-            Err(crate::audit::VerifyError::Store(err)) => return Err(err.into()),
+            Err(crate::audit::stored::VerifyError::Store(err)) => return Err(err.into()),
         };
         for (_, hash) in expected.iter().filter(|(name, _)| name == chain) {
             if let Err(err) = crate::audit::check_expected_head(chain, &entries, hash) {

@@ -1,4 +1,4 @@
-//! The one error type every handler returns, rendered as the envelope of DESIGN.md §5:
+//! The one error type every handler returns, rendered as the one error envelope:
 //!
 //! ```json
 //! {"error": {"type": "invalid_request", "code": "key_limit_reached",

@@ -1,4 +1,4 @@
-//! The signature headers the daemon puts on every outbound delivery (DESIGN.md §1).
+//! The signature headers the daemon puts on every outbound delivery (the signing contract in README.md's receiver guide).
 //!
 //! Signatures are computed at send time from the secrets current then, so callers pass the
 //! active and (during a rotation) pending keys on every attempt rather than caching headers.
@@ -62,7 +62,7 @@ crate::verify::scheme_names!(
 );
 
 /// The HMAC keys to sign one delivery attempt with: the UTF-8 bytes of each secret's hex
-/// string (DESIGN.md §1). Borrowed so decrypted secrets are not copied around; `Debug` is
+/// string (the signing contract). Borrowed so decrypted secrets are not copied around; `Debug` is
 /// redacted.
 #[derive(Clone, Copy)]
 pub struct SigningKeys<'a> {
@@ -85,7 +85,7 @@ impl fmt::Debug for SigningKeys<'_> {
 /// the Bolt headers (active, then pending) before the Standard Webhooks ones (id, timestamp,
 /// signature). `webhook_id` and `timestamp` are only used by the Standard scheme.
 ///
-/// Names keep the canonical spelling of DESIGN.md (`X-Bolt-Hmac-Sha256`); HTTP treats them
+/// Names keep the canonical spelling of the signing contract (`X-Bolt-Hmac-Sha256`); HTTP treats them
 /// case-insensitively, but `http::HeaderName::from_static` needs lowercase, so parse them with
 /// `HeaderName::try_from` / `from_bytes` instead.
 pub fn signature_headers(

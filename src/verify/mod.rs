@@ -1,7 +1,7 @@
 //! Receiver-side verification of hooksign signatures, and the HMAC primitives the daemon signs
 //! with.
 //!
-//! This module is the contract with merchants' receivers (DESIGN.md §1), so it is always
+//! This module is the contract with merchants' receivers (the receiver guide in README.md), so it is always
 //! compiled, needs none of the daemon's dependencies (only `hmac`, `sha2`, `base64`, `subtle`)
 //! and is the *only* HMAC implementation in the crate: the signer in `crate::signing` calls
 //! [`bolt_signature`] and [`standard_signature`], so what is sent and what is checked cannot

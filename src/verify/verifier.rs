@@ -182,7 +182,7 @@ pub(super) fn parse_secret(secret: &str) -> Result<Vec<u8>, VerifyError> {
     }
     let is_lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
     if secret.len() == HEX_SECRET_LEN && secret.bytes().all(|b| is_lower_hex(&b)) {
-        // The hex string itself is the key, exactly as the receiver pasted it (DESIGN.md §1).
+        // The hex string itself is the key, exactly as the receiver pasted it (the signing contract).
         Ok(secret.as_bytes().to_vec())
     } else {
         Err(VerifyError::InvalidSecret)

@@ -190,11 +190,12 @@ async fn legacy_unkeyed_chains_are_rechained_once_at_the_upgrade(app: TestApp) {
     // A restart does not re-chain: only the upgrade does (nothing in the database can ask
     // for it, or an attacker would).
     let (app, _) = app.restart().await;
-    let refused = hooksign::audit::verify_stored_chain(app.state.store.as_ref(), &intact).await;
+    let refused =
+        hooksign::audit::stored::verify_stored_chain(app.state.store.as_ref(), &intact).await;
     assert!(
         matches!(
             refused,
-            Err(hooksign::audit::VerifyError::Chain(
+            Err(hooksign::audit::stored::VerifyError::Chain(
                 hooksign::audit::ChainError::NotKeyed { .. }
             ))
         ),
@@ -210,7 +211,7 @@ async fn legacy_unkeyed_chains_are_rechained_once_at_the_upgrade(app: TestApp) {
         app.execute(sql).await.unwrap();
     }
     let (app, _) = app.restart().await;
-    let rechained = hooksign::audit::verify_stored_chain(app.state.store.as_ref(), &intact)
+    let rechained = hooksign::audit::stored::verify_stored_chain(app.state.store.as_ref(), &intact)
         .await
         .expect("an intact legacy chain is re-chained under the audit key");
     assert_eq!(rechained.len(), 3);

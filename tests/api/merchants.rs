@@ -458,7 +458,7 @@ async fn every_merchant_mutation_is_audited_in_an_intact_chain(app: TestApp) {
         .as_deref()
         .is_some_and(|id| id.starts_with("req_"))));
     assert_eq!(
-        hooksign::audit::verify_stored_chain(app.state.store.as_ref(), &merchant.id)
+        hooksign::audit::stored::verify_stored_chain(app.state.store.as_ref(), &merchant.id)
             .await
             .unwrap()
             .len(),

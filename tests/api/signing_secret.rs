@@ -185,7 +185,7 @@ async fn a_full_rotation_initiate_complete_revert(app: TestApp) {
         ]
     );
     assert_eq!(
-        hooksign::audit::verify_stored_chain(app.state.store.as_ref(), &merchant.id)
+        hooksign::audit::stored::verify_stored_chain(app.state.store.as_ref(), &merchant.id)
             .await
             .unwrap(),
         chain

@@ -213,7 +213,7 @@ async fn store_keeps_each_audit_chain_in_order(app: TestApp) {
         [1, 2, 3, 4]
     );
     assert_eq!(
-        hooksign::audit::verify_stored_chain(store, &id.to_string())
+        hooksign::audit::stored::verify_stored_chain(store, &id.to_string())
             .await
             .unwrap(),
         chain
