@@ -146,7 +146,6 @@ fn granted_scopes(auth: &MerchantAuth, asked: Option<&[String]>) -> Result<Scope
 
 /// Lists the calling mode's keys.
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", params(ListApiKeys),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = List<ApiKeyObject>), (status = 400, body = ErrorEnvelope),
               (status = 404, body = ErrorEnvelope, description = "`starting_after` names no key of this list"),
               (status = 403, body = ErrorEnvelope, description = "missing api_keys:read")))]
@@ -194,7 +193,6 @@ pub async fn list(
 
 /// Creates a key in the calling key's mode. The token is in this response only.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateApiKey,
-    security(("bearer" = []), ("api_key" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "replay protection for 24 h")),
     responses((status = 201, body = ApiKeyObject, description = "created; `token` is shown only here"),
               (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope, description = "key_limit_reached or duplicate_name"),
@@ -234,7 +232,7 @@ pub async fn create(
 
 /// Retrieves a key of the calling mode.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api keys",
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -257,7 +255,7 @@ pub async fn retrieve(
 
 /// Renames, deactivates or re-activates a key.
 #[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "api keys", request_body = UpdateApiKey,
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "key_limit_reached, duplicate_name, last_admin_key, api_key_revoked"),
@@ -306,7 +304,7 @@ pub async fn update(
 
 /// Revokes a key: irreversible, effective on its very next request.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "api keys",
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "last_admin_key")))]
@@ -336,7 +334,7 @@ pub async fn revoke(
 
 /// Deletes a revoked key.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = DeletedApiKey), (status = 404, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "api_key_not_revoked")))]
@@ -372,7 +370,7 @@ pub async fn delete(
 /// `expires_in` seconds. The caller must hold every scope of the key it rolls (as for every
 /// change of a key), or rolling would hand it a stronger token than its own.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "api keys", request_body(content = Option<RollApiKey>, description = "optional: an empty body rolls with no overlap"),
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 201, body = RolledApiKey, description = "the new key's `token` is shown only here"),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]

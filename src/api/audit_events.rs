@@ -26,7 +26,7 @@ pub struct ListAuditEvents {
 }
 
 /// Lists audit entries, newest first.
-#[utoipa::path(get, path = "/v1/audit-events", tag = "audit", params(ListAuditEvents), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/audit-events", tag = "audit", params(ListAuditEvents),
     responses((status = 200, body = List<AuditEventObject>), (status = 403, body = ErrorEnvelope, description = "needs audit:read")))]
 pub async fn list(
     State(state): State<AppState>,

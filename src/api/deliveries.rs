@@ -52,7 +52,7 @@ fn delivery_error(err: StoreError, id: &str) -> ApiError {
 }
 
 /// Lists deliveries, newest first.
-#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(ListDeliveries), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/deliveries", tag = "deliveries", params(ListDeliveries),
     responses((status = 200, body = List<DeliveryObject>), (status = 400, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -91,7 +91,7 @@ pub async fn list(
 }
 
 /// Retrieves a delivery with every attempt.
-#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/deliveries/{id}", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 200, body = DeliveryObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -109,7 +109,7 @@ pub async fn retrieve(
 
 /// Sends a delivery again now (a failed one from the dead letters, or any other that is not
 /// being sent right now).
-#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 200, body = DeliveryObject), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "`delivery_in_flight`: an attempt is under way", body = ErrorEnvelope)))]
 pub async fn retry(

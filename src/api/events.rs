@@ -39,7 +39,6 @@ const EVENT: &str = "event";
 /// Accepts an event. Once this answers 202 the event and its deliveries are stored.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = CreateEvent,
     params(("Idempotency-Key" = Option<String>, Header, description = "send the same key to retry safely")),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = EventObject), (status = 422, body = ErrorEnvelope),
               (status = 503, body = ErrorEnvelope, description = "ingest_saturated: retry after `Retry-After` seconds")))]
 pub async fn create(
@@ -90,7 +89,7 @@ pub async fn create(
             id,
             event_type: body.event_type,
             livemode: auth.mode.is_live(),
-            created_at: now,
+            created_at: now.into(),
             data: body.payload,
             delivery_count: Some(deliveries.len()),
             deliveries: None,
@@ -99,7 +98,7 @@ pub async fn create(
 }
 
 /// Lists events, newest first.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams),
     responses((status = 200, body = List<EventObject>)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -121,7 +120,7 @@ pub async fn list(
 }
 
 /// Retrieves an event with its deliveries.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)),
     responses((status = 200, body = EventObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,

@@ -49,7 +49,6 @@ fn actor(auth: &OperatorAuth) -> Actor {
 
 /// Create a merchant with its first API keys and signing secrets.
 #[utoipa::path(post, path = "/v1/merchants", tag = "operator", request_body = CreateMerchant,
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = CreatedMerchantObject), (status = 401, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn create(
@@ -89,7 +88,6 @@ pub async fn create(
 
 /// List merchants, newest first.
 #[utoipa::path(get, path = "/v1/merchants", tag = "operator", params(ListParams),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = List<MerchantObject>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -109,7 +107,6 @@ pub async fn list(
 /// Retrieve a merchant.
 #[utoipa::path(get, path = "/v1/merchants/{id}", tag = "operator",
     params(("id" = String, Path, description = "merchant id (mch_…)")),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = MerchantObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -128,7 +125,6 @@ pub async fn retrieve(
 /// Rename, disable or re-enable a merchant.
 #[utoipa::path(patch, path = "/v1/merchants/{id}", tag = "operator", request_body = UpdateMerchant,
     params(("id" = String, Path, description = "merchant id (mch_…)")),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = MerchantObject), (status = 404, body = ErrorEnvelope),
               (status = 422, body = ErrorEnvelope)))]
 pub async fn update(

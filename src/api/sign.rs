@@ -34,9 +34,7 @@ pub struct SignParams {
 /// Signs raw bytes with the merchant's current secrets.
 #[utoipa::path(post, path = "/v1/sign", tag = "signing", params(SignParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the exact bytes you will send"),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = Signature), (status = 403, body = ErrorEnvelope, description = "needs events:write"),
-              (status = 413, body = ErrorEnvelope)))]
+    responses((status = 200, body = Signature), (status = 403, body = ErrorEnvelope, description = "needs events:write"), (status = 413, body = ErrorEnvelope)))]
 pub async fn sign(
     State(state): State<AppState>,
     auth: MerchantAuth,

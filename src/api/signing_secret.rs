@@ -161,7 +161,7 @@ async fn run(
 }
 
 /// Shows the active, pending and previous secrets (without their values) and the schedule.
-#[utoipa::path(get, path = "/v1/signing-secret", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/signing-secret", tag = "signing secret",
     responses((status = 200, body = SigningSecretStatus), (status = 403, body = ErrorEnvelope)))]
 pub async fn get_status(
     State(state): State<AppState>,
@@ -174,7 +174,7 @@ pub async fn get_status(
 /// Creates a pending secret. Deliveries then carry `X-Bolt-Hmac-Sha256-Pending` as well. The
 /// answer shows the new secret once.
 #[utoipa::path(post, path = "/v1/signing-secret/initiate", tag = "signing secret",
-    request_body(content = Option<InitiateRotation>, description = "optional: an empty body initiates a rotation completed by hand"), security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<InitiateRotation>, description = "optional: an empty body initiates a rotation completed by hand"),
     responses((status = 200, body = SigningSecretStatus, description = "`pending.secret` is shown only here"),
               (status = 409, body = ErrorEnvelope, description = "rotation_in_progress"), (status = 422, body = ErrorEnvelope)))]
 pub async fn initiate(
@@ -231,7 +231,7 @@ pub async fn initiate(
 macro_rules! simple_transition {
     ($(#[$doc:meta])* $name:ident, $path:literal, $command:expr, $action:literal, $conflicts:literal) => {
         $(#[$doc])*
-        #[utoipa::path(post, path = $path, tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+        #[utoipa::path(post, path = $path, tag = "signing secret",
             responses((status = 200, body = SigningSecretStatus), (status = 409, body = ErrorEnvelope, description = $conflicts)))]
         pub async fn $name(State(state): State<AppState>, auth: MerchantAuth) -> ApiResult<Json<SigningSecretStatus>> {
             auth.require(Scope::SigningSecretWrite)?;
@@ -256,7 +256,7 @@ simple_transition!(
 );
 
 /// Shows the active and pending secret values. Audited.
-#[utoipa::path(post, path = "/v1/signing-secret/reveal", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(post, path = "/v1/signing-secret/reveal", tag = "signing secret",
     responses((status = 200, body = RevealedSecrets), (status = 403, body = ErrorEnvelope, description = "needs signing_secret:write")))]
 pub async fn reveal(
     State(state): State<AppState>,
@@ -290,7 +290,6 @@ pub async fn reveal(
 
 /// Sets the rotation policy: initiate at each cron fire time, complete `grace` seconds later.
 #[utoipa::path(put, path = "/v1/signing-secret/schedule", tag = "signing secret", request_body = PutSchedule,
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SigningSecretStatus), (status = 422, body = ErrorEnvelope, description = "invalid cron or grace")))]
 pub async fn put_schedule(
     State(state): State<AppState>,
@@ -341,7 +340,7 @@ pub async fn put_schedule(
 }
 
 /// Removes the rotation policy.
-#[utoipa::path(delete, path = "/v1/signing-secret/schedule", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(delete, path = "/v1/signing-secret/schedule", tag = "signing secret",
     responses((status = 200, body = SigningSecretStatus), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete_schedule(
     State(state): State<AppState>,

@@ -94,7 +94,6 @@ pub(super) fn parse_query_time(
 
 /// Creates an endpoint.
 #[utoipa::path(post, path = "/v1/endpoints", tag = "endpoints", request_body = EndpointBody,
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = EndpointObject), (status = 409, body = ErrorEnvelope, description = "endpoint_limit_reached"),
               (status = 422, body = ErrorEnvelope)))]
 pub async fn create(
@@ -157,7 +156,6 @@ pub async fn create(
 
 /// Lists endpoints, newest first.
 #[utoipa::path(get, path = "/v1/endpoints", tag = "endpoints", params(ListParams),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = List<EndpointObject>),
               (status = 404, body = ErrorEnvelope, description = "`starting_after` names no endpoint of this list")))]
 pub async fn list(
@@ -181,7 +179,7 @@ pub async fn list(
 
 /// Retrieves an endpoint.
 #[utoipa::path(get, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
-    security(("bearer" = []), ("api_key" = [])), responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -198,7 +196,6 @@ pub async fn retrieve(
 
 /// Changes an endpoint; `{"enabled": true}` re-enables one the daemon disabled.
 #[utoipa::path(patch, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)), request_body = EndpointBody,
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = EndpointObject), (status = 404, body = ErrorEnvelope),
               (status = 409, body = ErrorEnvelope, description = "`headers_required`: the new url is on another origin and the stored headers were not given again"),
               (status = 422, body = ErrorEnvelope, description = "invalid field")))]
@@ -263,7 +260,7 @@ pub async fn update(
 
 /// Deletes an endpoint and its deliveries.
 #[utoipa::path(delete, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
-    security(("bearer" = []), ("api_key" = [])), responses((status = 200, description = "deleted"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, description = "deleted"), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -285,7 +282,6 @@ pub async fn delete(
 /// Sends a signed `ping` event now and reports what happened. Pings are bounded on each
 /// daemon (one at a time per endpoint, a few in all): one over the bound is refused at once.
 #[utoipa::path(post, path = "/v1/endpoints/{id}/test", tag = "endpoints", params(("id" = String, Path)),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = PingResult), (status = 404, body = ErrorEnvelope),
               (status = 409, body = ErrorEnvelope, description = "`ping_in_progress`: a test ping to this endpoint is still in flight (at most one at a time per endpoint), or too many are in flight on this daemon; nothing was sent. Retry when it ends (with a new `Idempotency-Key`: the refusal is stored under the key like any answer)")))]
 pub async fn test(
@@ -352,7 +348,7 @@ pub async fn test(
 
 /// Queues an endpoint's past deliveries again (by default the failed ones).
 #[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
-    request_body(content = Option<ReplayBody>, description = "optional: an empty body replays the failed deliveries"), security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<ReplayBody>, description = "optional: an empty body replays the failed deliveries"),
     responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`"), (status = 404, body = ErrorEnvelope)))]
 pub async fn replay(
     State(state): State<AppState>,

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 
 /// One audit entry.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -22,9 +22,8 @@ pub struct AuditEventObject {
     pub request_id: Option<String>,
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
+    pub created_at: Time,
     /// Position and hash in the merchant's hash chain (`hooksign audit verify` checks it).
     pub sequence: i64,
     pub hash: String,

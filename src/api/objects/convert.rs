@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 
 use super::{
     ApiKeyObject, AttemptObject, AuditEventObject, DeliveryObject, EndpointObject, EventObject,
-    KeyStatus, MerchantObject, PingResult, RevealedSecret, ScheduleView, SecretView,
+    KeyStatus, MerchantObject, PingResult, RevealedSecret, ScheduleView, SecretView, Time,
     MASKED_HEADER_VALUE,
 };
 use crate::clock::{from_millis, Timestamp};
@@ -47,10 +47,10 @@ impl ApiKeyObject {
             display_prefix: key.display_prefix.clone(),
             scopes: key.scopes.names(),
             status: KeyStatus::of(key, now),
-            created_at: key.created_at,
-            last_used_at: key.last_used_at,
-            revoked_at: key.revoked_at,
-            expires_at: key.expires_at,
+            created_at: key.created_at.into(),
+            last_used_at: key.last_used_at.map(Time),
+            revoked_at: key.revoked_at.map(Time),
+            expires_at: key.expires_at.map(Time),
             token: None,
         }
     }
@@ -71,8 +71,8 @@ impl From<MerchantRecord> for MerchantObject {
             id: record.id,
             name: record.name,
             disabled: record.disabled,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
+            created_at: record.created_at.into(),
+            updated_at: record.updated_at.into(),
         }
     }
 }
@@ -86,9 +86,9 @@ impl SecretView {
         Self {
             id: row.id,
             fingerprint: row.fingerprint.clone(),
-            created_at: row.created_at,
-            complete_at: row.complete_at,
-            revert_until: row.revert_until,
+            created_at: row.created_at.into(),
+            complete_at: row.complete_at.map(Time),
+            revert_until: row.revert_until.map(Time),
             revert_seconds_left: left,
             secret: None,
             whsec: None,
@@ -101,7 +101,7 @@ impl From<PolicyRecord> for ScheduleView {
         Self {
             cron: policy.cron,
             grace_seconds: policy.grace_secs,
-            next_fire_at: policy.next_fire_at,
+            next_fire_at: policy.next_fire_at.into(),
         }
     }
 }
@@ -136,9 +136,9 @@ impl From<EndpointRecord> for EndpointObject {
                 .map(|name| (name, MASKED_HEADER_VALUE.to_owned()))
                 .collect(),
             disabled_reason: e.disabled_reason,
-            disabled_at: e.disabled_at,
-            created_at: e.created_at,
-            updated_at: e.updated_at,
+            disabled_at: e.disabled_at.map(Time),
+            created_at: e.created_at.into(),
+            updated_at: e.updated_at.into(),
         }
     }
 }
@@ -163,7 +163,7 @@ impl From<AttemptRecord> for AttemptObject {
     fn from(a: AttemptRecord) -> Self {
         Self {
             attempt: a.attempt,
-            started_at: a.started_at,
+            started_at: a.started_at.into(),
             status_code: a.status_code,
             latency_ms: a.latency_ms,
             error_class: a.error_class,
@@ -184,11 +184,11 @@ impl DeliveryObject {
             livemode: d.mode.is_live(),
             status: d.status,
             attempts: d.attempts,
-            next_attempt_at: d.next_attempt_at,
+            next_attempt_at: d.next_attempt_at.into(),
             last_status: d.last_status,
             last_error: d.last_error,
-            delivered_at: d.delivered_at,
-            created_at: d.created_at,
+            delivered_at: d.delivered_at.map(Time),
+            created_at: d.created_at.into(),
             attempt_history: attempts.map(|a| a.into_iter().map(Into::into).collect()),
         }
     }
@@ -209,7 +209,7 @@ impl From<&EventRecord> for EventObject {
             id: record.id,
             event_type: record.event_type.clone(),
             livemode: record.mode.is_live(),
-            created_at: record.created_at,
+            created_at: record.created_at.into(),
             data,
             delivery_count: None,
             deliveries: None,
@@ -228,7 +228,7 @@ impl From<AuditRecord> for AuditEventObject {
             actor_key_id: record.actor_key_id,
             request_id: record.request_id,
             details: serde_json::from_str(&record.details).unwrap_or_default(),
-            created_at: from_millis(record.created_at),
+            created_at: from_millis(record.created_at).into(),
             sequence: record.seq,
             hash: record.hash,
         }

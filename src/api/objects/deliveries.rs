@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::schema;
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 use crate::ids::{DeliveryId, EndpointId, EventId};
 use crate::records::DeliveryStatus;
 
@@ -11,9 +11,8 @@ use crate::records::DeliveryStatus;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AttemptObject {
     pub attempt: u32,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub started_at: Timestamp,
+    pub started_at: Time,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
     /// `timeout`, `connection`, `forbidden_address` (the SSRF policy refused every address of
@@ -40,17 +39,14 @@ pub struct DeliveryObject {
     #[schema(value_type = schema::DeliveryStatus)]
     pub status: DeliveryStatus,
     pub attempts: u32,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub next_attempt_at: Timestamp,
+    pub next_attempt_at: Time,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
-    #[serde(with = "serde_rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub delivered_at: Option<Timestamp>,
-    #[serde(with = "serde_rfc3339")]
+    pub delivered_at: Option<Time>,
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
+    pub created_at: Time,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt_history: Option<Vec<AttemptObject>>,
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 use crate::ids::EndpointId;
 use crate::signing::Scheme;
 
@@ -33,15 +33,12 @@ pub struct EndpointObject {
     pub headers: BTreeMap<String, String>,
     /// Why the daemon (or an admin) disabled it.
     pub disabled_reason: Option<String>,
-    #[serde(with = "serde_rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub disabled_at: Option<Timestamp>,
-    #[serde(with = "serde_rfc3339")]
+    pub disabled_at: Option<Time>,
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[serde(with = "serde_rfc3339")]
+    pub created_at: Time,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
+    pub updated_at: Time,
 }
 
 /// What the API shows instead of a custom header's value (not a valid header value, so it

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::DeliveryObject;
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 use crate::ids::EventId;
 
 /// An event.
@@ -17,9 +17,8 @@ pub struct EventObject {
     #[serde(rename = "type")]
     pub event_type: String,
     pub livemode: bool,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
+    pub created_at: Time,
     /// The payload as delivered.
     #[schema(value_type = serde_json::Value)]
     pub data: Box<RawValue>,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::schema;
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 use crate::ids::ApiKeyId;
 use crate::keys::Mode;
 
@@ -32,18 +32,14 @@ pub struct ApiKeyObject {
     pub display_prefix: String,
     pub scopes: Vec<&'static str>,
     pub status: KeyStatus,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[serde(with = "serde_rfc3339::option")]
+    pub created_at: Time,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_used_at: Option<Timestamp>,
-    #[serde(with = "serde_rfc3339::option")]
+    pub last_used_at: Option<Time>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub revoked_at: Option<Timestamp>,
-    #[serde(with = "serde_rfc3339::option")]
+    pub revoked_at: Option<Time>,
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<Timestamp>,
+    pub expires_at: Option<Time>,
     /// The full key: shown once, at creation. Store it now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,

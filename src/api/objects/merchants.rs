@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::ApiKeyObject;
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 use crate::ids::MerchantId;
 
 /// A merchant. It spans both modes, so it has no `livemode` of its own.
@@ -16,12 +16,10 @@ pub struct MerchantObject {
     pub name: String,
     /// A disabled merchant's keys are refused and its deliveries wait.
     pub disabled: bool,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[serde(with = "serde_rfc3339")]
+    pub created_at: Time,
     #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
+    pub updated_at: Time,
 }
 
 /// The answer to `POST /v1/merchants`: the merchant and its first keys, tokens included.

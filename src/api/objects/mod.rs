@@ -17,6 +17,7 @@ mod merchants;
 pub mod schema;
 mod secrets;
 mod signing;
+mod time;
 
 pub use audit::AuditEventObject;
 pub use deliveries::{AttemptObject, DeliveryObject};
@@ -26,3 +27,4 @@ pub use keys::{ApiKeyObject, DeletedApiKey, KeyStatus, RolledApiKey};
 pub use merchants::{CreatedMerchantObject, MerchantObject};
 pub use secrets::{RevealedSecret, RevealedSecrets, ScheduleView, SecretView, SigningSecretStatus};
 pub use signing::Signature;
+pub use time::Time;

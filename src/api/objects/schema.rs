@@ -1,10 +1,11 @@
-//! The OpenAPI schemas of the plain enums the API sends and takes as they are: `Mode`,
-//! `DeliveryStatus` and the key list's `StatusFilter`, `SortKey` and `SortOrder`. The real
-//! types live in the foundation (`keys`, `records`) and carry no OpenAPI derive; these
-//! stand-ins give their schema only (through `value_type = …`), and a test checks that every
-//! variant is spelled the same on the wire.
+//! The OpenAPI schemas of the plain enums the API sends and takes as they are: `Mode` and
+//! `DeliveryStatus` (components, through `value_type = …`), and the key list's `status`,
+//! `sort` and `order` (inline). The real types live in the
+//! foundation (`keys`, `records`) and carry no OpenAPI derive; these give their schema only,
+//! and a test checks that every variant is spelled the same on the wire.
 
 use serde::Serialize;
+use utoipa::openapi::{Object, ObjectBuilder, RefOr, Schema, Type};
 
 /// Which half of a merchant a key, secret or event belongs to.
 #[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
@@ -25,32 +26,57 @@ pub enum DeliveryStatus {
     Failed,
 }
 
-/// The status filter of a key list.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StatusFilter {
-    Active,
-    Inactive,
-    Revoked,
-    Expired,
+/// The names of a key list's `status` filter.
+pub const STATUS_FILTERS: [&str; 4] = ["active", "inactive", "revoked", "expired"];
+/// The names of a key list's `sort` keys.
+pub const SORT_KEYS: [&str; 3] = ["created_at", "last_used_at", "name"];
+/// The names of a key list's `order`.
+pub const SORT_ORDERS: [&str; 2] = ["asc", "desc"];
+
+/// An inline string enum, as the derive writes one: the enum's description and its names.
+fn string_enum(description: &str, names: &[&str]) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some(description))
+        .enum_values(Some(names.iter().copied()))
+        .build()
 }
 
-/// What a key list is sorted by.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SortKey {
-    CreatedAt,
-    LastUsedAt,
-    Name,
+/// A stand-in type whose schema is an inline string enum (used as `value_type = …, inline`,
+/// so the parameter keeps its own description and example).
+macro_rules! inline_string_enum {
+    ($(#[$doc:meta])* $name:ident, $description:literal, $names:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                Schema::Object(string_enum($description, &$names)).into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
 }
 
-/// Sort direction.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SortOrder {
-    Asc,
-    Desc,
-}
+inline_string_enum!(
+    /// The schema of [`crate::keys::rules::StatusFilter`] (the `status` of `GET /v1/api-keys`).
+    StatusFilter,
+    "The status filter of a key list.",
+    STATUS_FILTERS
+);
+inline_string_enum!(
+    /// The schema of [`crate::keys::rules::SortKey`].
+    SortKey,
+    "What a key list is sorted by.",
+    SORT_KEYS
+);
+inline_string_enum!(
+    /// The schema of [`crate::keys::rules::SortOrder`].
+    SortOrder,
+    "Sort direction.",
+    SORT_ORDERS
+);
 
 #[cfg(test)]
 mod tests {
@@ -77,27 +103,27 @@ mod tests {
         }
     }
 
-    fn status_filter(real: rules::StatusFilter) -> StatusFilter {
+    fn status_filter(real: rules::StatusFilter) -> &'static str {
         match real {
-            rules::StatusFilter::Active => StatusFilter::Active,
-            rules::StatusFilter::Inactive => StatusFilter::Inactive,
-            rules::StatusFilter::Revoked => StatusFilter::Revoked,
-            rules::StatusFilter::Expired => StatusFilter::Expired,
+            rules::StatusFilter::Active => "active",
+            rules::StatusFilter::Inactive => "inactive",
+            rules::StatusFilter::Revoked => "revoked",
+            rules::StatusFilter::Expired => "expired",
         }
     }
 
-    fn sort_key(real: rules::SortKey) -> SortKey {
+    fn sort_key(real: rules::SortKey) -> &'static str {
         match real {
-            rules::SortKey::CreatedAt => SortKey::CreatedAt,
-            rules::SortKey::LastUsedAt => SortKey::LastUsedAt,
-            rules::SortKey::Name => SortKey::Name,
+            rules::SortKey::CreatedAt => "created_at",
+            rules::SortKey::LastUsedAt => "last_used_at",
+            rules::SortKey::Name => "name",
         }
     }
 
-    fn sort_order(real: rules::SortOrder) -> SortOrder {
+    fn sort_order(real: rules::SortOrder) -> &'static str {
         match real {
-            rules::SortOrder::Asc => SortOrder::Asc,
-            rules::SortOrder::Desc => SortOrder::Desc,
+            rules::SortOrder::Asc => "asc",
+            rules::SortOrder::Desc => "desc",
         }
     }
 
@@ -134,19 +160,8 @@ mod tests {
                 serde_json::to_value(stand_in).unwrap()
             );
         }
-        reads_back(
-            &[
-                StatusFilter::Active,
-                StatusFilter::Inactive,
-                StatusFilter::Revoked,
-                StatusFilter::Expired,
-            ],
-            status_filter,
-        );
-        reads_back(
-            &[SortKey::CreatedAt, SortKey::LastUsedAt, SortKey::Name],
-            sort_key,
-        );
-        reads_back(&[SortOrder::Asc, SortOrder::Desc], sort_order);
+        reads_back(&STATUS_FILTERS, status_filter);
+        reads_back(&SORT_KEYS, sort_key);
+        reads_back(&SORT_ORDERS, sort_order);
     }
 }

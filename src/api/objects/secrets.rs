@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::schema;
-use crate::clock::{serde_rfc3339, Timestamp};
+use super::Time;
 use crate::ids::SecretId;
 use crate::keys::Mode;
 
@@ -15,23 +15,16 @@ pub struct SecretView {
     pub id: SecretId,
     /// First 8 hex characters of SHA-256 of the key: compare with what receivers hold.
     pub fingerprint: String,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
+    pub created_at: Time,
     /// Pending only: when the rotation completes by itself.
-    #[serde(
-        with = "serde_rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub complete_at: Option<Timestamp>,
+    pub complete_at: Option<Time>,
     /// Previous only: the last moment `revert` works.
-    #[serde(
-        with = "serde_rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
-    pub revert_until: Option<Timestamp>,
+    pub revert_until: Option<Time>,
     /// Previous only: seconds left to revert.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revert_seconds_left: Option<i64>,
@@ -50,9 +43,8 @@ pub struct ScheduleView {
     pub cron: String,
     /// Seconds between a scheduled initiation and its completion.
     pub grace_seconds: i64,
-    #[serde(with = "serde_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
-    pub next_fire_at: Timestamp,
+    pub next_fire_at: Time,
 }
 
 /// `GET /v1/signing-secret` and the answer to every rotation command.

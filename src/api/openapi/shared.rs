@@ -2,6 +2,7 @@
 //! the middleware and the extractors give, the shape of path ids, and unique operation ids.
 
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{
     Content, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
 };
@@ -9,6 +10,9 @@ use utoipa::Modify;
 
 use super::patterns::id_pattern;
 use crate::ids::{ApiKeyId, AuditId, DeliveryId, EndpointId, EventId, MerchantId};
+
+/// API keys have no OpenAPI scopes (a missing scope is a 403 the message names).
+const NO_SCOPES: [&str; 0] = [];
 
 /// The error answers shared by operations, as `(status, component name, description)`.
 pub(super) const SHARED_ERRORS: [(u16, &str, &str); 11] = [
@@ -25,8 +29,10 @@ pub(super) const SHARED_ERRORS: [(u16, &str, &str); 11] = [
     (503, "Unavailable", "the request outlived `http.request_timeout_secs`, or ingest is saturated; retry after `Retry-After`"),
 ];
 
-/// Adds to every operation the error answers that the shared middleware and extractors can
-/// give, gives each path id its shape, and makes operation ids unique.
+/// Marks every `/v1` operation as authenticated (the router puts every `/v1` route behind
+/// authentication, so handlers do not repeat it), adds to every operation the error answers
+/// that the shared middleware and extractors can give, gives each path id its shape, and
+/// makes operation ids unique.
 pub(super) struct SharedResponses;
 
 impl Modify for SharedResponses {
@@ -52,6 +58,12 @@ impl Modify for SharedResponses {
         }
         for (path, item) in openapi.paths.paths.iter_mut() {
             for (method, operation) in operations(item) {
+                if path.starts_with("/v1/") {
+                    operation.security = Some(vec![
+                        SecurityRequirement::new("bearer", NO_SCOPES),
+                        SecurityRequirement::new("api_key", NO_SCOPES),
+                    ]);
+                }
                 add_shared_errors(operation, path);
                 shape_path_ids(operation, path);
                 operation.operation_id = Some(operation_id(method, path));
