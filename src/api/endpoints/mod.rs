@@ -1,5 +1,5 @@
 //! Webhook endpoints of the calling key's merchant and mode: CRUD, a signed test ping, and
-//! bulk replay of past deliveries. What a valid endpoint is lives in [`validate`].
+//! bulk replay of past deliveries. What a valid endpoint is lives in `validate.rs`.
 
 mod validate;
 

@@ -1,7 +1,7 @@
 //! The objects the API answers with, and the OpenAPI schemas of what it sends: every
 //! `ToSchema` of an answer lives here (the request bodies and query parameters stay beside
 //! their handlers). Each object is built from the plain records of [`crate::records`] in one
-//! place, [`convert`]; the records and the `keys` types carry no OpenAPI derive of their own,
+//! place, `convert.rs`; the records and the `keys` types carry no OpenAPI derive of their own,
 //! and the enums they send as they are get their schemas from [`schema`].
 //!
 //! May use the foundation (`records`, `keys`, `ids`, `clock`, `signing`) and the keyring's

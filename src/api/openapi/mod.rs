@@ -1,14 +1,14 @@
 //! The OpenAPI document, generated from the handlers' annotations (utoipa). Every route of
 //! [`super::router`] is listed here; a test checks the two agree.
 //!
-//! What every operation shares is added once, by [`SharedResponses`], rather than repeated on
-//! each handler: the error answers that the middleware and the extractors give (401, 403, 409,
+//! What every operation shares is added once, by `SharedResponses`, rather than repeated on
+//! each handler: the security of every `/v1` operation, the error answers that the middleware and the extractors give (401, 403, 409,
 //! 429, 400, 404, 413, 415, 422, 500, 503), the shape of path ids, and unique operation ids. A
 //! handler's own annotation only lists what is particular to it.
 //!
-//! The document is built in [`document`] from the derive below; [`shared`] adds what every
-//! operation shares, [`bounds`] states the validation's limits from its own constants (with
-//! the patterns of [`patterns`]). The tests are in `tests.rs`. May use the API's objects,
+//! The document is built in [`document`] from the derive below; `shared.rs` adds what every
+//! operation shares, `bounds.rs` states the validation's limits from its own constants (with
+//! the patterns of `patterns.rs`). The tests are in `tests.rs`. May use the API's objects,
 //! bodies and constants, and the constants of the layers below that the validation uses.
 
 mod bounds;
@@ -99,7 +99,7 @@ impl Modify for SecuritySchemes {
 }
 
 /// The document served at `/openapi.json`: utoipa's, with what the server refuses stated on
-/// every value ([`state_bounds`]). Built once.
+/// every value (`bounds::state_bounds`). Built once.
 pub fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
