@@ -54,6 +54,8 @@ pub mod keys;
 #[cfg(feature = "server")]
 pub mod provision;
 #[cfg(feature = "server")]
+pub mod records;
+#[cfg(feature = "server")]
 pub mod secrets;
 #[cfg(feature = "server")]
 pub mod serve;

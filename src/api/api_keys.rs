@@ -5,13 +5,14 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
+use super::lookup::{parse_id, store_error};
+use super::objects::{schema, ApiKeyObject, DeletedApiKey, RolledApiKey};
 use super::pagination::{cursor_not_in_list, page, parse_cursor, List};
 use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
-use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::ApiKeyId;
 use crate::keys::rules::{
     filter_and_sort, may_act_on, page_after, KeyQuery, KeyRuleError, SortKey, SortOrder,
@@ -20,85 +21,7 @@ use crate::keys::rules::{
 use crate::keys::{Mode, Scope, ScopeSet, TokenKind, MAX_ACTIVE_KEYS};
 use crate::provision::new_key;
 use crate::state::AppState;
-use crate::store::{ApiKeyRecord, KeyKind, KeyPatch, StoreError};
-
-/// Where a key stands, derived from its row and the clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    Active,
-    Inactive,
-    Revoked,
-    Expired,
-}
-
-impl KeyStatus {
-    /// Revoked beats expired beats inactive (see [`crate::keys::rules::status_of`]).
-    pub fn of(key: &ApiKeyRecord, now: Timestamp) -> Self {
-        match crate::keys::rules::status_of(key, now) {
-            StatusFilter::Active => KeyStatus::Active,
-            StatusFilter::Inactive => KeyStatus::Inactive,
-            StatusFilter::Revoked => KeyStatus::Revoked,
-            StatusFilter::Expired => KeyStatus::Expired,
-        }
-    }
-}
-
-/// An API key. The raw `token` appears only in the response that created the key.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ApiKeyObject {
-    /// Always `api_key`.
-    pub object: &'static str,
-    #[schema(value_type = String, example = "key_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
-    pub id: ApiKeyId,
-    pub name: String,
-    pub livemode: bool,
-    pub mode: Mode,
-    /// The mode prefix and six characters, e.g. `hk_live_Q7fK2m`.
-    pub display_prefix: String,
-    pub scopes: Vec<&'static str>,
-    pub status: KeyStatus,
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[serde(with = "serde_rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub last_used_at: Option<Timestamp>,
-    #[serde(with = "serde_rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub revoked_at: Option<Timestamp>,
-    #[serde(with = "serde_rfc3339::option")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<Timestamp>,
-    /// The full key: shown once, at creation. Store it now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
-impl ApiKeyObject {
-    /// The public view of a stored merchant key (operator keys are never listed).
-    pub fn from_record(key: &ApiKeyRecord, now: Timestamp) -> Self {
-        let mode = match key.kind {
-            KeyKind::Merchant(mode) => mode,
-            KeyKind::Operator => Mode::Live,
-        };
-        Self {
-            object: "api_key",
-            id: key.id,
-            name: key.name.clone(),
-            livemode: mode.is_live(),
-            mode,
-            display_prefix: key.display_prefix.clone(),
-            scopes: key.scopes.names(),
-            status: KeyStatus::of(key, now),
-            created_at: key.created_at,
-            last_used_at: key.last_used_at,
-            revoked_at: key.revoked_at,
-            expires_at: key.expires_at,
-            token: None,
-        }
-    }
-}
+use crate::store::{KeyKind, KeyPatch, StoreError};
 
 // ---------------------------------------------------------------------------------------------
 // Routes: GET/POST /v1/api-keys, GET/PATCH/DELETE /v1/api-keys/{id}, POST …/revoke, POST …/roll
@@ -137,26 +60,6 @@ pub struct RollApiKey {
     pub expires_in: Option<i64>,
 }
 
-/// The answer to a roll: the new key (token shown once) and the old one with its expiry.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RolledApiKey {
-    /// Always `api_key_roll`.
-    pub object: &'static str,
-    pub api_key: ApiKeyObject,
-    pub previous: ApiKeyObject,
-}
-
-/// The answer to a delete.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct DeletedApiKey {
-    /// Always `api_key`.
-    pub object: &'static str,
-    #[schema(value_type = String)]
-    pub id: ApiKeyId,
-    pub livemode: bool,
-    pub deleted: bool,
-}
-
 /// Query parameters of `GET /v1/api-keys`.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -168,29 +71,31 @@ pub struct ListApiKeys {
     /// The id of the last key of the previous page.
     pub starting_after: Option<String>,
     /// Only keys in this status.
-    #[param(value_type = Option<StatusFilter>, inline, example = "active")]
+    #[param(value_type = Option<schema::StatusFilter>, inline, example = "active")]
     pub status: Option<StatusFilter>,
     /// Case-insensitive search in names.
     pub q: Option<String>,
     /// `created_at` (default), `last_used_at` or `name`.
-    #[param(value_type = Option<SortKey>, inline, example = "created_at")]
+    #[param(value_type = Option<schema::SortKey>, inline, example = "created_at")]
     pub sort: Option<SortKey>,
     /// `desc` (default) or `asc`.
-    #[param(value_type = Option<SortOrder>, inline, example = "desc")]
+    #[param(value_type = Option<schema::SortOrder>, inline, example = "desc")]
     pub order: Option<SortOrder>,
 }
 
 /// The longest a rolled key keeps working (`expires_in`), in seconds: 7 days.
 pub const MAX_ROLL_OVERLAP_SECS: i64 = 7 * 24 * 3600;
 
+/// What the paths of this module name.
+const API_KEY: &str = "api key";
+
 fn parse_key_id(id: &str) -> Result<ApiKeyId, ApiError> {
-    id.parse().map_err(|_| ApiError::not_found("api key", id))
+    parse_id(API_KEY, id)
 }
 
 /// Maps store errors of key changes onto the API's codes and messages.
 fn key_error(err: StoreError, id: &str, mode: Mode) -> ApiError {
     match err {
-        StoreError::NotFound => ApiError::not_found("api key", id),
         StoreError::Rule(rule) => {
             let message = match rule {
                 KeyRuleError::KeyLimitReached => format!(
@@ -208,7 +113,7 @@ fn key_error(err: StoreError, id: &str, mode: Mode) -> ApiError {
             };
             ApiError::conflict(rule.code(), message)
         }
-        other => ApiError::internal(other),
+        other => store_error(other, API_KEY, id),
     }
 }
 
@@ -241,7 +146,6 @@ fn granted_scopes(auth: &MerchantAuth, asked: Option<&[String]>) -> Result<Scope
 
 /// Lists the calling mode's keys.
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api keys", params(ListApiKeys),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = List<ApiKeyObject>), (status = 400, body = ErrorEnvelope),
               (status = 404, body = ErrorEnvelope, description = "`starting_after` names no key of this list"),
               (status = 403, body = ErrorEnvelope, description = "missing api_keys:read")))]
@@ -289,7 +193,6 @@ pub async fn list(
 
 /// Creates a key in the calling key's mode. The token is in this response only.
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api keys", request_body = CreateApiKey,
-    security(("bearer" = []), ("api_key" = [])),
     params(("Idempotency-Key" = Option<String>, Header, description = "replay protection for 24 h")),
     responses((status = 201, body = ApiKeyObject, description = "created; `token` is shown only here"),
               (status = 403, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope, description = "key_limit_reached or duplicate_name"),
@@ -321,14 +224,15 @@ pub async fn create(
         .create_api_key(&key, now, &audit)
         .await
         .map_err(|err| key_error(err, &key.id.to_string(), auth.mode))?;
-    let mut object = ApiKeyObject::from_record(&record, now);
-    object.token = Some(token.expose().to_owned());
-    Ok((StatusCode::CREATED, Json(object)))
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyObject::with_token(&record, now, token.expose())),
+    ))
 }
 
 /// Retrieves a key of the calling mode.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api keys",
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -344,14 +248,14 @@ pub async fn retrieve(
         .map_err(|err| key_error(err, &id, auth.mode))?;
     // Another merchant's or mode's key is "not found": ids do not leak across tenants.
     if key.merchant_id != Some(auth.merchant_id) || key.kind != KeyKind::Merchant(auth.mode) {
-        return Err(ApiError::not_found("api key", &id));
+        return Err(ApiError::not_found(API_KEY, &id));
     }
     Ok(Json(ApiKeyObject::from_record(&key, state.clock.now())))
 }
 
 /// Renames, deactivates or re-activates a key.
 #[utoipa::path(patch, path = "/v1/api-keys/{id}", tag = "api keys", request_body = UpdateApiKey,
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "key_limit_reached, duplicate_name, last_admin_key, api_key_revoked"),
@@ -400,7 +304,7 @@ pub async fn update(
 
 /// Revokes a key: irreversible, effective on its very next request.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "api keys",
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = ApiKeyObject), (status = 404, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "last_admin_key")))]
@@ -430,7 +334,7 @@ pub async fn revoke(
 
 /// Deletes a revoked key.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api keys",
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 200, body = DeletedApiKey), (status = 404, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 409, body = ErrorEnvelope, description = "api_key_not_revoked")))]
@@ -466,7 +370,7 @@ pub async fn delete(
 /// `expires_in` seconds. The caller must hold every scope of the key it rolls (as for every
 /// change of a key), or rolling would hand it a stronger token than its own.
 #[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "api keys", request_body(content = Option<RollApiKey>, description = "optional: an empty body rolls with no overlap"),
-    params(("id" = String, Path, description = "key_…")), security(("bearer" = []), ("api_key" = [])),
+    params(("id" = String, Path, description = "key_…")),
     responses((status = 201, body = RolledApiKey, description = "the new key's `token` is shown only here"),
               (status = 403, body = ErrorEnvelope, description = "missing_scope, or scope_not_held: the key holds a scope the caller lacks"),
               (status = 404, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
@@ -492,7 +396,7 @@ pub async fn roll(
         .await
         .map_err(|err| key_error(err, &id, auth.mode))?;
     if old.merchant_id != Some(auth.merchant_id) || old.kind != KeyKind::Merchant(auth.mode) {
-        return Err(ApiError::not_found("api key", &id));
+        return Err(ApiError::not_found(API_KEY, &id));
     }
     let (successor, token) = new_key(
         TokenKind::Merchant(auth.mode),
@@ -527,13 +431,11 @@ pub async fn roll(
         .get_api_key(successor.id)
         .await
         .map_err(ApiError::internal)?;
-    let mut api_key = ApiKeyObject::from_record(&new_record, now);
-    api_key.token = Some(token.expose().to_owned());
     Ok((
         StatusCode::CREATED,
         Json(RolledApiKey {
             object: "api_key_roll",
-            api_key,
+            api_key: ApiKeyObject::with_token(&new_record, now, token.expose()),
             previous: ApiKeyObject::from_record(&previous, now),
         }),
     ))

@@ -5,20 +5,20 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::deliveries::DeliveryObject;
+use super::lookup::{parse_id, store_error};
+use super::objects::{DeliveryObject, EventObject};
 use super::pagination::{List, ListParams};
 use super::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope};
 use crate::auth::MerchantAuth;
-use crate::clock::{serde_rfc3339, Timestamp};
 use crate::delivery::envelope::envelope_bytes;
 use crate::delivery::filter::valid_event_type;
 use crate::ids::EventId;
 use crate::keys::Scope;
 use crate::state::AppState;
-use crate::store::{EventRecord, NewEvent, StoreError};
+use crate::store::{NewEvent, StoreError};
 
 /// `POST /v1/events`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -33,54 +33,12 @@ pub struct CreateEvent {
     pub payload: Box<RawValue>,
 }
 
-/// An event.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EventObject {
-    /// Always `event`.
-    pub object: &'static str,
-    #[schema(value_type = String, example = "evt_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
-    pub id: EventId,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub livemode: bool,
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    /// The payload as delivered.
-    #[schema(value_type = serde_json::Value)]
-    pub data: Box<RawValue>,
-    /// How many deliveries the event created (on create), or the deliveries (on retrieve).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delivery_count: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub deliveries: Option<Vec<DeliveryObject>>,
-}
-
-fn object(record: &EventRecord) -> EventObject {
-    #[derive(Deserialize)]
-    struct Stored {
-        data: Box<RawValue>,
-    }
-    // The stored envelope is ours and always has `data`; a damaged row shows `null`.
-    let data = serde_json::from_slice::<Stored>(&record.body)
-        .map(|stored| stored.data)
-        .unwrap_or_else(|_| RawValue::from_string("null".to_owned()).unwrap_or_default());
-    EventObject {
-        object: "event",
-        id: record.id,
-        event_type: record.event_type.clone(),
-        livemode: record.mode.is_live(),
-        created_at: record.created_at,
-        data,
-        delivery_count: None,
-        deliveries: None,
-    }
-}
+/// What the paths of this module name.
+const EVENT: &str = "event";
 
 /// Accepts an event. Once this answers 202 the event and its deliveries are stored.
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = CreateEvent,
     params(("Idempotency-Key" = Option<String>, Header, description = "send the same key to retry safely")),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 202, body = EventObject), (status = 422, body = ErrorEnvelope),
               (status = 503, body = ErrorEnvelope, description = "ingest_saturated: retry after `Retry-After` seconds")))]
 pub async fn create(
@@ -131,7 +89,7 @@ pub async fn create(
             id,
             event_type: body.event_type,
             livemode: auth.mode.is_live(),
-            created_at: now,
+            created_at: now.into(),
             data: body.payload,
             delivery_count: Some(deliveries.len()),
             deliveries: None,
@@ -140,7 +98,7 @@ pub async fn create(
 }
 
 /// Lists events, newest first.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams),
     responses((status = 200, body = List<EventObject>)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -155,14 +113,14 @@ pub async fn list(
         .await
         .map_err(ApiError::internal)?;
     Ok(Json(List::from_rows(
-        rows.iter().map(object).collect(),
+        rows.iter().map(EventObject::from).collect(),
         &page,
         "/v1/events",
     )))
 }
 
 /// Retrieves an event with its deliveries.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)), security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)),
     responses((status = 200, body = EventObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
@@ -170,17 +128,13 @@ pub async fn retrieve(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EventObject>> {
     auth.require(Scope::EventsRead)?;
-    let event_id: EventId = id.parse().map_err(|_| ApiError::not_found("event", &id))?;
-    let (event, deliveries) = match state
+    let event_id: EventId = parse_id(EVENT, &id)?;
+    let (event, deliveries) = state
         .store
         .get_event(auth.merchant_id, auth.mode, event_id)
         .await
-    {
-        Ok(found) => found,
-        Err(StoreError::NotFound) => return Err(ApiError::not_found("event", &id)),
-        Err(other) => return Err(ApiError::internal(other)),
-    };
-    let mut answer = object(&event);
+        .map_err(|err| store_error(err, EVENT, &id))?;
+    let mut answer = EventObject::from(&event);
     answer.deliveries = Some(
         deliveries
             .into_iter()

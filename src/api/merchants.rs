@@ -6,58 +6,18 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::api_keys::ApiKeyObject;
+use super::lookup::{parse_id, store_error};
+use super::objects::{ApiKeyObject, CreatedMerchantObject, MerchantObject};
 use super::pagination::{List, ListParams};
 use super::request_id::current_typed_request_id;
 use super::{valid_name, ApiError, ApiJson, ApiQuery, ApiResult, ErrorEnvelope};
 use crate::auth::OperatorAuth;
-use crate::clock::{serde_rfc3339, Timestamp};
 use crate::ids::{AuditId, MerchantId};
 use crate::provision::{create_merchant, Actor};
 use crate::state::AppState;
-use crate::store::{ApiKeyRecord, MerchantPatch, MerchantRecord, NewAuditEvent, StoreError};
-
-/// A merchant. It spans both modes, so it has no `livemode` of its own.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct MerchantObject {
-    /// Always `merchant`.
-    pub object: &'static str,
-    #[schema(value_type = String, example = "mch_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
-    pub id: MerchantId,
-    pub name: String,
-    /// A disabled merchant's keys are refused and its deliveries wait.
-    pub disabled: bool,
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub updated_at: Timestamp,
-}
-
-impl From<MerchantRecord> for MerchantObject {
-    fn from(record: MerchantRecord) -> Self {
-        Self {
-            object: "merchant",
-            id: record.id,
-            name: record.name,
-            disabled: record.disabled,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        }
-    }
-}
-
-/// The answer to `POST /v1/merchants`: the merchant and its first keys, tokens included.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedMerchantObject {
-    #[serde(flatten)]
-    pub merchant: MerchantObject,
-    /// The first live and test keys. Their `token`s are shown only here.
-    pub api_keys: Vec<ApiKeyObject>,
-}
+use crate::store::{MerchantPatch, MerchantRecord, NewAuditEvent};
 
 /// `POST /v1/merchants`
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -77,9 +37,8 @@ pub struct UpdateMerchant {
     pub disabled: Option<bool>,
 }
 
-fn parse_merchant_id(id: &str) -> Result<MerchantId, ApiError> {
-    id.parse().map_err(|_| ApiError::not_found("merchant", id))
-}
+/// What the paths of this module name.
+const MERCHANT: &str = "merchant";
 
 fn actor(auth: &OperatorAuth) -> Actor {
     Actor {
@@ -90,7 +49,6 @@ fn actor(auth: &OperatorAuth) -> Actor {
 
 /// Create a merchant with its first API keys and signing secrets.
 #[utoipa::path(post, path = "/v1/merchants", tag = "operator", request_body = CreateMerchant,
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 201, body = CreatedMerchantObject), (status = 401, body = ErrorEnvelope),
               (status = 403, body = ErrorEnvelope), (status = 422, body = ErrorEnvelope)))]
 pub async fn create(
@@ -112,34 +70,16 @@ pub async fn create(
     let api_keys = created
         .keys
         .iter()
-        .map(|(key, token)| {
-            let record = ApiKeyRecord {
-                id: key.id,
-                merchant_id: key.merchant_id,
-                kind: key.kind,
-                name: key.name.clone(),
-                display_prefix: key.display_prefix.clone(),
-                scopes: key.scopes.clone(),
-                active: true,
-                revoked_at: None,
-                expires_at: None,
-                last_used_at: None,
-                created_at: key.created_at,
-            };
-            let mut object = ApiKeyObject::from_record(&record, now);
-            object.token = Some(token.expose().to_owned());
-            object
-        })
+        .map(|(key, token)| ApiKeyObject::with_token(&key.created_record(), now, token.expose()))
         .collect();
     tracing::info!(merchant = %created.merchant.id, "merchant created");
-    let merchant = MerchantObject {
-        object: "merchant",
+    let merchant = MerchantObject::from(MerchantRecord {
         id: created.merchant.id,
         name,
         disabled: false,
         created_at: now,
         updated_at: now,
-    };
+    });
     Ok((
         StatusCode::CREATED,
         Json(CreatedMerchantObject { merchant, api_keys }),
@@ -148,7 +88,6 @@ pub async fn create(
 
 /// List merchants, newest first.
 #[utoipa::path(get, path = "/v1/merchants", tag = "operator", params(ListParams),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = List<MerchantObject>), (status = 401, body = ErrorEnvelope)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -168,25 +107,24 @@ pub async fn list(
 /// Retrieve a merchant.
 #[utoipa::path(get, path = "/v1/merchants/{id}", tag = "operator",
     params(("id" = String, Path, description = "merchant id (mch_…)")),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = MerchantObject), (status = 404, body = ErrorEnvelope)))]
 pub async fn retrieve(
     State(state): State<AppState>,
     _auth: OperatorAuth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MerchantObject>> {
-    let merchant_id = parse_merchant_id(&id)?;
-    match state.store.get_merchant(merchant_id).await {
-        Ok(record) => Ok(Json(record.into())),
-        Err(StoreError::NotFound) => Err(ApiError::not_found("merchant", &id)),
-        Err(other) => Err(ApiError::internal(other)),
-    }
+    let merchant_id = parse_id(MERCHANT, &id)?;
+    let record = state
+        .store
+        .get_merchant(merchant_id)
+        .await
+        .map_err(|err| store_error(err, MERCHANT, &id))?;
+    Ok(Json(record.into()))
 }
 
 /// Rename, disable or re-enable a merchant.
 #[utoipa::path(patch, path = "/v1/merchants/{id}", tag = "operator", request_body = UpdateMerchant,
     params(("id" = String, Path, description = "merchant id (mch_…)")),
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = MerchantObject), (status = 404, body = ErrorEnvelope),
               (status = 422, body = ErrorEnvelope)))]
 pub async fn update(
@@ -195,7 +133,7 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateMerchant>,
 ) -> ApiResult<Json<MerchantObject>> {
-    let merchant_id = parse_merchant_id(&id)?;
+    let merchant_id = parse_id(MERCHANT, &id)?;
     if body.name.is_none() && body.disabled.is_none() {
         return Err(ApiError::unprocessable(
             "nothing_to_update",
@@ -221,13 +159,10 @@ pub async fn update(
         details: serde_json::json!({ "name": name, "disabled": body.disabled }),
         created_at: now,
     };
-    match state
+    let record = state
         .store
         .update_merchant(merchant_id, &patch, &audit)
         .await
-    {
-        Ok(record) => Ok(Json(record.into())),
-        Err(StoreError::NotFound) => Err(ApiError::not_found("merchant", &id)),
-        Err(other) => Err(ApiError::internal(other)),
-    }
+        .map_err(|err| store_error(err, MERCHANT, &id))?;
+    Ok(Json(record.into()))
 }

@@ -2,18 +2,17 @@
 //! secrets in hooksign. It takes the raw body bytes (any content type) and returns the headers
 //! to send, with the pending signature while a rotation is pending.
 
-use std::collections::BTreeMap;
-
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::objects::Signature;
 use super::{ApiError, ApiQuery, ApiResult, ErrorEnvelope};
 use crate::auth::MerchantAuth;
 use crate::ids::EventId;
 use crate::keys::Scope;
-use crate::secrets::keyring::load_keyring;
+use crate::secrets::keyring::{load_keyring, Keyring};
 use crate::signing::{signature_headers, Scheme};
 use crate::state::AppState;
 
@@ -32,26 +31,10 @@ pub struct SignParams {
     pub id: Option<String>,
 }
 
-/// The headers to send with the body.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Signature {
-    /// Always `signature`.
-    pub object: &'static str,
-    pub livemode: bool,
-    #[schema(value_type = String)]
-    pub scheme: Scheme,
-    /// Whether a rotation is pending (the pending signature is included).
-    pub pending: bool,
-    /// Header name → value.
-    pub headers: BTreeMap<String, String>,
-}
-
 /// Signs raw bytes with the merchant's current secrets.
 #[utoipa::path(post, path = "/v1/sign", tag = "signing", params(SignParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the exact bytes you will send"),
-    security(("bearer" = []), ("api_key" = [])),
-    responses((status = 200, body = Signature), (status = 403, body = ErrorEnvelope, description = "needs events:write"),
-              (status = 413, body = ErrorEnvelope)))]
+    responses((status = 200, body = Signature), (status = 403, body = ErrorEnvelope, description = "needs events:write"), (status = 413, body = ErrorEnvelope)))]
 pub async fn sign(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -76,14 +59,7 @@ pub async fn sign(
         None => EventId::new().to_string(),
     };
     let scheme = params.scheme.unwrap_or_default();
-    let keyring = load_keyring(
-        state.store.as_ref(),
-        &state.encryptor,
-        auth.merchant_id,
-        auth.mode,
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let keyring = current_keyring(&state, &auth).await?;
     let timestamp = state.clock.now().timestamp();
     let headers = signature_headers(
         scheme,
@@ -102,4 +78,17 @@ pub async fn sign(
         pending: keyring.pending.is_some(),
         headers,
     }))
+}
+
+/// The calling merchant's secrets in the calling key's mode, decrypted: what `sign` signs
+/// with and `reveal` shows.
+pub(super) async fn current_keyring(state: &AppState, auth: &MerchantAuth) -> ApiResult<Keyring> {
+    load_keyring(
+        state.store.as_ref(),
+        &state.encryptor,
+        auth.merchant_id,
+        auth.mode,
+    )
+    .await
+    .map_err(ApiError::internal)
 }

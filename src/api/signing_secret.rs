@@ -8,81 +8,23 @@
 use axum::extract::State;
 use axum::Json;
 use chrono::Duration;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
+use super::objects::{RevealedSecret, RevealedSecrets, SecretView, SigningSecretStatus};
+use super::sign::current_keyring;
 use super::{ApiError, ApiJson, ApiResult, ErrorEnvelope, OptionalJson};
 use crate::auth::MerchantAuth;
-use crate::clock::{serde_rfc3339, Timestamp};
+use crate::clock::Timestamp;
 use crate::ids::SecretId;
 use crate::keys::{Mode, Scope};
 use crate::provision::seal_new_secret;
-use crate::secrets::keyring::{load_keyring, OpenSecret};
+use crate::records::{in_state, SecretState};
 use crate::secrets::rotation::RotationError;
 use crate::secrets::scheduler::next_fire;
 use crate::secrets::SigningSecret;
 use crate::state::AppState;
 use crate::store::{NewAuditEvent, PolicyRecord, SecretRecord, StoreError, StoredCommand};
-
-/// One secret as the status shows it (never its value, except right after `initiate`).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SecretView {
-    #[schema(value_type = String, example = "sec_01JD5Q3Z8X9V0W1Y2Z3A4B5C6D")]
-    pub id: SecretId,
-    /// First 8 hex characters of SHA-256 of the key: compare with what receivers hold.
-    pub fingerprint: String,
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-    /// Pending only: when the rotation completes by itself.
-    #[serde(
-        with = "serde_rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub complete_at: Option<Timestamp>,
-    /// Previous only: the last moment `revert` works.
-    #[serde(
-        with = "serde_rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub revert_until: Option<Timestamp>,
-    /// Previous only: seconds left to revert.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub revert_seconds_left: Option<i64>,
-    /// The secret itself: only in the answer to `initiate` (pending) — store it now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// The same key in Standard Webhooks form (`whsec_…`), alongside `secret`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub whsec: Option<String>,
-}
-
-/// The rotation policy as shown.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ScheduleView {
-    /// Six fields, seconds first, e.g. `0 0 3 1 * *` (03:00 on the 1st of each month).
-    pub cron: String,
-    /// Seconds between a scheduled initiation and its completion.
-    pub grace_seconds: i64,
-    #[serde(with = "serde_rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub next_fire_at: Timestamp,
-}
-
-/// `GET /v1/signing-secret` and the answer to every rotation command.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SigningSecretStatus {
-    /// Always `signing_secret`.
-    pub object: &'static str,
-    pub livemode: bool,
-    pub mode: Mode,
-    pub active: SecretView,
-    pub pending: Option<SecretView>,
-    pub previous: Option<SecretView>,
-    pub schedule: Option<ScheduleView>,
-}
 
 /// `POST /v1/signing-secret/initiate`
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -107,79 +49,47 @@ pub struct PutSchedule {
     pub grace: i64,
 }
 
-/// One revealed secret.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RevealedSecret {
-    #[schema(value_type = String)]
-    pub id: SecretId,
-    pub fingerprint: String,
-    /// The 64-character hex secret (the HMAC key is its UTF-8 bytes).
-    pub secret: String,
-    /// The same key as `whsec_` + base64, for Standard Webhooks libraries.
-    pub whsec: String,
-}
-
-/// The answer to `reveal`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RevealedSecrets {
-    /// Always `signing_secret_reveal`.
-    pub object: &'static str,
-    pub livemode: bool,
-    pub active: RevealedSecret,
-    pub pending: Option<RevealedSecret>,
-}
-
 /// The grace a rotation schedule may give, in seconds: 60 s to 30 days.
 pub const GRACE_SECS_RANGE: std::ops::RangeInclusive<i64> = 60..=30 * 24 * 3600;
 
-fn view(row: &SecretRecord, now: Timestamp) -> SecretView {
-    let left = row
-        .revert_until
-        .map(|until| (until - now).num_seconds().max(0));
-    SecretView {
-        id: row.id,
-        fingerprint: row.fingerprint.clone(),
-        created_at: row.created_at,
-        complete_at: row.complete_at,
-        revert_until: row.revert_until,
-        revert_seconds_left: left,
-        secret: None,
-        whsec: None,
-    }
-}
-
+/// The status of the calling mode's secrets and schedule, from its rows.
 async fn status(
     state: &AppState,
     auth: &MerchantAuth,
     rows: &[SecretRecord],
 ) -> ApiResult<SigningSecretStatus> {
     let now = state.clock.now();
-    let find = |wanted: &str| rows.iter().find(|row| row.state == wanted);
-    let active = find("active")
+    let active = in_state(rows, SecretState::Active)
         .ok_or_else(|| ApiError::internal("merchant has no active signing secret"))?;
     // An expired previous secret is gone for every purpose, whether or not the sweeper has
     // deleted its row yet.
-    let previous =
-        find("previous").filter(|row| row.revert_until.is_some_and(|until| now <= until));
+    let previous = in_state(rows, SecretState::Previous)
+        .filter(|row| row.revert_until.is_some_and(|until| now <= until));
     let schedule = state
         .store
         .get_policy(auth.merchant_id, auth.mode)
         .await
         .map_err(ApiError::internal)?
-        .map(|policy| ScheduleView {
-            cron: policy.cron,
-            grace_seconds: policy.grace_secs,
-            next_fire_at: policy.next_fire_at,
-        });
+        .map(Into::into);
     Ok(SigningSecretStatus {
         object: "signing_secret",
         livemode: auth.mode.is_live(),
         mode: auth.mode,
-        active: view(active, now),
-        pending: find("pending").map(|row| view(row, now)),
-        previous: previous.map(|row| view(row, now)),
+        active: SecretView::of(active, now),
+        pending: in_state(rows, SecretState::Pending).map(|row| SecretView::of(row, now)),
+        previous: previous.map(|row| SecretView::of(row, now)),
         schedule,
     })
+}
+
+/// The status as stored now: the answer of every command that changes no secret itself.
+async fn current_status(state: &AppState, auth: &MerchantAuth) -> ApiResult<SigningSecretStatus> {
+    let rows = state
+        .store
+        .signing_secrets(auth.merchant_id, auth.mode)
+        .await
+        .map_err(ApiError::internal)?;
+    status(state, auth, &rows).await
 }
 
 fn secret_audit(
@@ -251,25 +161,20 @@ async fn run(
 }
 
 /// Shows the active, pending and previous secrets (without their values) and the schedule.
-#[utoipa::path(get, path = "/v1/signing-secret", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(get, path = "/v1/signing-secret", tag = "signing secret",
     responses((status = 200, body = SigningSecretStatus), (status = 403, body = ErrorEnvelope)))]
 pub async fn get_status(
     State(state): State<AppState>,
     auth: MerchantAuth,
 ) -> ApiResult<Json<SigningSecretStatus>> {
     auth.require(Scope::SigningSecretRead)?;
-    let rows = state
-        .store
-        .signing_secrets(auth.merchant_id, auth.mode)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(status(&state, &auth, &rows).await?))
+    Ok(Json(current_status(&state, &auth).await?))
 }
 
 /// Creates a pending secret. Deliveries then carry `X-Bolt-Hmac-Sha256-Pending` as well. The
 /// answer shows the new secret once.
 #[utoipa::path(post, path = "/v1/signing-secret/initiate", tag = "signing secret",
-    request_body(content = Option<InitiateRotation>, description = "optional: an empty body initiates a rotation completed by hand"), security(("bearer" = []), ("api_key" = [])),
+    request_body(content = Option<InitiateRotation>, description = "optional: an empty body initiates a rotation completed by hand"),
     responses((status = 200, body = SigningSecretStatus, description = "`pending.secret` is shown only here"),
               (status = 409, body = ErrorEnvelope, description = "rotation_in_progress"), (status = 422, body = ErrorEnvelope)))]
 pub async fn initiate(
@@ -326,7 +231,7 @@ pub async fn initiate(
 macro_rules! simple_transition {
     ($(#[$doc:meta])* $name:ident, $path:literal, $command:expr, $action:literal, $conflicts:literal) => {
         $(#[$doc])*
-        #[utoipa::path(post, path = $path, tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+        #[utoipa::path(post, path = $path, tag = "signing secret",
             responses((status = 200, body = SigningSecretStatus), (status = 409, body = ErrorEnvelope, description = $conflicts)))]
         pub async fn $name(State(state): State<AppState>, auth: MerchantAuth) -> ApiResult<Json<SigningSecretStatus>> {
             auth.require(Scope::SigningSecretWrite)?;
@@ -350,31 +255,15 @@ simple_transition!(
     cancel, "/v1/signing-secret/cancel", StoredCommand::Cancel, "signing_secret.cancel", "no_pending_secret"
 );
 
-fn revealed(open: &OpenSecret) -> RevealedSecret {
-    RevealedSecret {
-        id: open.id,
-        fingerprint: open.fingerprint.clone(),
-        secret: open.secret.expose().to_owned(),
-        whsec: crate::verify::whsec(open.secret.key()),
-    }
-}
-
 /// Shows the active and pending secret values. Audited.
-#[utoipa::path(post, path = "/v1/signing-secret/reveal", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(post, path = "/v1/signing-secret/reveal", tag = "signing secret",
     responses((status = 200, body = RevealedSecrets), (status = 403, body = ErrorEnvelope, description = "needs signing_secret:write")))]
 pub async fn reveal(
     State(state): State<AppState>,
     auth: MerchantAuth,
 ) -> ApiResult<Json<RevealedSecrets>> {
     auth.require(Scope::SigningSecretWrite)?;
-    let keyring = load_keyring(
-        state.store.as_ref(),
-        &state.encryptor,
-        auth.merchant_id,
-        auth.mode,
-    )
-    .await
-    .map_err(ApiError::internal)?;
+    let keyring = current_keyring(&state, &auth).await?;
     let now = state.clock.now();
     let ids: Vec<String> = std::iter::once(keyring.active.id)
         .chain(keyring.pending.as_ref().map(|p| p.id))
@@ -394,14 +283,13 @@ pub async fn reveal(
     Ok(Json(RevealedSecrets {
         object: "signing_secret_reveal",
         livemode: auth.mode.is_live(),
-        active: revealed(&keyring.active),
-        pending: keyring.pending.as_ref().map(revealed),
+        active: RevealedSecret::from(&keyring.active),
+        pending: keyring.pending.as_ref().map(RevealedSecret::from),
     }))
 }
 
 /// Sets the rotation policy: initiate at each cron fire time, complete `grace` seconds later.
 #[utoipa::path(put, path = "/v1/signing-secret/schedule", tag = "signing secret", request_body = PutSchedule,
-    security(("bearer" = []), ("api_key" = [])),
     responses((status = 200, body = SigningSecretStatus), (status = 422, body = ErrorEnvelope, description = "invalid cron or grace")))]
 pub async fn put_schedule(
     State(state): State<AppState>,
@@ -448,16 +336,11 @@ pub async fn put_schedule(
         .put_policy(&policy, now, &event)
         .await
         .map_err(ApiError::internal)?;
-    let rows = state
-        .store
-        .signing_secrets(auth.merchant_id, auth.mode)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(status(&state, &auth, &rows).await?))
+    Ok(Json(current_status(&state, &auth).await?))
 }
 
 /// Removes the rotation policy.
-#[utoipa::path(delete, path = "/v1/signing-secret/schedule", tag = "signing secret", security(("bearer" = []), ("api_key" = [])),
+#[utoipa::path(delete, path = "/v1/signing-secret/schedule", tag = "signing secret",
     responses((status = 200, body = SigningSecretStatus), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete_schedule(
     State(state): State<AppState>,
@@ -474,10 +357,5 @@ pub async fn delete_schedule(
     {
         return Err(ApiError::not_found("rotation schedule", auth.mode.as_str()));
     }
-    let rows = state
-        .store
-        .signing_secrets(auth.merchant_id, auth.mode)
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(Json(status(&state, &auth, &rows).await?))
+    Ok(Json(current_status(&state, &auth).await?))
 }

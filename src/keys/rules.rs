@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use super::{Scope, ScopeSet, MAX_ACTIVE_KEYS};
 use crate::clock::Timestamp;
-use crate::store::ApiKeyRecord;
+use crate::records::ApiKeyRecord;
 
 /// Why a key change is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -104,7 +104,7 @@ pub fn may_act_on(caller: &ScopeSet, target: &ScopeSet) -> Result<(), KeyRuleErr
 }
 
 /// The status filter of a key list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StatusFilter {
     Active,
@@ -114,7 +114,7 @@ pub enum StatusFilter {
 }
 
 /// What a key list is sorted by.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SortKey {
     #[default]
@@ -124,7 +124,7 @@ pub enum SortKey {
 }
 
 /// Sort direction.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SortOrder {
     Asc,

@@ -4,6 +4,7 @@
 
 use crate::ids::{MerchantId, SecretId};
 use crate::keys::Mode;
+use crate::records::{in_state, SecretState};
 use crate::secrets::{Encryptor, SecretAad, SigningSecret};
 use crate::signing::SigningKeys;
 use crate::store::{SecretRecord, Store};
@@ -72,9 +73,11 @@ pub async fn load_keyring(
     mode: Mode,
 ) -> Result<Keyring, KeyringError> {
     let rows = store.signing_secrets(merchant, mode).await?;
-    let find = |state: &str| rows.iter().find(|row| row.state == state);
-    let active = open_row(encryptor, find("active").ok_or(KeyringError::NoActive)?)?;
-    let pending = find("pending")
+    let active = open_row(
+        encryptor,
+        in_state(&rows, SecretState::Active).ok_or(KeyringError::NoActive)?,
+    )?;
+    let pending = in_state(&rows, SecretState::Pending)
         .map(|row| open_row(encryptor, row))
         .transpose()?;
     Ok(Keyring { active, pending })

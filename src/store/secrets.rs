@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::Duration;
 
-use super::{NewAuditEvent, NewSecret, SecretRecord, StoreResult};
+use super::{NewAuditEvent, NewSecret, SecretRecord, SecretState, StoreResult};
 use crate::clock::Timestamp;
 use crate::ids::{MerchantId, SecretId};
 use crate::keys::Mode;
@@ -56,8 +56,9 @@ pub trait SecretStore {
     ) -> StoreResult<bool>;
 }
 
-/// Rebuilds the state machine's view from rows. Rows in no state the machine knows, or a
-/// missing active secret, are corrupt.
+/// Rebuilds the state machine's view from rows. A previous secret without `revert_until`, or
+/// a missing active secret, is corrupt (a state the machine does not know is refused when
+/// the row is read).
 pub fn rotation_state(rows: &[SecretRecord]) -> StoreResult<RotationState> {
     let slot = |row: &SecretRecord| Slot {
         id: row.id,
@@ -67,15 +68,15 @@ pub fn rotation_state(rows: &[SecretRecord]) -> StoreResult<RotationState> {
     let mut pending = None;
     let mut previous = None;
     for row in rows {
-        match row.state.as_str() {
-            "active" => active = Some(slot(row)),
-            "pending" => {
+        match row.state {
+            SecretState::Active => active = Some(slot(row)),
+            SecretState::Pending => {
                 pending = Some(Pending {
                     slot: slot(row),
                     complete_at: row.complete_at,
                 })
             }
-            "previous" => {
+            SecretState::Previous => {
                 let revert_until = row.revert_until.ok_or_else(|| {
                     super::StoreError::Corrupt(format!("{}: previous without revert_until", row.id))
                 })?;
@@ -83,12 +84,6 @@ pub fn rotation_state(rows: &[SecretRecord]) -> StoreResult<RotationState> {
                     slot: slot(row),
                     revert_until,
                 });
-            }
-            other => {
-                return Err(super::StoreError::Corrupt(format!(
-                    "{}: unknown state {other}",
-                    row.id
-                )))
             }
         }
     }

@@ -10,9 +10,7 @@
 
 use sqlx::FromRow;
 
-use super::records::{
-    opt_time, parse_id, ApiKeyRecord, AuditRecord, KeyKind, MerchantRecord, SecretRecord,
-};
+use super::records::{opt_time, parse_id, ApiKeyRecord, AuditRecord, MerchantRecord, SecretRecord};
 use super::StoreError;
 use crate::clock::from_millis;
 use crate::keys::ScopeSet;
@@ -76,7 +74,7 @@ impl TryFrom<KeyRow> for ApiKeyRecord {
         Ok(ApiKeyRecord {
             id: parse_id(&row.id)?,
             merchant_id: row.merchant_id.as_deref().map(parse_id).transpose()?,
-            kind: KeyKind::parse(&row.kind)?,
+            kind: row.kind.parse().map_err(StoreError::Corrupt)?,
             name: row.name,
             display_prefix: row.display_prefix,
             scopes: ScopeSet::from_storage(&row.scopes).map_err(StoreError::Corrupt)?,
@@ -169,7 +167,7 @@ impl TryFrom<SecretRow> for SecretRecord {
             id: parse_id(&row.id)?,
             merchant_id: parse_id(&row.merchant_id)?,
             mode: row.mode.parse().map_err(StoreError::Corrupt)?,
-            state: row.state,
+            state: row.state.parse().map_err(StoreError::Corrupt)?,
             fingerprint: row.fingerprint,
             key_id: row.key_id,
             ciphertext: row.ciphertext,

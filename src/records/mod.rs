@@ -1,0 +1,30 @@
+//! Plain records: the values the store reads and writes, as plain structs with no behaviour
+//! beyond small pure helpers. They sit in the foundation layer, so pure rules (`keys::rules`,
+//! `secrets::rotation`) and the services can name them without depending on the store.
+//!
+//! May use only other foundation modules (`clock`, `ids`, `keys`, `signing`,
+//! `delivery::retry`); never `store`, `api` or anything above. No OpenAPI schemas here: the
+//! API's objects (`api::objects`) are built from these records.
+
+mod audit;
+mod deliveries;
+mod keys;
+mod merchants;
+mod secrets;
+
+pub use audit::{AuditHead, AuditRecord, NewAuditEvent};
+pub use deliveries::{
+    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, EndpointPatch,
+    EndpointRecord, EventRecord, FinishedAttempt, NewEvent, Replayed,
+};
+pub use keys::{ApiKeyRecord, AuthRecord, KeyKind, NewApiKey};
+pub use merchants::{MerchantPatch, MerchantRecord, NewMerchant};
+pub use secrets::{in_state, NewSecret, SecretRecord, SecretState};
+
+/// Cursor pagination: newest first, strictly after `starting_after` in that order. The cursor
+/// is the canonical text of a parsed id (see [`crate::ids::Cursor`]), never the client's string.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: u32,
+    pub starting_after: Option<crate::ids::Cursor>,
+}
