@@ -2,7 +2,7 @@
 //! [`Clock`] the daemon was built with rather than the system, so tests can move time (the
 //! 48-hour revert window, retry schedules) without sleeping.
 //!
-//! Foundation layer: imports nothing from the crate.
+//! Bottom layer (plain types): imports nothing from the crate.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};

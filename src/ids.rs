@@ -9,7 +9,7 @@
 //! reaches SQL, an id or a list [`Cursor`], goes through a parsed id and is canonical: a
 //! lowercase id finds its row, and a lowercase cursor gives the same page as the canonical one.
 //!
-//! Foundation: imports nothing from the crate.
+//! Bottom layer (plain types): imports nothing from the crate.
 
 use std::fmt;
 use std::str::FromStr;

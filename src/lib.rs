@@ -14,7 +14,7 @@
 //! - [`verify`] — what a *receiver* links against to check signatures. It is the only module
 //!   compiled with `default-features = false`, so a merchant's service can depend on this crate
 //!   without pulling in the server. [`signing`] is the daemon's side of the same contract.
-//! - Foundation: [`config`] (defaults ← `hooksign.toml` ← `HOOKSIGN_*`), [`ids`], [`clock`],
+//! - Plain types and pure rules: [`config`] (defaults ← `hooksign.toml` ← `HOOKSIGN_*`), [`ids`], [`clock`],
 //!   the plain records the store returns, [`keys`] (tokens, scopes, the key rules),
 //!   [`secrets`] (secret material, encryption at rest, the rotation state machine), the pure
 //!   delivery rules (`delivery::{retry, filter, envelope, ssrf}`), the [`audit`] chain.
@@ -33,6 +33,8 @@ pub mod verify;
 
 #[cfg(feature = "server")]
 pub mod api;
+#[cfg(all(test, feature = "server"))]
+mod architecture;
 #[cfg(feature = "server")]
 pub mod audit;
 #[cfg(feature = "server")]

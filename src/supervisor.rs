@@ -4,7 +4,7 @@
 //! started again after a pause that doubles with each failure in a row (up to a minute): it
 //! never dies silently, and a task that keeps failing does not spin.
 //!
-//! Foundation: imports nothing from the crate.
+//! Bottom layer (plain types and leaf utilities): imports nothing from the crate.
 
 use std::future::Future;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! Logs go through `tracing`, human-readable or JSON. Metrics go through the `metrics` facade
 //! into one process-wide Prometheus recorder, rendered by `GET /metrics`.
 //!
-//! Foundation: reads only the configuration; `api` and `server` use it.
+//! Bottom layer (a leaf utility): reads only the configuration; `api` and `server` use it.
 
 use std::sync::OnceLock;
 use std::time::Instant;

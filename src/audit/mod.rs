@@ -35,7 +35,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::store::{AuditHead, AuditRecord};
+use crate::records::{AuditHead, AuditRecord};
 
 /// `prev_hash` of the first entry of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -7,7 +7,7 @@
 //! Layout: this file holds the whole [`Config`], `[log]`, the error type and the re-exports of
 //! the sections (`http`: `[http]` and `[auth]`; `delivery`; `storage`: `[database]` and
 //! `[secrets]`), loading (`load`) and validation (`validate`), so every path is
-//! `crate::config::*`. Foundation layer: plain data and pure rules; may use
+//! `crate::config::*`. Bottom layer (plain types); may use
 //! `crate::delivery::ssrf` (the resolver hook in [`DeliveryConfig`]).
 
 mod delivery;

@@ -1,7 +1,7 @@
 //! The delivery engine: endpoints, the durable queue, workers that sign at send time, retries,
 //! and the SSRF guard on outbound connections.
 //!
-//! Two layers live here. The pure rules are foundation and import only plain types:
+//! Two layers live here. The pure rules import only plain types:
 //! [`retry`] (the schedule, `Retry-After`, when to give up), [`filter`] (event type filters),
 //! [`envelope`] (the JSON a receiver gets) and [`ssrf`] (which addresses may be reached). The
 //! service — [`engine`], [`sender`], [`slots`], [`pings`] — uses them, the store, the signing

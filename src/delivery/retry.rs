@@ -49,16 +49,9 @@ impl AttemptResult {
     }
 }
 
-/// What to do with the delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    Delivered,
-    RetryAt(Timestamp),
-    /// No more attempts: dead-lettered, can be retried by hand.
-    Failed,
-    /// 410 Gone: fail this delivery and disable the endpoint.
-    FailedAndDisableEndpoint,
-}
+// What to do with a delivery is plain data the store records ([`crate::records`]); the rule
+// that decides it is here.
+pub use crate::records::Decision;
 
 impl RetryPolicy {
     /// `attempts` is how many attempts have now been made (1 after the first). `unit` is a

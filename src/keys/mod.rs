@@ -1,6 +1,6 @@
 //! API keys: the token format, modes and scopes.
 //!
-//! Foundation: the rules that need no database live here as plain types and pure functions
+//! Plain types and pure rules: the rules that need no database live here as plain types and pure functions
 //! over plain records ([`crate::records`]); they import nothing above. Storage is in
 //! [`crate::store`] (which applies [`rules`] inside its transactions) and the HTTP side in
 //! `auth` and `api`, which use this module.

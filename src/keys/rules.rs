@@ -215,7 +215,7 @@ mod tests {
     use super::*;
     use crate::ids::ApiKeyId;
     use crate::keys::{Mode, ScopeSet};
-    use crate::store::KeyKind;
+    use crate::records::KeyKind;
     use chrono::{Duration, Utc};
 
     fn key(name: &str) -> ApiKeyRecord {

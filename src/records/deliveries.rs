@@ -6,10 +6,21 @@ use std::collections::BTreeMap;
 use chrono::Duration;
 
 use crate::clock::Timestamp;
-use crate::delivery::retry::Decision;
 use crate::ids::{DeliveryId, EndpointId, EventId, MerchantId};
 use crate::keys::Mode;
 use crate::signing::Scheme;
+
+/// What to do with a delivery after an attempt: decided by `delivery::retry`, recorded by the
+/// store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Delivered,
+    RetryAt(Timestamp),
+    /// No more attempts: dead-lettered, can be retried by hand.
+    Failed,
+    /// 410 Gone: fail this delivery and disable the endpoint.
+    FailedAndDisableEndpoint,
+}
 
 /// A webhook endpoint.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,9 @@
 //! Plain records: the values the store reads and writes, as plain structs with no behaviour
-//! beyond small pure helpers. They sit in the foundation layer, so pure rules (`keys::rules`,
+//! beyond small pure helpers. They are the bottom layer (plain types), so pure rules (`keys::rules`,
 //! `secrets::rotation`) and the services can name them without depending on the store.
 //!
-//! May use only other foundation modules (`clock`, `ids`, `keys`, `signing`,
-//! `delivery::retry`); never `store`, `api` or anything above. No OpenAPI schemas here: the
+//! May use only other plain types (`clock`, `ids`, `keys::Mode`, `keys::ScopeSet`, `signing`);
+//! never `store`, `api` or anything above. No OpenAPI schemas here: the
 //! API's objects (`api::objects`) are built from these records.
 
 mod audit;
@@ -14,8 +14,8 @@ mod secrets;
 
 pub use audit::{AuditHead, AuditRecord, NewAuditEvent};
 pub use deliveries::{
-    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, EndpointPatch,
-    EndpointRecord, EventRecord, FinishedAttempt, NewEvent, Replayed,
+    AttemptRecord, ClaimedDelivery, Decision, DeliveryFilter, DeliveryRecord, DeliveryStatus,
+    EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent, Replayed,
 };
 pub use keys::{ApiKeyRecord, AuthRecord, KeyKind, NewApiKey};
 pub use merchants::{MerchantPatch, MerchantRecord, NewMerchant};

@@ -1,7 +1,8 @@
 //! Signing secrets: the material itself, its encryption at rest and the master key.
 //!
 //! The rotation state machine (initiate → complete → revert) is the pure [`rotation`]. All of
-//! this is foundation (free of storage and HTTP) except two services above the store:
+//! this is plain types and a pure rule (free of storage and HTTP) except two services above
+//! the store:
 //! [`keyring`] (loads and opens a merchant's secrets) and [`scheduler`] (the background task
 //! that completes, fires and sweeps rotations).
 
