@@ -35,8 +35,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 // them from here.
 pub use crate::http::request_id;
 pub use crate::http::{
-    body_too_large, ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, ErrorEnvelope, ErrorType,
-    OptionalJson, MAX_JSON_DEPTH,
+    ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody, ErrorEnvelope, ErrorType, OptionalJson,
+    MAX_JSON_DEPTH,
 };
 
 use crate::state::AppState;

@@ -27,13 +27,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::pings::{PingPermit, PingRefused, PingSlots};
-use super::retry::{AttemptResult, Decision, RetryPolicy};
+use super::retry::{AttemptResult, RetryPolicy};
 use super::sender::{build_client, send_attempt, AttemptContext};
 use super::slots::{Admission, EndpointSlots};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::ids::{EndpointId, MerchantId};
 use crate::keys::Mode;
+use crate::records::Decision;
 use crate::secrets::keyring::{load_keyring, Keyring};
 use crate::secrets::Encryptor;
 use crate::store::{

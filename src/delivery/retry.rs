@@ -49,9 +49,8 @@ impl AttemptResult {
     }
 }
 
-// What to do with a delivery is plain data the store records ([`crate::records`]); the rule
-// that decides it is here.
-pub use crate::records::Decision;
+// What to do with a delivery is plain data the store records; the rule that decides it is here.
+use crate::records::Decision;
 
 impl RetryPolicy {
     /// `attempts` is how many attempts have now been made (1 after the first). `unit` is a

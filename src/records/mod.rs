@@ -19,7 +19,7 @@ pub use deliveries::{
 };
 pub use keys::{ApiKeyRecord, AuthRecord, KeyKind, NewApiKey};
 pub use merchants::{MerchantPatch, MerchantRecord, NewMerchant};
-pub use secrets::{in_state, NewSecret, SecretRecord, SecretState};
+pub use secrets::{in_state, NewSecret, PolicyRecord, SecretRecord, SecretState};
 
 /// Cursor pagination: newest first, strictly after `starting_after` in that order. The cursor
 /// is the canonical text of a parsed id (see [`crate::ids::Cursor`]), never the client's string.

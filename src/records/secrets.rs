@@ -103,3 +103,13 @@ mod tests {
         assert!("revoked".parse::<SecretState>().is_err());
     }
 }
+
+/// A scheduled-rotation policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    pub merchant_id: MerchantId,
+    pub mode: Mode,
+    pub cron: String,
+    pub grace_secs: i64,
+    pub next_fire_at: Timestamp,
+}

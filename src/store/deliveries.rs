@@ -9,11 +9,6 @@
 //! their way to the database and opened when a row is read, so the engine sends the real
 //! values and nothing else sees them on disk.
 
-pub use crate::records::{
-    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, EndpointPatch,
-    EndpointRecord, EventRecord, FinishedAttempt, NewEvent, Replayed,
-};
-
 /// The [`StoreError::Conflict`](super::StoreError::Conflict) of a retry of a delivery in flight.
 pub const DELIVERY_IN_FLIGHT: &str = "delivery_in_flight";
 

@@ -121,7 +121,7 @@ impl EndpointRow {
         self,
         encryptor: &crate::secrets::Encryptor,
     ) -> Result<EndpointRecord, super::StoreError> {
-        use super::records::{opt_time, parse_id};
+        use super::rows::{opt_time, parse_id};
         let row = self;
         let corrupt =
             |what: &str| super::StoreError::Corrupt(format!("endpoint {}: {what}", row.id));

@@ -143,7 +143,7 @@ macro_rules! impl_event_store {
                 rows.into_iter()
                     .map(|(id, event_type, body, created_at)| {
                         Ok($crate::store::EventRecord {
-                            id: $crate::store::records::parse_id(&id)?,
+                            id: $crate::store::rows::parse_id(&id)?,
                             mode,
                             event_type,
                             body,

@@ -13,14 +13,14 @@ mod guards;
 pub mod key_cache;
 mod merchants;
 mod postgres;
-pub(crate) mod records;
+pub(crate) mod rows;
 mod sealing;
 mod secrets;
 mod sql;
 mod sqlite;
 
-// The delivery store by concern (its records and the `DeliveryStore` they make up are in
-// `deliveries.rs`), and the rotation policies.
+// The delivery store by concern (the `DeliveryStore` they make up is in `deliveries.rs`; the
+// records are in `crate::records`), and the rotation policies.
 mod endpoints;
 mod events;
 mod outcomes;
@@ -33,16 +33,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use api_keys::{ApiKeyStore, KeyPatch};
-pub use deliveries::{
-    AttemptRecord, ClaimedDelivery, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliveryStore,
-    DisabledReason, EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent,
-    Replayed, DELIVERY_IN_FLIGHT,
-};
+pub use deliveries::{DeliveryStore, DisabledReason, DELIVERY_IN_FLIGHT};
 pub use group_commit::{group_commit_writers, GroupCommit};
 pub use guards::{GuardStore, IdempotencyBegin, StoredResponse};
 pub use merchants::MerchantStore;
 pub use postgres::PgStore;
-pub use records::*;
+// The store takes and returns the plain records; its callers name them from here too.
+pub use crate::records::*;
 pub use sealing::{ResealReport, Sealing, SealingStore, UnlockReport};
 pub use secrets::{rotation_state, SecretStore, StoredCommand};
 pub use sqlite::SqliteStore;
@@ -50,7 +47,7 @@ pub use sqlite::SqliteStore;
 pub use endpoints::EndpointStore;
 pub use events::EventStore;
 pub use outcomes::OutcomeStore;
-pub use policies::{PolicyRecord, PolicyStore};
+pub use policies::PolicyStore;
 pub use queue::QueueStore;
 pub use replay::ReplayStore;
 

@@ -74,7 +74,7 @@ impl TryFrom<DeliveryRow> for DeliveryRecord {
     type Error = super::StoreError;
 
     fn try_from(row: DeliveryRow) -> Result<Self, super::StoreError> {
-        use super::records::{opt_time, parse_id};
+        use super::rows::{opt_time, parse_id};
         Ok(DeliveryRecord {
             id: parse_id(&row.id)?,
             event_id: parse_id(&row.event_id)?,
@@ -118,7 +118,7 @@ macro_rules! impl_outcome_store {
                 endpoint: &str,
                 attempt: &$crate::store::FinishedAttempt,
             ) -> $crate::store::StoreResult<Option<String>> {
-                use $crate::delivery::retry::Decision;
+                use $crate::records::Decision;
                 let now = $crate::clock::to_millis(attempt.now);
                 let since: Option<Option<i64>> = sqlx::query_scalar(
                     "UPDATE endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 RETURNING failing_since",
@@ -178,7 +178,7 @@ macro_rules! impl_outcome_store {
                 &self,
                 attempts: &[(String, $crate::store::FinishedAttempt)],
             ) -> $crate::store::StoreResult<Vec<$crate::store::DisabledReason>> {
-                use $crate::delivery::retry::Decision;
+                use $crate::records::Decision;
                 let mut tx = self.pool.begin().await?;
                 // Only the holder of a lease records the outcome in the delivery (a lease that
                 // ran out may have been taken over; the attempt is still recorded, the state is

@@ -8,20 +8,10 @@
 use async_trait::async_trait;
 use chrono::Duration;
 
-use super::{NewAuditEvent, NewSecret, StoreError, StoreResult};
+use super::{NewAuditEvent, NewSecret, PolicyRecord, StoreError, StoreResult};
 use crate::clock::Timestamp;
 use crate::ids::MerchantId;
 use crate::keys::Mode;
-
-/// A scheduled-rotation policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyRecord {
-    pub merchant_id: MerchantId,
-    pub mode: Mode,
-    pub cron: String,
-    pub grace_secs: i64,
-    pub next_fire_at: Timestamp,
-}
 
 /// Scheduled-rotation policies.
 #[async_trait]
@@ -84,7 +74,7 @@ impl TryFrom<PolicyRow> for PolicyRecord {
 
     fn try_from(row: PolicyRow) -> Result<Self, StoreError> {
         Ok(PolicyRecord {
-            merchant_id: super::records::parse_id(&row.merchant_id)?,
+            merchant_id: super::rows::parse_id(&row.merchant_id)?,
             mode: row.mode.parse().map_err(StoreError::Corrupt)?,
             cron: row.cron,
             grace_secs: row.grace_secs,

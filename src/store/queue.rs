@@ -57,7 +57,7 @@ impl ClaimRow {
         self,
         encryptor: &crate::secrets::Encryptor,
     ) -> Result<ClaimedDelivery, super::StoreError> {
-        use super::records::parse_id;
+        use super::rows::parse_id;
         let row = self;
         Ok(ClaimedDelivery {
             id: parse_id(&row.delivery_id)?,

@@ -122,7 +122,7 @@ macro_rules! impl_sealing_store {
                 }
                 let mut conn = self.wiping_connection().await?;
                 for (key, idempotency_key, body) in rows {
-                    let api_key: $crate::ids::ApiKeyId = $crate::store::records::parse_id(&key)?;
+                    let api_key: $crate::ids::ApiKeyId = $crate::store::rows::parse_id(&key)?;
                     let aad = RowAad::IdempotentResponse { api_key, idempotency_key: &idempotency_key };
                     let sealed = encryptor.seal_bytes(&body, &aad);
                     let updated = sqlx::query(
@@ -157,8 +157,8 @@ macro_rules! impl_sealing_store {
                 }
                 let mut conn = self.wiping_connection().await?;
                 for (id, merchant, mode, headers) in rows {
-                    let id_typed: $crate::ids::EndpointId = $crate::store::records::parse_id(&id)?;
-                    let merchant_typed: $crate::ids::MerchantId = $crate::store::records::parse_id(&merchant)?;
+                    let id_typed: $crate::ids::EndpointId = $crate::store::rows::parse_id(&id)?;
+                    let merchant_typed: $crate::ids::MerchantId = $crate::store::rows::parse_id(&merchant)?;
                     let mode_typed: $crate::keys::Mode = mode.parse().map_err($crate::store::StoreError::Corrupt)?;
                     let aad = $crate::store::endpoints::headers_aad(id_typed, merchant_typed, mode_typed);
                     let sealed = encryptor.seal_bytes(headers.as_bytes(), &aad);
@@ -397,7 +397,7 @@ macro_rules! impl_sealing_store {
                 .fetch_all(&self.pool)
                 .await?;
                 for (key, idempotency_key, old_key, sealed) in rows {
-                    let api_key: $crate::ids::ApiKeyId = $crate::store::records::parse_id(&key)?;
+                    let api_key: $crate::ids::ApiKeyId = $crate::store::rows::parse_id(&key)?;
                     let aad = RowAad::IdempotentResponse { api_key, idempotency_key: &idempotency_key };
                     let Ok(plain) = sealing.encryptor.open_bytes(&old_key, &sealed, &aad) else {
                         report.unreadable += 1;
@@ -426,8 +426,8 @@ macro_rules! impl_sealing_store {
                 .await?;
                 for (id, merchant, mode, old_key, sealed) in rows {
                     let aad = $crate::store::endpoints::headers_aad(
-                        $crate::store::records::parse_id(&id)?,
-                        $crate::store::records::parse_id(&merchant)?,
+                        $crate::store::rows::parse_id(&id)?,
+                        $crate::store::rows::parse_id(&merchant)?,
                         mode.parse().map_err($crate::store::StoreError::Corrupt)?,
                     );
                     // Endpoint headers do not expire: one no loaded key opens stops the rekey.

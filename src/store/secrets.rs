@@ -188,7 +188,7 @@ macro_rules! impl_secret_store {
                 rows.into_iter()
                     .map(|(merchant, mode)| {
                         Ok((
-                            $crate::store::records::parse_id(&merchant)?,
+                            $crate::store::rows::parse_id(&merchant)?,
                             mode.parse().map_err($crate::store::StoreError::Corrupt)?,
                         ))
                     })

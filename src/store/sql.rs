@@ -10,10 +10,11 @@
 
 use sqlx::FromRow;
 
-use super::records::{opt_time, parse_id, ApiKeyRecord, AuditRecord, MerchantRecord, SecretRecord};
+use super::rows::{opt_time, parse_id};
 use super::StoreError;
 use crate::clock::from_millis;
 use crate::keys::ScopeSet;
+use crate::records::{ApiKeyRecord, AuditRecord, MerchantRecord, SecretRecord};
 
 /// Rows per multi-row statement (ingest, outcomes): well under either database's limit on
 /// bind parameters.

@@ -83,7 +83,7 @@ pub async fn spawn_app_with(
     config.log.filter = "warn".into();
     // Tests run the scheduler by hand (`state.scheduler.tick()`) with a manual clock.
     config.secrets.scheduler_interval_secs = 3600;
-    // Likewise `last_used_at` is flushed by hand (`state.last_used.flush`) or at shutdown.
+    // Likewise `last_used_at` is flushed by hand (`state.auth.last_used.flush`) or at shutdown.
     config.auth.last_used_flush_secs = 3600;
     // Receivers run on loopback; a short schedule (two retries) keeps dead-letter tests short.
     config.delivery.allow_private_networks = true;

@@ -1,11 +1,11 @@
 //! One conformance suite for both `Store` implementations, below the HTTP layer.
 
 use chrono::Utc;
-use hooksign::delivery::retry::Decision;
 use hooksign::ids::{AuditId, MerchantId};
 use hooksign::ids::{EndpointId, EventId};
 use hooksign::keys::{Mode, ScopeSet, TokenKind};
 use hooksign::provision::{create_merchant, new_key, Actor};
+use hooksign::records::Decision;
 use hooksign::signing::Scheme;
 use hooksign::store::{
     AttemptRecord, ClaimedDelivery, DeliveryStatus, EndpointRecord, FinishedAttempt, MerchantPatch,

@@ -12,12 +12,12 @@ use super::{
 use crate::clock::{from_millis, Timestamp};
 use crate::keys::rules::{status_of, StatusFilter};
 use crate::keys::Mode;
+use crate::records::PolicyRecord;
 use crate::records::{
     ApiKeyRecord, AttemptRecord, AuditRecord, DeliveryRecord, EndpointRecord, EventRecord, KeyKind,
     MerchantRecord, SecretRecord,
 };
 use crate::secrets::keyring::OpenSecret;
-use crate::store::PolicyRecord;
 
 impl KeyStatus {
     /// Revoked beats expired beats inactive (see [`crate::keys::rules::status_of`]).

@@ -4,7 +4,7 @@
 //! place, `convert.rs`; the records and the `keys` types carry no OpenAPI derive of their own,
 //! and the enums they send as they are get their schemas from [`schema`].
 //!
-//! May use the foundation (`records`, `keys`, `ids`, `clock`, `signing`) and the keyring's
+//! May use the plain types (`records`, `keys`, `ids`, `clock`, `signing`) and the keyring's
 //! decrypted secrets; nothing here reads the store or the request.
 
 mod audit;

@@ -1,12 +1,10 @@
-//! The plain records the store reads and writes live in [`crate::records`]; this module
-//! re-exports them under their old `store` paths and holds the helpers that turn raw columns
-//! back into values, so a corrupt row surfaces as [`StoreError::Corrupt`] rather than a panic.
+//! Helpers that turn raw columns back into values, so a corrupt row surfaces as
+//! [`StoreError::Corrupt`] rather than a panic. (The records themselves are plain types in
+//! [`crate::records`].)
 
 use crate::clock::{from_millis, Timestamp};
 
 use super::StoreError;
-
-pub use crate::records::*;
 
 pub(crate) fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError>
 where
