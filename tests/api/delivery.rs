@@ -7,8 +7,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_error, assert_not_claimed, engine_settled, get_ok, spawn_app_with, Backend, TestApp,
-    TestMerchant,
+    assert_error, assert_not_claimed, enable_endpoint, engine_settled, get_ok, spawn_app_with,
+    Backend, TestApp, TestMerchant,
 };
 use crate::on_both_stores;
 use crate::receiver::Receiver;
@@ -580,17 +580,7 @@ async fn gone_disables_the_endpoint_until_re_enabled(app: TestApp) {
     // A disabled endpoint receives no new events.
     let quiet = send_event(&app, &merchant.test_token, "order.created", json!({})).await;
     assert_eq!(quiet["delivery_count"], 0);
-    let enabled = app
-        .authed(
-            Method::PATCH,
-            &format!("/v1/endpoints/{id}"),
-            &merchant.test_token,
-        )
-        .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .unwrap();
-    let enabled: Value = enabled.json().await.unwrap();
+    let enabled = enable_endpoint(&app, &merchant.test_token, id).await;
     assert_eq!(enabled["enabled"], true);
     assert!(enabled["disabled_reason"].is_null());
     assert_eq!(
@@ -1109,13 +1099,7 @@ async fn a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled(app: Test
         "only the 410 attempt was sent"
     );
 
-    let enabled = app
-        .authed(Method::PATCH, &format!("/v1/endpoints/{id}"), token)
-        .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(enabled.status(), 200);
+    enable_endpoint(&app, token, id).await;
     for delivery in &waiting {
         let done = wait_status(&app, token, delivery, "delivered").await;
         assert_eq!(done["attempts"], 1, "{done}");
@@ -1380,13 +1364,7 @@ async fn claims_queued_behind_a_gone_attempt_are_not_sent_to_the_endpoint(app: T
         assert_eq!(shown["attempts"], 1, "{shown}");
     }
     // Switched on again, each of the three is delivered; the gone one is not re-sent.
-    let enabled = app
-        .authed(Method::PATCH, &path, token)
-        .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(enabled.status(), 200);
+    enable_endpoint(&app, token, ep["id"].as_str().unwrap()).await;
     for delivery in &waiting {
         let done = wait_status(&app, token, delivery, "delivered").await;
         assert_eq!(done["attempts"], 2, "{done}");

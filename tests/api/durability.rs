@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use crate::api_keys::created;
 use crate::delivery::{endpoint, first_delivery, send_event};
 use crate::helpers::{
-    assert_error, assert_not_claimed, engine_settled, get_ok, spawn_app_with, wait_until, Backend,
-    DaemonProcess, TestApp,
+    assert_error, assert_not_claimed, enable_endpoint, engine_settled, get_ok, spawn_app_with,
+    wait_until, Backend, DaemonProcess, TestApp,
 };
 use crate::on_both_stores;
 use crate::receiver::Receiver;
@@ -290,17 +290,7 @@ async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
         2,
         "a disabled endpoint gets nothing"
     );
-    let enabled = app
-        .authed(
-            Method::PATCH,
-            &format!("/v1/endpoints/{id}"),
-            &merchant.test_token,
-        )
-        .json(&json!({ "enabled": true }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(enabled.status(), 200);
+    enable_endpoint(&app, &merchant.test_token, id).await;
     receiver.wait_for(3).await;
     let bad = app
         .authed(

@@ -484,6 +484,19 @@ pub async fn get_ok(app: &TestApp, token: &str, path: &str) -> Value {
     response.json().await.unwrap()
 }
 
+/// Switches an endpoint on again (`PATCH {"enabled": true}`), asserted 200; the endpoint as
+/// answered.
+pub async fn enable_endpoint(app: &TestApp, token: &str, id: &str) -> Value {
+    let response = app
+        .authed(Method::PATCH, &format!("/v1/endpoints/{id}"), token)
+        .json(&serde_json::json!({ "enabled": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "enable {id}");
+    response.json().await.unwrap()
+}
+
 /// Asserts the error envelope: status, type, code, and a request id matching the header.
 pub async fn assert_error(
     response: reqwest::Response,
