@@ -5,6 +5,12 @@
 //!
 //! `cargo run --release --example loadgen -- --events 5000 --endpoints 1 --concurrency 32`
 //! `cargo run --release --example loadgen -- --events 500 --rate 50` (paced latency run)
+//! `cargo run --release --example loadgen -- --duration 600 --rate 2000` (soak: a sample of
+//! RSS, CPU per delivery, p99 and the database's size every `--sample-secs`; see `support/soak.rs`)
+//!
+//! The in-process daemon reads `HOOKSIGN_*` environment variables like `hooksign serve` does
+//! (e.g. `HOOKSIGN_RETENTION__…` to prune during a run); the settings a load test needs (rate
+//! limits, loopback receivers, a temporary database) are set over them.
 //!
 //! Or against a running daemon (then RSS and CPU are the daemon's own, read from `/proc`):
 //! `loadgen --target http://127.0.0.1:8080 --operator-key-file hooksign-data/operator.key
@@ -24,6 +30,9 @@ use hooksign::secrets::MasterKey;
 use hooksign::server::App;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
+
+#[path = "support/soak.rs"]
+mod soak;
 
 /// Load-test hooksign on this machine.
 #[derive(Debug, Parser)]
@@ -62,6 +71,16 @@ struct Args {
     /// With `--target`: the daemon's process id, to report its own RSS and CPU.
     #[arg(long, requires = "target")]
     daemon_pid: Option<u32>,
+    /// Soak: post `--rate` events per second (default 1,000) for this many seconds, sampling
+    /// every `--sample-secs`, instead of posting `--events`.
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Soak: seconds between samples.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
+    /// Soak with `--target`: the daemon's SQLite data directory, to report its size.
+    #[arg(long, requires = "target")]
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// Requests per second of `GET url` with `concurrency` loops for `seconds`.
@@ -172,12 +191,11 @@ async fn main() -> anyhow::Result<()> {
             None,
         )
     } else {
-        let mut config = Config {
-            listen: "127.0.0.1:0".into(),
-            data_dir: dir.path().join("data"),
-            master_key: Some(Redacted(MasterKey::generate().to_base64())),
-            ..Config::default()
-        };
+        // Defaults and `HOOKSIGN_*` from the environment, then what a load test needs.
+        let mut config = Config::from_figment(Config::figment(None))?;
+        config.listen = "127.0.0.1:0".into();
+        config.data_dir = dir.path().join("data");
+        config.master_key = Some(Redacted(MasterKey::generate().to_base64()));
         config.database.url = args.database_url.clone().unwrap_or_else(|| {
             format!("sqlite://{}", dir.path().join("data/hooksign.db").display())
         });
@@ -236,6 +254,29 @@ async fn main() -> anyhow::Result<()> {
             "GET /v1/api-keys: {api:.0}/s; hello: {bare:.0}/s; ratio {:.2}; daemon /healthz: {health:.0}/s",
             api / bare
         );
+        shut_down(stop, daemon).await;
+        return Ok(());
+    }
+
+    if let Some(duration_secs) = args.duration {
+        let database = match (&args.database_url, &args.target, &args.data_dir) {
+            (Some(url), _, _) => soak::Database::Postgres(url.clone()),
+            (None, None, _) => soak::Database::Directory(dir.path().join("data")),
+            (None, Some(_), Some(data_dir)) => soak::Database::Directory(data_dir.clone()),
+            (None, Some(_), None) => soak::Database::Unknown,
+        };
+        let plan = soak::Plan {
+            duration_secs,
+            rate: args.rate.unwrap_or(1000),
+            sample_secs: args.sample_secs.max(1),
+            endpoints: args.endpoints,
+            concurrency: args.concurrency,
+            rotation_pending: args.rotation_pending,
+            pid: measured,
+            database,
+        };
+        let report = soak::run(&client, &base, &token, &plan).await?;
+        println!("{report}");
         shut_down(stop, daemon).await;
         return Ok(());
     }

@@ -1,5 +1,6 @@
-//! The commands that open the database with the master key: `audit verify` / `audit head` and
-//! `rekey` (and the store opening `migrate`, `operator-key` and `merchant` share). Uses
+//! The commands that open the database: `audit verify` / `audit head` and `rekey` with the
+//! master key (and the store opening `migrate`, `operator-key` and `merchant` share), and
+//! `backup`, which needs no key. Uses
 //! `crate::store`, `crate::secrets` and `crate::audit`.
 
 use std::process::ExitCode;
@@ -83,6 +84,32 @@ pub(super) async fn audit_verify(
             }
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backup --to FILE`: a consistent copy of the SQLite database, taken while it is in use.
+pub(super) async fn backup(config: &Config, to: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    if config.database_kind()? != crate::config::DatabaseKind::Sqlite {
+        anyhow::bail!(
+            "backup copies a SQLite database; for PostgreSQL use pg_dump (see README, Operating hooksign)"
+        );
+    }
+    // Migrations are not applied: the copy is of the database as it is.
+    let store = crate::store::SqliteStore::connect(
+        &config.database.url,
+        1,
+        config.database.sqlite_synchronous,
+    )
+    .await?;
+    let bytes = store
+        .backup_to(to)
+        .await
+        .with_context(|| format!("cannot write the backup to {}", to.display()))?;
+    println!(
+        "backed up the database to {} ({bytes} bytes); keep the master key apart from it",
+        to.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

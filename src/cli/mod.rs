@@ -18,7 +18,7 @@ use figment::providers::Serialized;
 use crate::config::{Config, LogFormat};
 use crate::provision::{create_merchant, create_operator_key, Actor};
 use crate::server::{shutdown_signal, App};
-use database::{audit_verify, open_store, rekey};
+use database::{audit_verify, backup, open_store, rekey};
 use offline::{sign, verify};
 pub use secret_args::{
     SecretArg, SignSecrets, VerifySecrets, PENDING_SECRET_ENV, SIGNING_SECRET_ENV,
@@ -83,6 +83,14 @@ pub enum Command {
     /// Check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Copy the SQLite database to a new file while the daemon keeps running: a consistent
+    /// snapshot (`VACUUM INTO`), created 0600. The copy's secrets are sealed under the master
+    /// key: back that key up too, separately. (PostgreSQL: use `pg_dump`.)
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
     /// Sign a body read from standard input and print the headers to send.
     ///
     /// The active secret comes from --secret-file, else from $HOOKSIGN_SIGNING_SECRET (the
@@ -303,6 +311,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return audit_verify(&config, &expect_heads, false).await;
         }
         Command::Audit(AuditCommand::Head) => return audit_verify(&config, &[], true).await,
+        Command::Backup { to } => return backup(&config, &to).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,33 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// Writes a consistent copy of the database to `target` while daemons keep using it
+    /// (`VACUUM INTO`: one read transaction, which WAL mode lets writers run beside). `target`
+    /// must not exist; it is created 0600 first, since it holds what the database holds (the
+    /// signing secrets sealed under the master key, the keys' hashes). Returns its size.
+    pub async fn backup_to(&self, target: &Path) -> StoreResult<u64> {
+        create_private_new_file(target).map_err(sqlx::Error::Io)?;
+        let path = target.to_string_lossy().into_owned();
+        if let Err(err) = sqlx::query("VACUUM INTO $1")
+            .bind(&path)
+            .execute(&self.pool)
+            .await
+        {
+            let _ = std::fs::remove_file(target);
+            return Err(err.into());
+        }
+        Ok(std::fs::metadata(target).map_err(sqlx::Error::Io)?.len())
+    }
+}
+
+/// Creates an empty file readable by its owner only, refusing one that exists.
+fn create_private_new_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
 }
 
 /// Makes the database readable by its owner only, whatever the umask: the folder is created

@@ -8,7 +8,7 @@ use clap::CommandFactory as _;
 
 use crate::helpers::{wait_with_output_within, DaemonProcess, OutputWithin as _, CHILD_DEADLINE};
 
-fn hooksign(dir: &std::path::Path) -> Command {
+pub fn hooksign(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hooksign"));
     command
         .current_dir(dir)

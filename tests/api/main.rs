@@ -9,6 +9,7 @@ mod at_rest;
 mod audit;
 mod auth;
 mod background;
+mod backup;
 mod cli;
 mod delivery;
 mod durability;
