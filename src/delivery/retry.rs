@@ -168,6 +168,26 @@ mod tests {
         );
     }
 
+    /// A receiver that resets, speaks garbage or fails the TLS handshake is retried like any
+    /// other failure, under a class of its own.
+    #[test]
+    fn broken_answers_are_retried_under_their_own_class() {
+        let now = Utc::now();
+        for (result, class) in [
+            (AttemptResult::Reset("reset".into()), "connection_reset"),
+            (AttemptResult::Protocol("garbage".into()), "protocol_error"),
+            (AttemptResult::Tls("expired".into()), "tls_error"),
+            (AttemptResult::Connection("refused".into()), "connection"),
+        ] {
+            assert_eq!(result.class(), class);
+            assert_eq!(
+                policy().decide(&result, 1, now, 0.5),
+                Decision::RetryAt(now + Duration::seconds(5)),
+                "{class}"
+            );
+        }
+    }
+
     #[test]
     fn retry_after_is_honoured_up_to_the_cap() {
         let now = Utc::now();

@@ -410,4 +410,41 @@ mod tests {
             assert!(was_connected_to(&proxy), "{url} did not go to the proxy");
         }
     }
+
+    /// Only a test-mode endpoint that turned verification off gets the unverified client; a
+    /// live-mode row saying `tls_verify = false` (written by hand) is verified all the same.
+    #[test]
+    fn only_test_mode_endpoints_may_skip_certificate_checks() {
+        let clients = DeliveryClients::build(&DeliveryConfig::default()).unwrap();
+        let now = chrono::Utc::now();
+        let endpoint = |mode, tls_verify| EndpointRecord {
+            id: crate::ids::EndpointId::new(),
+            merchant_id: crate::ids::MerchantId::new(),
+            mode,
+            url: "https://example.com/hook".into(),
+            description: String::new(),
+            event_types: Vec::new(),
+            scheme: crate::signing::Scheme::Bolt,
+            enabled: true,
+            max_in_flight: 1,
+            timeout_ms: 1_000,
+            headers: Default::default(),
+            disabled_reason: None,
+            disabled_at: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+            tls_verify,
+        };
+        let verified = |mode, tls_verify| {
+            std::ptr::eq(
+                clients.for_endpoint(&endpoint(mode, tls_verify)),
+                clients.verified(),
+            )
+        };
+        assert!(!verified(Mode::Test, false));
+        assert!(verified(Mode::Test, true));
+        assert!(verified(Mode::Live, false));
+        assert!(verified(Mode::Live, true));
+    }
 }
