@@ -28,7 +28,7 @@ use tokio_util::task::TaskTracker;
 
 use super::pings::{PingPermit, PingRefused, PingSlots};
 use super::retry::{AttemptResult, RetryPolicy};
-use super::sender::{build_client, send_attempt, AttemptContext};
+use super::sender::{send_attempt, AttemptContext, DeliveryClients};
 use super::slots::{Admission, EndpointSlots};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
@@ -72,7 +72,8 @@ pub struct DeliveryEngine {
     /// Opens the signing secrets a delivery is signed with.
     encryptor: Arc<Encryptor>,
     clock: Arc<dyn Clock>,
-    client: reqwest::Client,
+    /// Built once: the verifying client, and one for test-mode endpoints with `tls_verify: false`.
+    clients: DeliveryClients,
     allow_private_networks: bool,
     wake: Notify,
     global: Arc<Semaphore>,
@@ -125,7 +126,7 @@ impl DeliveryEngine {
             encryptor,
             clock,
             worker_id: format!("worker-{}", uuid::Uuid::now_v7().simple()),
-            client: build_client(config)?,
+            clients: DeliveryClients::build(config)?,
             allow_private_networks: config.allow_private_networks,
             wake: Notify::new(),
             global: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -153,9 +154,9 @@ impl DeliveryEngine {
         self.wake.notify_one();
     }
 
-    /// The shared HTTP client.
+    /// The shared HTTP client (the one that verifies certificates).
     pub fn client(&self) -> &reqwest::Client {
-        &self.client
+        self.clients.verified()
     }
 
     /// Whether the SSRF guard lets private addresses through.
@@ -341,7 +342,7 @@ impl DeliveryEngine {
             now,
         };
         let (result, record) = send_attempt(
-            &self.client,
+            &self.clients,
             self.allow_private_networks,
             &claim.endpoint,
             &keyring.signing_keys(),
@@ -451,7 +452,7 @@ impl DeliveryEngine {
         let mut endpoint = endpoint.clone();
         endpoint.timeout_ms = endpoint.timeout_ms.min(self.max_timeout_ms);
         let (result, record) = send_attempt(
-            &self.client,
+            &self.clients,
             self.allow_private_networks,
             &endpoint,
             &keyring.signing_keys(),

@@ -4,11 +4,13 @@
 //! Two layers live here. The pure rules import only plain types:
 //! [`retry`] (the schedule, `Retry-After`, when to give up), [`filter`] (event type filters),
 //! [`envelope`] (the JSON a receiver gets) and [`ssrf`] (which addresses may be reached). The
-//! service — [`engine`], [`sender`], [`slots`], [`pings`] — uses them, the store, the signing
-//! code and the encryptor, and knows nothing of HTTP routing or the server.
+//! service — [`engine`], [`sender`] (with [`failures`], what a failed request was), [`slots`],
+//! [`pings`] — uses them, the store, the signing code and the encryptor, and knows nothing of
+//! HTTP routing or the server.
 
 pub mod engine;
 pub mod envelope;
+pub mod failures;
 pub mod filter;
 pub mod pings;
 pub mod retry;

@@ -27,8 +27,15 @@ pub enum AttemptResult {
     },
     /// No answer within the endpoint's timeout.
     Timeout,
-    /// Could not connect (refused, reset, DNS, TLS).
+    /// Could not connect (refused, DNS, an invalid URL).
     Connection(String),
+    /// The receiver closed or reset the connection before its answer was complete.
+    Reset(String),
+    /// The receiver answered with something that is not HTTP.
+    Protocol(String),
+    /// The TLS handshake failed: most often a certificate that is expired, self-signed or for
+    /// another name.
+    Tls(String),
     /// The SSRF guard refused every address of the endpoint's host. Retried like a connection
     /// failure (DNS may change); the addresses are in the operator's log only.
     Forbidden,
@@ -44,6 +51,9 @@ impl AttemptResult {
             AttemptResult::Status { .. } => "server_error",
             AttemptResult::Timeout => "timeout",
             AttemptResult::Connection(_) => "connection",
+            AttemptResult::Reset(_) => "connection_reset",
+            AttemptResult::Protocol(_) => "protocol_error",
+            AttemptResult::Tls(_) => "tls_error",
             AttemptResult::Forbidden => "forbidden_address",
         }
     }
@@ -156,6 +166,26 @@ mod tests {
             Decision::Failed,
             "after the last attempt"
         );
+    }
+
+    /// A receiver that resets, speaks garbage or fails the TLS handshake is retried like any
+    /// other failure, under a class of its own.
+    #[test]
+    fn broken_answers_are_retried_under_their_own_class() {
+        let now = Utc::now();
+        for (result, class) in [
+            (AttemptResult::Reset("reset".into()), "connection_reset"),
+            (AttemptResult::Protocol("garbage".into()), "protocol_error"),
+            (AttemptResult::Tls("expired".into()), "tls_error"),
+            (AttemptResult::Connection("refused".into()), "connection"),
+        ] {
+            assert_eq!(result.class(), class);
+            assert_eq!(
+                policy().decide(&result, 1, now, 0.5),
+                Decision::RetryAt(now + Duration::seconds(5)),
+                "{class}"
+            );
+        }
     }
 
     #[test]

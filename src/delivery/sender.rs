@@ -7,10 +7,12 @@ use std::time::{Duration as StdDuration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use super::failures::failure;
 use super::retry::{parse_retry_after, AttemptResult};
-use super::ssrf::{check_literal, GuardedResolver, SsrfError};
+use super::ssrf::{check_literal, GuardedResolver};
 use crate::clock::Timestamp;
 use crate::config::{DeliveryConfig, MAX_ENDPOINT_TIMEOUT_MS};
+use crate::keys::Mode;
 use crate::signing::{signature_headers, SigningKeys};
 use crate::store::{AttemptRecord, EndpointRecord};
 
@@ -22,6 +24,10 @@ pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 /// the like, would carry requests past the SSRF guard), and the SSRF-guarding resolver unless
 /// private networks are allowed or an egress proxy enforces the address policy instead.
 pub fn build_client(config: &DeliveryConfig) -> reqwest::Result<reqwest::Client> {
+    client_builder(config)?.build()
+}
+
+fn client_builder(config: &DeliveryConfig) -> reqwest::Result<reqwest::ClientBuilder> {
     let builder = reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
@@ -29,7 +35,7 @@ pub fn build_client(config: &DeliveryConfig) -> reqwest::Result<reqwest::Client>
         .pool_max_idle_per_host(32)
         .tcp_nodelay(true)
         .user_agent(concat!("hooksign/", env!("CARGO_PKG_VERSION")));
-    let builder = match &config.egress_proxy {
+    Ok(match &config.egress_proxy {
         // The proxy resolves and connects to endpoints itself; this client only resolves the
         // proxy's own name, which may well be a private address.
         Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
@@ -37,8 +43,45 @@ pub fn build_client(config: &DeliveryConfig) -> reqwest::Result<reqwest::Client>
             config.allow_private_networks,
             config.lookup.clone(),
         ))),
-    };
-    builder.build()
+    })
+}
+
+/// The two clients deliveries go out with, built once: the one that verifies receivers' TLS
+/// certificates, and the one for test-mode endpoints that turned verification off
+/// (`tls_verify: false`, a receiver with a self-signed certificate on a developer's machine).
+/// Both have the same proxy and SSRF policy; only certificate checks differ.
+#[derive(Debug, Clone)]
+pub struct DeliveryClients {
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+}
+
+impl DeliveryClients {
+    /// Both clients, as [`build_client`] configures them.
+    pub fn build(config: &DeliveryConfig) -> reqwest::Result<Self> {
+        Ok(Self {
+            verified: client_builder(config)?.build()?,
+            unverified: client_builder(config)?
+                .danger_accept_invalid_certs(true)
+                .build()?,
+        })
+    }
+
+    /// The client that verifies certificates.
+    pub fn verified(&self) -> &reqwest::Client {
+        &self.verified
+    }
+
+    /// The client for `endpoint`. A live-mode endpoint is always verified, whatever its row
+    /// says: the API refuses `tls_verify: false` in live mode, and a row changed by hand must
+    /// not send live events to a receiver whose certificate nobody checked.
+    pub fn for_endpoint(&self, endpoint: &EndpointRecord) -> &reqwest::Client {
+        if endpoint.mode == Mode::Test && !endpoint.tls_verify {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
 }
 
 /// What one delivery attempt carries besides the body.
@@ -115,9 +158,11 @@ pub fn attempt_headers(
     (headers, names)
 }
 
-/// Sends one attempt and reports its result and record.
+/// Sends one attempt and reports its result and record. The endpoint's timeout bounds the
+/// whole exchange, the response body included, and at most [`RESPONSE_EXCERPT_BYTES`] (plus one
+/// chunk) of the body is read.
 pub async fn send_attempt(
-    client: &reqwest::Client,
+    clients: &DeliveryClients,
     allow_private_networks: bool,
     endpoint: &EndpointRecord,
     keys: &SigningKeys<'_>,
@@ -129,30 +174,18 @@ pub async fn send_attempt(
     let outcome = match literal_host_check(&endpoint.url, allow_private_networks) {
         Err(err) => Err(err),
         Ok(()) => {
-            let request = client
+            let request = clients
+                .for_endpoint(endpoint)
                 .post(&endpoint.url)
                 .headers(headers)
                 .timeout(attempt_timeout(endpoint))
                 .body(body.to_vec());
-            request.send().await.map_err(|err| {
-                if err.is_timeout() {
-                    AttemptResult::Timeout
-                } else if refused_by_guard(&err) {
-                    // The resolver has logged the addresses for the operator.
-                    AttemptResult::Forbidden
-                } else {
-                    AttemptResult::Connection(error_chain(&err))
-                }
-            })
+            request.send().await.map_err(|err| failure(&err))
         }
     };
     let (result, excerpt) = match outcome {
         Err(result) => {
-            let excerpt = match &result {
-                AttemptResult::Connection(reason) => truncate(reason),
-                AttemptResult::Forbidden => FORBIDDEN_EXCERPT.to_owned(),
-                _ => String::new(),
-            };
+            let excerpt = failure_excerpt(&result);
             (result, excerpt)
         }
         Ok(response) => {
@@ -162,8 +195,15 @@ pub async fn send_attempt(
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| parse_retry_after(value, context.now));
-            let excerpt = read_excerpt(response).await;
-            (AttemptResult::Status { code, retry_after }, excerpt)
+            match read_excerpt(response).await {
+                Ok(excerpt) => (AttemptResult::Status { code, retry_after }, excerpt),
+                // The answer was cut off (or not finished within the timeout) before the
+                // excerpt was read: not an answer, so the delivery is tried again.
+                Err(result) => {
+                    let excerpt = failure_excerpt(&result);
+                    (result, excerpt)
+                }
+            }
         }
     };
     let latency_ms = started.elapsed().as_millis() as u64;
@@ -180,6 +220,19 @@ pub async fn send_attempt(
         signatures,
     };
     (result, record)
+}
+
+/// The excerpt stored for a failed attempt: the reason (never an address the SSRF guard
+/// refused), or nothing for a timeout.
+fn failure_excerpt(result: &AttemptResult) -> String {
+    match result {
+        AttemptResult::Connection(reason)
+        | AttemptResult::Reset(reason)
+        | AttemptResult::Protocol(reason)
+        | AttemptResult::Tls(reason) => truncate(reason),
+        AttemptResult::Forbidden => FORBIDDEN_EXCERPT.to_owned(),
+        AttemptResult::Timeout | AttemptResult::Status { .. } => String::new(),
+    }
 }
 
 /// The endpoint's timeout, never above the cap the API enforces (a row written before the cap,
@@ -204,42 +257,19 @@ fn literal_host_check(url: &str, allow_private: bool) -> Result<(), AttemptResul
     })
 }
 
-/// Whether the SSRF guard's resolver refused the request's host.
-fn refused_by_guard(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(cause) = source {
-        if matches!(
-            cause.downcast_ref::<SsrfError>(),
-            Some(SsrfError::Forbidden { .. })
-        ) {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-async fn read_excerpt(mut response: reqwest::Response) -> String {
+/// The first [`RESPONSE_EXCERPT_BYTES`] of the body; then the response is dropped, which
+/// closes a connection whose body was not read to its end (a 100 MB answer is never buffered,
+/// nor read on). An error before that much arrived (or the end) fails the attempt.
+async fn read_excerpt(mut response: reqwest::Response) -> Result<String, AttemptResult> {
     let mut kept = Vec::with_capacity(RESPONSE_EXCERPT_BYTES);
-    // Read only what is kept (plus one chunk): a huge response must not be buffered whole.
     while kept.len() < RESPONSE_EXCERPT_BYTES {
         match response.chunk().await {
             Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
-            _ => break,
+            Ok(None) => break,
+            Err(err) => return Err(failure(&err)),
         }
     }
-    truncate(&String::from_utf8_lossy(&kept))
+    Ok(truncate(&String::from_utf8_lossy(&kept)))
 }
 
 fn truncate(text: &str) -> String {
@@ -379,5 +409,42 @@ mod tests {
             send_one(&config, url);
             assert!(was_connected_to(&proxy), "{url} did not go to the proxy");
         }
+    }
+
+    /// Only a test-mode endpoint that turned verification off gets the unverified client; a
+    /// live-mode row saying `tls_verify = false` (written by hand) is verified all the same.
+    #[test]
+    fn only_test_mode_endpoints_may_skip_certificate_checks() {
+        let clients = DeliveryClients::build(&DeliveryConfig::default()).unwrap();
+        let now = chrono::Utc::now();
+        let endpoint = |mode, tls_verify| EndpointRecord {
+            id: crate::ids::EndpointId::new(),
+            merchant_id: crate::ids::MerchantId::new(),
+            mode,
+            url: "https://example.com/hook".into(),
+            description: String::new(),
+            event_types: Vec::new(),
+            scheme: crate::signing::Scheme::Bolt,
+            enabled: true,
+            max_in_flight: 1,
+            timeout_ms: 1_000,
+            headers: Default::default(),
+            disabled_reason: None,
+            disabled_at: None,
+            failing_since: None,
+            created_at: now,
+            updated_at: now,
+            tls_verify,
+        };
+        let verified = |mode, tls_verify| {
+            std::ptr::eq(
+                clients.for_endpoint(&endpoint(mode, tls_verify)),
+                clients.verified(),
+            )
+        };
+        assert!(!verified(Mode::Test, false));
+        assert!(verified(Mode::Test, true));
+        assert!(verified(Mode::Live, false));
+        assert!(verified(Mode::Live, true));
     }
 }

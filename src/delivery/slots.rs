@@ -301,6 +301,7 @@ mod tests {
             failing_since: None,
             created_at: now,
             updated_at: now,
+            tls_verify: true,
         }
     }
 

@@ -43,6 +43,9 @@ pub struct EndpointRecord {
     pub failing_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// Whether the receiver's TLS certificate is checked. Only a test-mode endpoint may turn
+    /// it off (the API refuses it in live mode, and the sender verifies live endpoints anyway).
+    pub tls_verify: bool,
 }
 
 /// A partial update of an endpoint.
@@ -56,6 +59,7 @@ pub struct EndpointPatch {
     pub max_in_flight: Option<u32>,
     pub timeout_ms: Option<u32>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub tls_verify: Option<bool>,
 }
 
 impl EndpointPatch {

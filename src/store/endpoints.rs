@@ -62,7 +62,7 @@ pub trait EndpointStore {
 
 pub(super) const ENDPOINT_COLUMNS: &str = "e.id, e.merchant_id, e.mode, e.url, e.description, e.event_types, e.scheme, \
      e.enabled, e.max_in_flight, e.timeout_ms, e.headers, e.headers_key_id, e.headers_sealed, e.disabled_reason, \
-     e.disabled_at, e.failing_since, e.created_at, e.updated_at";
+     e.disabled_at, e.failing_since, e.created_at, e.updated_at, e.tls_verify";
 
 #[derive(sqlx::FromRow)]
 pub(super) struct EndpointRow {
@@ -84,6 +84,7 @@ pub(super) struct EndpointRow {
     failing_since: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    tls_verify: bool,
 }
 
 /// What an endpoint's sealed headers are bound to.
@@ -162,6 +163,7 @@ impl EndpointRow {
             failing_since: opt_time(row.failing_since),
             created_at: crate::clock::from_millis(row.created_at),
             updated_at: crate::clock::from_millis(row.updated_at),
+            tls_verify: row.tls_verify,
         })
     }
 }
@@ -194,12 +196,12 @@ macro_rules! impl_endpoint_store {
                 let sql = if insert {
                     "INSERT INTO endpoints (id, merchant_id, mode, url, description, event_types, scheme, enabled, \
                      max_in_flight, timeout_ms, headers, disabled_reason, disabled_at, failing_since, created_at, updated_at, \
-                     headers_key_id, headers_sealed) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+                     headers_key_id, headers_sealed, tls_verify) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
                 } else {
                     "UPDATE endpoints SET url = $4, description = $5, event_types = $6, scheme = $7, enabled = $8, \
                      max_in_flight = $9, timeout_ms = $10, headers = $11, disabled_reason = $12, disabled_at = $13, \
-                     failing_since = $14, updated_at = $16, headers_key_id = $17, headers_sealed = $18 \
+                     failing_since = $14, updated_at = $16, headers_key_id = $17, headers_sealed = $18, tls_verify = $19 \
                      WHERE id = $1 AND merchant_id = $2 AND mode = $3 AND created_at = $15"
                 };
                 sqlx::query(sql)
@@ -222,6 +224,7 @@ macro_rules! impl_endpoint_store {
                     .bind($crate::clock::to_millis(endpoint.updated_at))
                     .bind(headers_key_id)
                     .bind(headers_sealed)
+                    .bind(endpoint.tls_verify)
                     .execute(&mut *conn)
                     .await?;
                 Ok(())
@@ -321,6 +324,9 @@ macro_rules! impl_endpoint_store {
                 }
                 if let Some(headers) = &patch.headers {
                     endpoint.headers = headers.clone();
+                }
+                if let Some(verify) = patch.tls_verify {
+                    endpoint.tls_verify = verify;
                 }
                 match patch.enabled {
                     Some(true) => {

@@ -243,6 +243,7 @@ fn endpoint(merchant: MerchantId, event_types: &[&str]) -> EndpointRecord {
         failing_since: None,
         created_at: Utc::now(),
         updated_at: Utc::now(),
+        tls_verify: true,
     }
 }
 

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
-use validate::{invalid, validate_body};
+use validate::{invalid, validate_body, validate_tls_verify};
 pub use validate::{
     validate_url, MAX_DESCRIPTION_CHARS, MAX_EVENT_TYPES, MAX_HEADERS, MAX_HEADER_VALUE_LEN,
     MAX_IN_FLIGHT_RANGE, MAX_URL_LEN, TIMEOUT_MS_RANGE, URL_PATTERN,
@@ -58,6 +58,10 @@ pub struct EndpointBody {
     /// headers must give `headers` again (`{}` drops them), or it is refused with 409
     /// `headers_required` (the stored headers forbid it) and nothing changes. A new path on the same origin keeps them.
     pub headers: Option<BTreeMap<String, String>>,
+    /// Whether the receiver's TLS certificate is checked (default `true`). Test mode only may
+    /// turn it off, for a receiver with a self-signed certificate; a live-mode key sending
+    /// `false` is refused with 422 `tls_verify_test_mode_only`. Every change is audited.
+    pub tls_verify: Option<bool>,
 }
 
 /// `POST /v1/endpoints/{id}/replay`
@@ -108,6 +112,7 @@ pub async fn create(
         .ok_or_else(|| invalid("invalid_url", "url is required"))?;
     let url = validate_url(url, auth.mode, &state)?;
     validate_body(&body, state.config.delivery.max_endpoint_timeout_ms())?;
+    validate_tls_verify(&body, auth.mode)?;
     let now = state.clock.now();
     let endpoint = EndpointRecord {
         id: EndpointId::new(),
@@ -130,11 +135,12 @@ pub async fn create(
         failing_since: None,
         created_at: now,
         updated_at: now,
+        tls_verify: body.tls_verify.unwrap_or(true),
     };
     let event = auth.audit_event(
         "endpoint.create",
         endpoint.id,
-        json!({ "url": endpoint.url }),
+        json!({ "url": endpoint.url, "tls_verify": endpoint.tls_verify }),
         now,
     );
     let limit = state.config.delivery.max_endpoints_per_mode;
@@ -213,6 +219,7 @@ pub async fn update(
         .map(|url| validate_url(url, auth.mode, &state))
         .transpose()?;
     validate_body(&body, state.config.delivery.max_endpoint_timeout_ms())?;
+    validate_tls_verify(&body, auth.mode)?;
     let now = state.clock.now();
     let patch = EndpointPatch {
         url,
@@ -223,11 +230,12 @@ pub async fn update(
         max_in_flight: body.max_in_flight,
         timeout_ms: body.timeout_ms,
         headers: body.headers,
+        tls_verify: body.tls_verify,
     };
     let event = auth.audit_event(
         "endpoint.update",
         endpoint_id,
-        json!({ "enabled": patch.enabled, "url": patch.url }),
+        json!({ "enabled": patch.enabled, "url": patch.url, "tls_verify": patch.tls_verify }),
         now,
     );
     let endpoint = state

@@ -208,3 +208,16 @@ pub(super) fn validate_body(body: &EndpointBody, max_timeout_ms: u32) -> Result<
     }
     Ok(())
 }
+
+/// `tls_verify: false` is for test mode only: a live-mode key must not be able to send live
+/// events to a receiver whose certificate nobody checks (the sender verifies live endpoints
+/// whatever their row says; this is the refusal the caller sees).
+pub(super) fn validate_tls_verify(body: &EndpointBody, mode: Mode) -> Result<(), ApiError> {
+    if body.tls_verify == Some(false) && mode == Mode::Live {
+        return Err(invalid(
+            "tls_verify_test_mode_only",
+            "tls_verify can be turned off only for test-mode endpoints; live-mode endpoints always verify the receiver's certificate",
+        ));
+    }
+    Ok(())
+}

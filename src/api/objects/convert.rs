@@ -139,6 +139,7 @@ impl From<EndpointRecord> for EndpointObject {
             disabled_at: e.disabled_at.map(Time),
             created_at: e.created_at.into(),
             updated_at: e.updated_at.into(),
+            tls_verify: e.tls_verify,
         }
     }
 }

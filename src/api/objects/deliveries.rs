@@ -15,8 +15,11 @@ pub struct AttemptObject {
     pub started_at: Time,
     pub status_code: Option<u16>,
     pub latency_ms: u64,
-    /// `timeout`, `connection`, `forbidden_address` (the SSRF policy refused every address of
-    /// the host), `redirect`, `client_error`, `server_error`; null on success.
+    /// `timeout` (no complete answer within the endpoint's timeout), `connection` (could not
+    /// connect), `connection_reset` (closed or reset before the answer was complete),
+    /// `protocol_error` (the answer was not HTTP), `tls_error` (the handshake failed, e.g. an
+    /// expired or self-signed certificate), `forbidden_address` (the SSRF policy refused every
+    /// address of the host), `redirect`, `client_error`, `server_error`; null on success.
     pub error_class: Option<String>,
     /// The first KiB of the response body (or the connection error).
     pub response_body: String,

@@ -39,6 +39,8 @@ pub struct EndpointObject {
     pub created_at: Time,
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: Time,
+    /// Whether the receiver's TLS certificate is checked (always `true` in live mode).
+    pub tls_verify: bool,
 }
 
 /// What the API shows instead of a custom header's value (not a valid header value, so it
