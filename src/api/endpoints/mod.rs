@@ -149,7 +149,7 @@ pub async fn create(
                 ),
             ))
         }
-        Err(other) => return Err(ApiError::internal(other)),
+        Err(other) => return Err(ApiError::store(other)),
     }
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
@@ -169,7 +169,7 @@ pub async fn list(
         .store
         .list_endpoints(auth.merchant_id, auth.mode, &page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(List::from_rows(
         rows.into_iter().map(Into::into).collect(),
         &page,
@@ -322,7 +322,7 @@ pub async fn test(
         .delivery
         .ping(permit, &endpoint, &body, &event_id.to_string())
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::service)?;
     // Nothing else is written for a ping, so its audit event has a transaction of its own.
     let audit = auth.audit_event(
         "endpoint.test",
@@ -338,7 +338,7 @@ pub async fn test(
         .store
         .record_audit(&audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(PingResult::new(
         result.class() == "success",
         record,
@@ -384,7 +384,7 @@ pub async fn replay(
             &audit,
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     state.delivery.wake();
     Ok(Json(json!({
         "object": "replay",
