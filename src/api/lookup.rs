@@ -16,7 +16,8 @@ pub fn parse_id<T: FromStr>(what: &'static str, id: &str) -> Result<T, ApiError>
 }
 
 /// A store error about the object `what` with path id `id`: `NotFound` is 404, a database
-/// that cannot be used right now 503 (see [`ApiError::store`]), anything else a 500. Resources with refusals of their own match those first and hand the rest here.
+/// that cannot be used right now 503 (see [`ApiError::store`]), anything else a 500.
+/// Resources with refusals of their own match those first and hand the rest here.
 pub fn store_error(err: StoreError, what: &'static str, id: &str) -> ApiError {
     match err {
         StoreError::NotFound => ApiError::not_found(what, id),

@@ -234,7 +234,7 @@ async fn find_usable_key(headers: &HeaderMap, state: &AuthState) -> Result<ApiKe
         .find_api_key_by_hash(&token.hash())
         .await
         // A lookup that fails is not an unknown key: a database that is down is a 503.
-        .map_err(ApiError::from)?
+        .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::authentication("invalid_api_key", "invalid API key"))?;
     let now = state.clock.now();
     let key = found.key;
@@ -323,7 +323,7 @@ async fn check_nonce(
         .store
         .remember_nonce(key.id, nonce, now, now + GUARD_TTL)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(ApiError::store)?;
     if fresh {
         Ok(())
     } else {

@@ -66,7 +66,7 @@ impl Default for DatabaseConfig {
             url: "sqlite://hooksign-data/hooksign.db".into(),
             max_connections: 10,
             sqlite_synchronous: SqliteSynchronousMode::Full,
-            acquire_timeout_secs: 5,
+            acquire_timeout_secs: 10,
         }
     }
 }
@@ -132,4 +132,26 @@ pub fn decode_master_key(text: &str) -> Result<[u8; 32], String> {
         .map_err(|_| "is not valid base64 (expected base64 of 32 random bytes)".to_owned())?;
     <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| format!("decodes to {} bytes; it must be exactly 32", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_named_by_its_file_or_its_url_without_the_password() {
+        let named = |url: &str| {
+            DatabaseConfig {
+                url: url.to_owned(),
+                ..DatabaseConfig::default()
+            }
+            .location()
+        };
+        assert_eq!(named("sqlite://data/hooksign.db"), "data/hooksign.db");
+        assert_eq!(named("sqlite:///var/lib/h.db?mode=rwc"), "/var/lib/h.db");
+        assert_eq!(
+            named("postgres://app:hunter2@db:5432/hooksign"),
+            "postgres://app:[redacted]@db:5432/hooksign"
+        );
+    }
 }

@@ -161,7 +161,8 @@ async fn writer<I, O>(
     // The receiver is held only while waiting for work, never while writing.
     while receiver.lock().await.recv_many(&mut jobs, max_batch).await > 0 {
         metrics::histogram!("hooksign_group_commit_size").record(jobs.len() as f64);
-        commit(&batch, jobs.drain(..).collect()).await;
+        let taken = std::mem::replace(&mut jobs, Vec::with_capacity(max_batch));
+        commit(&batch, taken).await;
     }
 }
 

@@ -26,10 +26,10 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url`, e.g. `postgres://postgres@127.0.0.1/hooksign`, waiting up to 5 s for
-    /// a connection (see [`PgStore::connect_with`]).
+    /// Connects to `url`, e.g. `postgres://postgres@127.0.0.1/hooksign`, waiting up to 10 s
+    /// for a connection (see [`PgStore::connect_with`]).
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
-        Self::connect_with(url, max_connections, Duration::from_secs(5)).await
+        Self::connect_with(url, max_connections, Duration::from_secs(10)).await
     }
 
     /// Connects to `url`; a query waits up to `acquire_timeout` for a connection.
