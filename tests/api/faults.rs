@@ -163,8 +163,12 @@ async fn all_received(app: &TestApp, receiver: &Receiver, accepted: &[String]) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let lease = app.config.delivery.lease_secs as i64;
+    let leased = app
+        .count("SELECT COUNT(*) FROM deliveries WHERE leased_by IS NOT NULL AND attempts = 0")
+        .await;
     eprintln!(
-        "{} accepted events not received yet; moving time past the lease",
+        "{} accepted events not received yet ({leased} deliveries leased but never sent); \
+         moving time past the lease",
         missing()
     );
     app.clock.advance(chrono::Duration::seconds(lease + 1));
