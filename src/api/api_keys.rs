@@ -166,7 +166,7 @@ pub async fn list(
         .store
         .list_api_keys(auth.merchant_id, auth.mode)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let query = KeyQuery {
         status: params.status,
         name_contains: params
@@ -430,7 +430,7 @@ pub async fn roll(
         .store
         .get_api_key(successor.id)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok((
         StatusCode::CREATED,
         Json(RolledApiKey {

@@ -39,7 +39,7 @@ pub async fn list(
         .store
         .list_audit_events(auth.merchant_id, auth.mode, params.action.as_deref(), &page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(List::from_rows(
         rows.into_iter().map(Into::into).collect(),
         &page,

@@ -82,7 +82,7 @@ pub async fn list(
         .store
         .list_deliveries(auth.merchant_id, auth.mode, &filter, &page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let objects = rows
         .into_iter()
         .map(|d| DeliveryObject::new(d, None))

@@ -77,7 +77,7 @@ pub async fn create(
         .await
         .map_err(|err| match err {
             StoreError::Saturated => ApiError::saturated(),
-            other => ApiError::internal(other),
+            other => ApiError::store(other),
         })?;
     if !deliveries.is_empty() {
         state.delivery.wake();
@@ -111,7 +111,7 @@ pub async fn list(
         .store
         .list_events(auth.merchant_id, auth.mode, &page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(List::from_rows(
         rows.iter().map(EventObject::from).collect(),
         &page,

@@ -15,11 +15,12 @@ pub fn parse_id<T: FromStr>(what: &'static str, id: &str) -> Result<T, ApiError>
     id.parse().map_err(|_| ApiError::not_found(what, id))
 }
 
-/// A store error about the object `what` with path id `id`: `NotFound` is 404, anything
-/// else a 500. Resources with refusals of their own match those first and hand the rest here.
+/// A store error about the object `what` with path id `id`: `NotFound` is 404, a database
+/// that cannot be used right now 503 (see [`ApiError::store`]), anything else a 500.
+/// Resources with refusals of their own match those first and hand the rest here.
 pub fn store_error(err: StoreError, what: &'static str, id: &str) -> ApiError {
     match err {
         StoreError::NotFound => ApiError::not_found(what, id),
-        other => ApiError::internal(other),
+        other => ApiError::store(other),
     }
 }

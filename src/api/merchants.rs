@@ -66,7 +66,7 @@ pub async fn create(
         now,
     )
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::store)?;
     let api_keys = created
         .keys
         .iter()
@@ -99,7 +99,7 @@ pub async fn list(
         .store
         .list_merchants(&page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     let objects = rows.into_iter().map(MerchantObject::from).collect();
     Ok(Json(List::from_rows(objects, &page, "/v1/merchants")))
 }

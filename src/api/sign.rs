@@ -90,5 +90,8 @@ pub(super) async fn current_keyring(state: &AppState, auth: &MerchantAuth) -> Ap
         auth.mode,
     )
     .await
-    .map_err(ApiError::internal)
+    .map_err(|err| match err {
+        crate::secrets::keyring::KeyringError::Store(err) => ApiError::store(err),
+        other => ApiError::internal(other),
+    })
 }

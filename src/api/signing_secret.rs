@@ -69,7 +69,7 @@ async fn status(
         .store
         .get_policy(auth.merchant_id, auth.mode)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
         .map(Into::into);
     Ok(SigningSecretStatus {
         object: "signing_secret",
@@ -88,7 +88,7 @@ async fn current_status(state: &AppState, auth: &MerchantAuth) -> ApiResult<Sign
         .store
         .signing_secrets(auth.merchant_id, auth.mode)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     status(state, auth, &rows).await
 }
 
@@ -129,7 +129,7 @@ fn rotation_error(err: StoreError, mode: Mode) -> ApiError {
             };
             ApiError::conflict(rule.code(), message)
         }
-        other => ApiError::internal(other),
+        other => ApiError::store(other),
     }
 }
 
@@ -279,7 +279,7 @@ pub async fn reveal(
             now,
         ))
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(RevealedSecrets {
         object: "signing_secret_reveal",
         livemode: auth.mode.is_live(),
@@ -335,7 +335,7 @@ pub async fn put_schedule(
         .store
         .put_policy(&policy, now, &event)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(current_status(&state, &auth).await?))
 }
 
@@ -353,7 +353,7 @@ pub async fn delete_schedule(
         .store
         .delete_policy(auth.merchant_id, auth.mode, &event)
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::store)?
     {
         return Err(ApiError::not_found("rotation schedule", auth.mode.as_str()));
     }

@@ -90,7 +90,7 @@ pub async fn idempotency(State(state): State<AuthState>, request: Request, next:
         .begin_idempotent(key.id, &idem_key, &fingerprint, now, now + lease)
         .await;
     match begun {
-        Err(err) => ApiError::internal(err).into_response(),
+        Err(err) => ApiError::store(err).into_response(),
         Ok(IdempotencyBegin::Mismatch) => ApiError::unprocessable(
             "idempotency_key_reused",
             "this Idempotency-Key was used with a different request in the last 24 hours",
@@ -112,7 +112,7 @@ pub async fn idempotency(State(state): State<AuthState>, request: Request, next:
                 let audit = replay_audit(&key, &route, &idem_key, stored.status, now);
                 if let Err(err) = state.store.record_audit(&audit).await {
                     // A secret handed out again must leave a trace; without one, no replay.
-                    return ApiError::internal(err).into_response();
+                    return ApiError::store(err).into_response();
                 }
             }
             replay(stored)

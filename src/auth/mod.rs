@@ -233,7 +233,8 @@ async fn find_usable_key(headers: &HeaderMap, state: &AuthState) -> Result<ApiKe
         .store
         .find_api_key_by_hash(&token.hash())
         .await
-        .map_err(ApiError::internal)?
+        // A lookup that fails is not an unknown key: a database that is down is a 503.
+        .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::authentication("invalid_api_key", "invalid API key"))?;
     let now = state.clock.now();
     let key = found.key;
@@ -322,7 +323,7 @@ async fn check_nonce(
         .store
         .remember_nonce(key.id, nonce, now, now + GUARD_TTL)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     if fresh {
         Ok(())
     } else {
@@ -344,15 +345,28 @@ pub async fn authenticate(
         Err(err) if err.status().as_u16() == 401 => {
             return refuse_credential(&request, &state, err)
         }
-        Err(err) => return err.into_response(),
+        Err(err) => return with_fault_logged(&state, err.into_response()),
     };
     if let Err(secs) = state.limits.check_key(key.id) {
         return ApiError::rate_limited(secs).into_response();
     }
     if let Err(err) = check_nonce(request.headers(), request.method(), &state, &key).await {
-        return err.into_response();
+        return with_fault_logged(&state, err.into_response());
     }
     state.last_used.record(key.id, state.clock.now());
     request.extensions_mut().insert(Authenticated(key));
-    next.run(request).await
+    with_fault_logged(&state, next.run(request).await)
+}
+
+/// Logs, naming this daemon's database, an answer given because the database could not be
+/// used (see [`crate::http::error::DatabaseFault`]), whichever handler gave it.
+fn with_fault_logged(state: &AuthState, response: Response) -> Response {
+    if response
+        .extensions()
+        .get::<crate::http::error::DatabaseFault>()
+        .is_some()
+    {
+        crate::http::error::log_database_fault(&response, &state.config.database.location());
+    }
+    response
 }

@@ -16,6 +16,26 @@ pub struct DatabaseConfig {
     /// answered 202 survives a power loss; `normal` flushes only at checkpoints (faster; a
     /// process crash loses nothing, a power loss can lose the last commits).
     pub sqlite_synchronous: SqliteSynchronousMode,
+    /// PostgreSQL: how long a request waits for a connection (a free one when all are busy, a
+    /// new one while the server refuses connections) before it is answered 503
+    /// `database_unavailable`. Short, so an outage fails requests in seconds instead of holding
+    /// them. (SQLite keeps its fixed 15 s, the same as its busy timeout.)
+    pub acquire_timeout_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// The database named in logs: the SQLite file, or the PostgreSQL URL without its
+    /// password.
+    pub fn location(&self) -> String {
+        match self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"))
+        {
+            Some(path) => path.split('?').next().unwrap_or(path).to_owned(),
+            None => redact_url_password(&self.url),
+        }
+    }
 }
 
 /// `database.sqlite_synchronous`.
@@ -46,6 +66,7 @@ impl Default for DatabaseConfig {
             url: "sqlite://hooksign-data/hooksign.db".into(),
             max_connections: 10,
             sqlite_synchronous: SqliteSynchronousMode::Full,
+            acquire_timeout_secs: 10,
         }
     }
 }
@@ -111,4 +132,26 @@ pub fn decode_master_key(text: &str) -> Result<[u8; 32], String> {
         .map_err(|_| "is not valid base64 (expected base64 of 32 random bytes)".to_owned())?;
     <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| format!("decodes to {} bytes; it must be exactly 32", bytes.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_named_by_its_file_or_its_url_without_the_password() {
+        let named = |url: &str| {
+            DatabaseConfig {
+                url: url.to_owned(),
+                ..DatabaseConfig::default()
+            }
+            .location()
+        };
+        assert_eq!(named("sqlite://data/hooksign.db"), "data/hooksign.db");
+        assert_eq!(named("sqlite:///var/lib/h.db?mode=rwc"), "/var/lib/h.db");
+        assert_eq!(
+            named("postgres://app:hunter2@db:5432/hooksign"),
+            "postgres://app:[redacted]@db:5432/hooksign"
+        );
+    }
 }

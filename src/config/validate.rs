@@ -56,6 +56,10 @@ impl Config {
                 "delivery.ingest_queue_capacity",
                 self.delivery.ingest_queue_capacity as u64,
             ),
+            (
+                "database.acquire_timeout_secs",
+                self.database.acquire_timeout_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be greater than 0"));

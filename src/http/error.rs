@@ -6,6 +6,12 @@
 //! ```
 //!
 //! A 500 never shows its cause: the details go to the log under the request id.
+//!
+//! Store errors are classified in one place ([`From<StoreError>`], by
+//! [`StoreError::unavailable`]): a database that cannot be used right now (unreachable, disk
+//! full, read-only) is a 503 with `Retry-After` and a code saying which
+//! (`database_unavailable`, `disk_full`, `database_read_only`), never a 500 and never a 401;
+//! everything else is the opaque 500.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +19,7 @@ use serde::Serialize;
 
 use super::request_id::current_request_id;
 use crate::store::StoreError;
+use crate::store::Unavailable;
 
 /// The `type` of an error: what kind of thing went wrong, fixed per status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -38,6 +45,18 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     retry_after_secs: Option<u64>,
+    /// The store error behind a `database_unavailable` (or `disk_full`, `database_read_only`)
+    /// answer, for the log line that names the database (see [`DatabaseFault`]).
+    fault: Option<String>,
+}
+
+/// In the extensions of an answer given because the database cannot be used: the middleware
+/// that knows which database this daemon uses logs it (see [`log_database_fault`]); the cause
+/// never reaches the client.
+#[derive(Debug, Clone)]
+pub struct DatabaseFault {
+    pub code: &'static str,
+    pub cause: String,
 }
 
 /// The envelope as it appears in the OpenAPI document.
@@ -73,6 +92,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            fault: None,
         }
     }
 
@@ -184,6 +204,15 @@ impl ApiError {
         .with_retry_after(1)
     }
 
+    /// 503 with `Retry-After`: the database cannot be used right now (`kind` says why);
+    /// `cause` goes to the log (see [`DatabaseFault`]), never to the client.
+    pub fn database_unavailable(kind: Unavailable, cause: impl std::fmt::Display) -> Self {
+        let mut err = Self::unavailable(kind.code(), kind.message())
+            .with_retry_after(kind.retry_after_secs());
+        err.fault = Some(cause.to_string());
+        err
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -206,6 +235,12 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(cause) = self.fault {
+            response.extensions_mut().insert(DatabaseFault {
+                code: self.code,
+                cause,
+            });
+        }
         if let Some(secs) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -303,10 +338,72 @@ impl From<StoreError> for ApiError {
             // these are the fallbacks.
             StoreError::NotFound => ApiError::not_found("resource", "?"),
             StoreError::Conflict(what) => ApiError::conflict("conflict", what),
-            StoreError::Saturated => ApiError::saturated(),
-            other => ApiError::internal(other),
+            other => ApiError::store(other),
         }
     }
+}
+
+impl ApiError {
+    /// A store error no handler has a better answer for: 503 with `Retry-After` when the
+    /// database cannot be used right now (see [`StoreError::unavailable`]) or a write queue is
+    /// full, otherwise the opaque 500. What handlers use in place of [`ApiError::internal`] on
+    /// store results.
+    pub fn store(err: StoreError) -> Self {
+        if matches!(err, StoreError::Saturated) {
+            return ApiError::saturated();
+        }
+        match err.unavailable() {
+            Some(kind) => ApiError::database_unavailable(kind, err),
+            None => ApiError::internal(err),
+        }
+    }
+
+    /// A service's error (`anyhow`): classified like [`ApiError::store`] when a store error is
+    /// behind it, otherwise the opaque 500.
+    pub fn service(err: anyhow::Error) -> Self {
+        let err = match err.downcast::<StoreError>() {
+            Ok(store) => return ApiError::store(store),
+            Err(other) => other,
+        };
+        match err.downcast::<crate::secrets::keyring::KeyringError>() {
+            Ok(crate::secrets::keyring::KeyringError::Store(store)) => ApiError::store(store),
+            Ok(other) => ApiError::internal(other),
+            Err(other) => ApiError::internal(format!("{other:#}")),
+        }
+    }
+}
+
+/// The last second a database fault was logged in, and how many were not logged since.
+static FAULT_LOG: std::sync::Mutex<(u64, u64)> = std::sync::Mutex::new((0, 0));
+
+/// Logs the [`DatabaseFault`] behind `response`, if any, naming `database` (the SQLite file or
+/// the PostgreSQL address, without its password): at most one line a second, with how many
+/// faults were not logged since, so an outage under a flood does not flood the log too.
+pub fn log_database_fault(response: &Response, database: &str) {
+    let Some(fault) = response.extensions().get::<DatabaseFault>() else {
+        return;
+    };
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let suppressed = {
+        let mut last = FAULT_LOG.lock().unwrap_or_else(|p| p.into_inner());
+        if last.0 == second {
+            last.1 += 1;
+            return;
+        }
+        let suppressed = last.1;
+        *last = (second, 0);
+        suppressed
+    };
+    tracing::error!(
+        request_id = %current_request_id(),
+        database,
+        code = fault.code,
+        error = %fault.cause,
+        not_logged_since = suppressed,
+        "the database cannot be used; answering 503"
+    );
 }
 
 /// What handlers return.

@@ -8,7 +8,13 @@
 //! while each caller still gets its answer only after its data is durable.
 //!
 //! When a batch fails as a whole, each item is retried in a transaction of its own, so one bad
-//! item does not fail the others and every caller gets the error that is really its own.
+//! item does not fail the others and every caller gets the error that is really its own. A
+//! batch that failed because the database cannot be used right now
+//! ([`StoreError::unavailable`]: a cut connection, a refused one, a full disk) is not retried
+//! item by item against a dead server: writes queued with [`GroupCommit::try_submit`] fail at
+//! once, all with that error, and writes queued with [`GroupCommit::submit`] are kept and the
+//! batch is tried again (backing off up to [`RETRY_BACKOFF_MAX`]) until the database takes it or
+//! [`KEEP_UNAVAILABLE_FOR`] has passed. The writer goes on with the next batch either way.
 //!
 //! The queue is bounded: [`GroupCommit::submit`] waits for room (back-pressure, for callers
 //! that must not drop their write), [`GroupCommit::try_submit`] refuses at once with
@@ -18,13 +24,29 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::{StoreError, StoreResult};
 
 type BatchFuture<O> = Pin<Box<dyn Future<Output = StoreResult<Vec<O>>> + Send>>;
 type BatchFn<I, O> = Arc<dyn Fn(Arc<[I]>) -> BatchFuture<O> + Send + Sync>;
-type Job<I, O> = (I, oneshot::Sender<StoreResult<O>>);
+
+/// A queued write and where its answer goes.
+struct Job<I, O> {
+    item: I,
+    reply: oneshot::Sender<StoreResult<O>>,
+    /// Queued with `submit`: kept while the database is unavailable instead of failed.
+    keep: bool,
+}
+
+/// How long writes queued with [`GroupCommit::submit`] are kept and retried while the
+/// database is unavailable, at most; then their callers get the error.
+pub const KEEP_UNAVAILABLE_FOR: Duration = Duration::from_secs(300);
+
+/// The longest pause between two tries of a kept batch.
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The queue bound of [`GroupCommit::spawn`] and [`GroupCommit::spawn_writers`].
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4_096;
@@ -89,22 +111,32 @@ where
     }
 
     /// Queues `item`, waiting for room while the queue is full, and waits until the
-    /// transaction holding it has committed (or failed).
+    /// transaction holding it has committed (or failed). While the database is unavailable the
+    /// write is kept and tried again, for up to [`KEEP_UNAVAILABLE_FOR`].
     pub async fn submit(&self, item: I) -> StoreResult<O> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((item, reply))
+            .send(Job {
+                item,
+                reply,
+                keep: true,
+            })
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Like [`GroupCommit::submit`], but refuses with [`StoreError::Saturated`] at once, and
-    /// without writing anything, when the queue is full.
+    /// without writing anything, when the queue is full, and fails at once (not kept) when the
+    /// database is unavailable.
     pub async fn try_submit(&self, item: I) -> StoreResult<O> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .try_send((item, reply))
+            .try_send(Job {
+                item,
+                reply,
+                keep: false,
+            })
             .map_err(|err| match err {
                 mpsc::error::TrySendError::Full(_) => StoreError::Saturated,
                 mpsc::error::TrySendError::Closed(_) => stopped(),
@@ -128,38 +160,117 @@ async fn writer<I, O>(
     let mut jobs = Vec::with_capacity(max_batch);
     // The receiver is held only while waiting for work, never while writing.
     while receiver.lock().await.recv_many(&mut jobs, max_batch).await > 0 {
-        let (items, replies): (Vec<I>, Vec<_>) = jobs.drain(..).unzip();
-        metrics::histogram!("hooksign_group_commit_size").record(items.len() as f64);
-        let items: Arc<[I]> = items.into();
-        match run(&batch, items.clone()).await {
-            Ok(results) if results.len() == replies.len() => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(Ok(result));
-                }
+        metrics::histogram!("hooksign_group_commit_size").record(jobs.len() as f64);
+        let taken = std::mem::replace(&mut jobs, Vec::with_capacity(max_batch));
+        commit(&batch, taken).await;
+    }
+}
+
+/// Writes one batch and answers its callers.
+async fn commit<I, O>(batch: &BatchFn<I, O>, jobs: Vec<Job<I, O>>)
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    let items: Arc<[I]> = jobs.iter().map(|job| job.item.clone()).collect();
+    match run(batch, items.clone()).await {
+        Err(err) if err.unavailable().is_some() => {
+            let (kept, failed): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| job.keep);
+            for job in failed {
+                let _ = job.reply.send(Err(copy_of(&err)));
             }
-            Ok(_) => {
-                for reply in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(
-                        "a group commit returned the wrong number of results".to_owned(),
-                    )));
-                }
+            if !kept.is_empty() {
+                keep_until_written(batch, kept, &err).await;
             }
-            Err(_) if replies.len() > 1 => {
-                // Find out whose write failed: each one again, alone.
-                for (item, reply) in items.iter().cloned().zip(replies) {
-                    let result = run(&batch, Arc::from([item]))
-                        .await
-                        .and_then(|mut one| one.pop().ok_or_else(stopped));
-                    let _ = reply.send(result);
-                }
+        }
+        result => answer(batch, jobs, items, result).await,
+    }
+}
+
+/// Tries `jobs` again, backing off, while the database is unavailable (for up to
+/// [`KEEP_UNAVAILABLE_FOR`]), then answers them with what the last try gave.
+async fn keep_until_written<I, O>(batch: &BatchFn<I, O>, jobs: Vec<Job<I, O>>, first: &StoreError)
+where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    tracing::warn!(writes = jobs.len(), error = %first, "the database is unavailable; keeping the writes until it is back");
+    let items: Arc<[I]> = jobs.iter().map(|job| job.item.clone()).collect();
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_BACKOFF_MAX);
+        let result = run(batch, items.clone()).await;
+        if matches!(&result, Err(err) if err.unavailable().is_some())
+            && started.elapsed() < KEEP_UNAVAILABLE_FOR
+        {
+            continue;
+        }
+        if result.is_ok() {
+            tracing::info!(
+                writes = jobs.len(),
+                "the database is back; kept writes written"
+            );
+        }
+        return answer(batch, jobs, items, result).await;
+    }
+}
+
+/// Answers each caller of a batch with its own result; a batch that failed as a whole is
+/// tried again item by item, to find whose write failed.
+async fn answer<I, O>(
+    batch: &BatchFn<I, O>,
+    jobs: Vec<Job<I, O>>,
+    items: Arc<[I]>,
+    result: StoreResult<Vec<O>>,
+) where
+    I: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+{
+    match result {
+        Ok(results) if results.len() == jobs.len() => {
+            for (job, result) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(result));
             }
-            Err(err) => {
-                if let Some(reply) = replies.into_iter().next() {
-                    let _ = reply.send(Err(err));
+        }
+        Ok(_) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Corrupt(
+                    "a group commit returned the wrong number of results".to_owned(),
+                )));
+            }
+        }
+        Err(_) if jobs.len() > 1 => {
+            // Find out whose write failed: each one again, alone; once the database itself
+            // fails, the rest are answered with that at once.
+            let mut unavailable: Option<StoreError> = None;
+            for (item, job) in items.iter().cloned().zip(jobs) {
+                if let Some(err) = &unavailable {
+                    let _ = job.reply.send(Err(copy_of(err)));
+                    continue;
                 }
+                let result = run(batch, Arc::from([item]))
+                    .await
+                    .and_then(|mut one| one.pop().ok_or_else(stopped));
+                if let Err(err) = &result {
+                    unavailable = err.unavailable_copy();
+                }
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(err) => {
+            if let Some(job) = jobs.into_iter().next() {
+                let _ = job.reply.send(Err(err));
             }
         }
     }
+}
+
+/// The same unavailability for another caller.
+fn copy_of(err: &StoreError) -> StoreError {
+    err.unavailable_copy()
+        .unwrap_or_else(|| StoreError::Corrupt(err.to_string()))
 }
 
 /// Runs one batch in a task of its own: a batch that panics fails its callers (and is retried
@@ -191,200 +302,4 @@ pub fn group_commit_writers(store: &dyn super::Store) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Submits `0..count` concurrently; each result beside the value submitted.
-    async fn submit_all(
-        group: &Arc<GroupCommit<u32, u32>>,
-        count: u32,
-    ) -> Vec<(u32, StoreResult<u32>)> {
-        let handles: Vec<_> = (0..count)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { (n, group.submit(n).await) })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for handle in handles {
-            results.push(handle.await.unwrap());
-        }
-        results
-    }
-
-    /// Yields until `done` holds; fails saying `what` was awaited if it never does.
-    async fn until(what: &str, done: impl Fn() -> bool) {
-        for _ in 0..100_000 {
-            if done() {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-        panic!("never happened: {what}");
-    }
-
-    #[tokio::test]
-    async fn writes_waiting_behind_a_commit_share_the_next_transactions() {
-        // The first transaction is held open until 99 more writes wait behind it: they must
-        // then take two transactions (64 + 35, the batch limit), not one each.
-        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let (recorded, held) = (sizes.clone(), gate.clone());
-        let group = Arc::new(GroupCommit::spawn(64, move |items: Arc<[u32]>| {
-            recorded.lock().unwrap().push(items.len());
-            let held = held.clone();
-            async move {
-                let _pass = held.acquire().await.expect("gate");
-                Ok(items.iter().map(|n| n * 2).collect())
-            }
-        }));
-        let first = tokio::spawn({
-            let group = group.clone();
-            async move { group.submit(0).await }
-        });
-        until("the first write's transaction began", || {
-            !sizes.lock().unwrap().is_empty()
-        })
-        .await;
-        let rest: Vec<_> = (1..100)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { (n, group.submit(n).await) })
-            })
-            .collect();
-        until("99 writes queued", || {
-            group.queue.capacity() == DEFAULT_QUEUE_CAPACITY - 99
-        })
-        .await;
-        gate.add_permits(1);
-        assert_eq!(first.await.unwrap().unwrap(), 0);
-        for handle in rest {
-            let (n, doubled) = handle.await.unwrap();
-            assert_eq!(doubled.unwrap(), n * 2, "each caller gets its own result");
-        }
-        assert_eq!(*sizes.lock().unwrap(), [1, 64, 35]);
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn several_writers_commit_side_by_side() {
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (now, peak) = (running.clone(), most.clone());
-        let group = Arc::new(GroupCommit::spawn_writers(
-            3,
-            4,
-            move |items: Arc<[u32]>| {
-                let (now, peak) = (now.clone(), peak.clone());
-                async move {
-                    let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(at_once, Ordering::SeqCst);
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    now.fetch_sub(1, Ordering::SeqCst);
-                    Ok(items.iter().map(|n| n + 1).collect())
-                }
-            },
-        ));
-        for (n, plus_one) in submit_all(&group, 40).await {
-            assert_eq!(plus_one.unwrap(), n + 1);
-        }
-        let peak = most.load(Ordering::SeqCst);
-        assert!(
-            (2..=3).contains(&peak),
-            "{peak} batches were in progress at once"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_panicking_batch_fails_its_callers_but_not_the_writer() {
-        let group = Arc::new(GroupCommit::spawn(64, |items: Arc<[u32]>| async move {
-            assert!(!items.contains(&7), "a bug in the batch function");
-            Ok(items.to_vec())
-        }));
-        for outcome in submit_all(&group, 10).await {
-            match outcome {
-                (7, result) => assert!(result.is_err()),
-                (n, result) => assert_eq!(result.unwrap(), n),
-            }
-        }
-        assert_eq!(
-            group.submit(8).await.unwrap(),
-            8,
-            "the writer is still there"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_full_queue_refuses_try_submit_and_makes_submit_wait() {
-        // The writer holds its first batch until released, so the queue behind it fills.
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let held = gate.clone();
-        let held_by_writer = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let taken = held_by_writer.clone();
-        let group = Arc::new(GroupCommit::spawn_bounded(
-            1,
-            1,
-            2,
-            move |items: Arc<[u32]>| {
-                taken.store(true, Ordering::SeqCst);
-                let held = held.clone();
-                async move {
-                    let _pass = held.acquire().await.expect("gate");
-                    Ok(items.to_vec())
-                }
-            },
-        ));
-        let writing = tokio::spawn({
-            let group = group.clone();
-            async move { group.submit(0).await }
-        });
-        // The writer takes item 0 and holds it: the queue is then empty again.
-        until("the writer took item 0", || {
-            held_by_writer.load(Ordering::SeqCst)
-        })
-        .await;
-        assert_eq!(group.queue.capacity(), 2);
-        let queued: Vec<_> = (1..=2)
-            .map(|n| {
-                let group = group.clone();
-                tokio::spawn(async move { group.try_submit(n).await })
-            })
-            .collect();
-        while group.queue.capacity() > 0 {
-            tokio::task::yield_now().await;
-        }
-        assert!(matches!(
-            group.try_submit(3).await,
-            Err(StoreError::Saturated)
-        ));
-        let waiting = tokio::spawn({
-            let group = group.clone();
-            async move { group.submit(4).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        assert!(!waiting.is_finished(), "submit waits for room");
-        gate.add_permits(10);
-        assert_eq!(writing.await.unwrap().unwrap(), 0);
-        for (n, handle) in (1..=2).zip(queued) {
-            assert_eq!(handle.await.unwrap().unwrap(), n);
-        }
-        assert_eq!(waiting.await.unwrap().unwrap(), 4);
-    }
-
-    #[tokio::test]
-    async fn a_failing_item_fails_alone() {
-        let group = Arc::new(GroupCommit::spawn(64, |items: Arc<[u32]>| async move {
-            if items.contains(&13) {
-                return Err(StoreError::Conflict("unlucky"));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            Ok(items.to_vec())
-        }));
-        for outcome in submit_all(&group, 30).await {
-            match outcome {
-                (13, result) => assert!(matches!(result, Err(StoreError::Conflict("unlucky")))),
-                (n, result) => assert_eq!(result.unwrap(), n),
-            }
-        }
-    }
-}
+mod tests;

@@ -28,6 +28,9 @@ mod policies;
 mod queue;
 mod replay;
 
+// Which errors mean the database cannot be used right now.
+mod faults;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -50,6 +53,8 @@ pub use outcomes::OutcomeStore;
 pub use policies::PolicyStore;
 pub use queue::QueueStore;
 pub use replay::ReplayStore;
+
+pub use faults::Unavailable;
 
 use crate::config::{Config, DatabaseKind};
 use crate::ids::MerchantId;
@@ -86,6 +91,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be used right now (see [`StoreError::unavailable`]); made from a
+    /// `Database` error where one cause must be answered to several callers.
+    #[error("{kind}: {cause}")]
+    Unavailable { kind: Unavailable, cause: String },
 }
 
 /// Shorthand.
@@ -205,8 +214,12 @@ async fn open(
             )?,
         ),
         DatabaseKind::Postgres => {
-            let store =
-                PgStore::connect(&config.database.url, config.database.max_connections).await?;
+            let store = PgStore::connect_with(
+                &config.database.url,
+                config.database.max_connections,
+                std::time::Duration::from_secs(config.database.acquire_timeout_secs),
+            )
+            .await?;
             postgres = Some(store.clone());
             Arc::new(store)
         }

@@ -26,11 +26,28 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url`, e.g. `postgres://postgres@127.0.0.1/hooksign`.
+    /// Connects to `url`, e.g. `postgres://postgres@127.0.0.1/hooksign`, waiting up to 10 s
+    /// for a connection (see [`PgStore::connect_with`]).
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with(url, max_connections, Duration::from_secs(10)).await
+    }
+
+    /// Connects to `url`; a query waits up to `acquire_timeout` for a connection.
+    ///
+    /// How the pool rides out a server restart or a cut connection: a connection that failed
+    /// is not handed out again (each idle one is checked with a ping before use, and a broken
+    /// one is replaced by a new connection); while the server refuses connections, a query
+    /// keeps trying for `acquire_timeout` and then fails with `PoolTimedOut`, which the API
+    /// answers 503 `database_unavailable`. Nothing needs restarting once the server is back.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(acquire_timeout)
+            .test_before_acquire(true)
             .connect(url)
             .await?;
         Ok(Self {

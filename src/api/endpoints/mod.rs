@@ -155,7 +155,7 @@ pub async fn create(
                 ),
             ))
         }
-        Err(other) => return Err(ApiError::internal(other)),
+        Err(other) => return Err(ApiError::store(other)),
     }
     Ok((StatusCode::CREATED, Json(endpoint.into())))
 }
@@ -175,7 +175,7 @@ pub async fn list(
         .store
         .list_endpoints(auth.merchant_id, auth.mode, &page)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(List::from_rows(
         rows.into_iter().map(Into::into).collect(),
         &page,
@@ -330,7 +330,7 @@ pub async fn test(
         .delivery
         .ping(permit, &endpoint, &body, &event_id.to_string())
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::service)?;
     // Nothing else is written for a ping, so its audit event has a transaction of its own.
     let audit = auth.audit_event(
         "endpoint.test",
@@ -346,7 +346,7 @@ pub async fn test(
         .store
         .record_audit(&audit)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     Ok(Json(PingResult::new(
         result.class() == "success",
         record,
@@ -392,7 +392,7 @@ pub async fn replay(
             &audit,
         )
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::store)?;
     state.delivery.wake();
     Ok(Json(json!({
         "object": "replay",

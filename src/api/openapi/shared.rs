@@ -26,7 +26,7 @@ pub(super) const SHARED_ERRORS: [(u16, &str, &str); 11] = [
     (422, "Unprocessable", "the body is well-formed but not acceptable; the code says why"),
     (429, "RateLimited", "too many requests, or too many failed authentications from this address; see `Retry-After`"),
     (500, "InternalError", "our fault; the details are in the daemon's log under the request id"),
-    (503, "Unavailable", "the request outlived `http.request_timeout_secs`, or ingest is saturated; retry after `Retry-After`"),
+    (503, "Unavailable", "the request outlived `http.request_timeout_secs`, ingest is saturated (`ingest_saturated`), or the database cannot be used right now (`database_unavailable`: unreachable; `disk_full`; `database_read_only`); retry after `Retry-After`"),
 ];
 
 /// Marks every `/v1` operation as authenticated (the router puts every `/v1` route behind
