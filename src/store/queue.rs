@@ -176,7 +176,8 @@ macro_rules! impl_queue_store {
 
             async fn release_worker(&self, worker: &str) -> $crate::store::StoreResult<u64> {
                 let released = sqlx::query(
-                    "UPDATE deliveries SET lease_until = NULL, leased_by = NULL WHERE leased_by LIKE $1 AND status = 'pending'",
+                    "UPDATE deliveries SET lease_until = NULL, leased_by = NULL WHERE leased_by LIKE $1 \
+                     AND (status = 'pending' OR status = 'paused')",
                 )
                 .bind(format!("{worker}/%"))
                 .execute(&self.pool)
