@@ -168,6 +168,7 @@ impl App {
             state.delivery.clone().run(stop, grace)
         });
         let work_listener = supervised("work listener", &state, &stop, listen_for_work);
+        let sweep = supervised("delivery sweep", &state, &stop, delivery_sweep);
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into),
             () = shutdown => {
@@ -189,6 +190,7 @@ impl App {
             ("rotation scheduler", scheduler),
             ("delivery workers", workers),
             ("work listener", work_listener),
+            ("delivery sweep", sweep),
         ] {
             if let Err(err) = task.await {
                 tracing::error!(%err, task = name, "background task failed");
@@ -259,6 +261,34 @@ async fn housekeeping(state: AppState, stop: CancellationToken) {
     }
     if let Err(err) = state.auth.last_used.flush(state.store.as_ref()).await {
         tracing::error!(error = %err, "cannot write last_used_at at shutdown");
+    }
+}
+
+/// Every `delivery.sweep_interval_secs`: expires deliveries older than
+/// `delivery.max_age_secs` and finishes interrupted pauses and resumes (`store/paused.rs`),
+/// counting the expired ones in `hooksign_deliveries_expired_total`.
+async fn delivery_sweep(state: AppState, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(
+        state.config.delivery.sweep_interval_secs,
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let max_age = state.config.delivery.max_age();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => match state.store.sweep_deliveries(state.clock.now(), max_age).await {
+                Ok(swept) => {
+                    metrics::counter!("hooksign_deliveries_expired_total").increment(swept.expired);
+                    if swept != crate::store::Swept::default() {
+                        tracing::info!(expired = swept.expired, paused = swept.paused, resumed = swept.resumed, "delivery sweep");
+                    }
+                    if swept.resumed > 0 {
+                        state.delivery.wake();
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot sweep expired deliveries; will retry"),
+            },
+        }
     }
 }
 

@@ -107,8 +107,9 @@ pub async fn retrieve(
     Ok(Json(DeliveryObject::new(delivery, Some(attempts))))
 }
 
-/// Sends a delivery again now (a failed one from the dead letters, or any other that is not
-/// being sent right now).
+/// Sends a delivery again now (a failed one from the dead letters, an expired one, or any
+/// other that is not being sent right now). While its endpoint or merchant is disabled it
+/// becomes `paused` instead, and is sent once they are enabled again.
 #[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries", params(("id" = String, Path)),
     responses((status = 200, body = DeliveryObject), (status = 404, body = ErrorEnvelope),
         (status = 409, description = "`delivery_in_flight`: an attempt is under way", body = ErrorEnvelope)))]

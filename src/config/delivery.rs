@@ -45,6 +45,13 @@ pub struct DeliveryConfig {
     /// Events waiting for the ingest transaction at most; beyond, `POST /v1/events` answers
     /// 503 with `Retry-After` instead of queueing without bound.
     pub ingest_queue_capacity: usize,
+    /// A delivery still pending or paused this long after it was created becomes `expired`
+    /// (the reason in `last_error`; it can be retried by hand), in seconds. At least the retry
+    /// schedule's length, so no delivery expires before its last attempt.
+    pub max_age_secs: u64,
+    /// How often the sweep that expires deliveries (and finishes an interrupted pause or
+    /// resume) runs, in seconds.
+    pub sweep_interval_secs: u64,
     /// Where the SSRF guard looks endpoint names up: the system resolver, unless a test
     /// answers instead. Not configurable from a file or the environment.
     #[doc(hidden)]
@@ -71,6 +78,8 @@ impl Default for DeliveryConfig {
             disable_after_secs: 5 * 24 * 3_600,
             max_endpoints_per_mode: 100,
             ingest_queue_capacity: 1_024,
+            max_age_secs: 3 * 24 * 3_600,
+            sweep_interval_secs: 60,
             lookup: crate::delivery::ssrf::DnsLookup::default(),
         }
     }
@@ -95,5 +104,46 @@ impl DeliveryConfig {
         u32::try_from(self.lease_secs.saturating_mul(500))
             .unwrap_or(u32::MAX)
             .min(MAX_ENDPOINT_TIMEOUT_MS)
+    }
+}
+
+/// The longest `max_age_secs` (ten years).
+pub const MAX_DELIVERY_AGE_SECS: u64 = 10 * 365 * 86_400;
+
+impl DeliveryConfig {
+    /// `max_age_secs` as a duration (held to [`MAX_DELIVERY_AGE_SECS`]).
+    pub fn max_age(&self) -> chrono::Duration {
+        let secs = self.max_age_secs.min(MAX_DELIVERY_AGE_SECS);
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0))
+    }
+
+    /// Checks `max_age_secs` against the retry schedule and the sweep's interval.
+    pub(super) fn validate_expiry(&self) -> Result<(), super::ConfigError> {
+        if self.sweep_interval_secs == 0 {
+            return Err(super::invalid(
+                "delivery.sweep_interval_secs",
+                "must be at least 1",
+            ));
+        }
+        let schedule: u64 = self
+            .retry_schedule_secs
+            .iter()
+            .fold(0, |sum, delay| sum.saturating_add(*delay));
+        if self.max_age_secs < schedule.max(1) {
+            return Err(super::invalid(
+                "delivery.max_age_secs",
+                format!(
+                    "must be at least {} s, the length of delivery.retry_schedule_secs: a delivery must not expire before its last attempt",
+                    schedule.max(1)
+                ),
+            ));
+        }
+        if self.max_age_secs > MAX_DELIVERY_AGE_SECS {
+            return Err(super::invalid(
+                "delivery.max_age_secs",
+                format!("must be at most {MAX_DELIVERY_AGE_SECS} (ten years)"),
+            ));
+        }
+        Ok(())
     }
 }

@@ -88,6 +88,8 @@ fn bad_values_name_their_key() {
         case!(delivery.default_endpoint_max_in_flight = 0),
         case!(delivery.default_endpoint_max_in_flight = 101),
         case!(delivery.poll_interval_ms = 0),
+        case!(delivery.max_age_secs = 3_600),
+        case!(delivery.sweep_interval_secs = 0),
     ];
     for (mutate, key) in cases {
         let mut config = Config::default();

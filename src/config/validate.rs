@@ -137,6 +137,7 @@ impl Config {
                 ));
             }
         }
+        self.delivery.validate_expiry()?;
         if self.delivery.lease_secs == 0 {
             return Err(invalid("delivery.lease_secs", "must be at least 1"));
         }

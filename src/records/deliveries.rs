@@ -112,15 +112,32 @@ pub enum DeliveryStatus {
     Delivered,
     /// Every attempt failed (dead letter); can be retried by hand.
     Failed,
+    /// Its endpoint or merchant is disabled: out of the queue until re-enabled, when it is
+    /// `pending` again.
+    Paused,
+    /// Still pending or paused after `delivery.max_age_secs` (the reason is in `last_error`);
+    /// can be retried by hand like a dead letter.
+    Expired,
 }
 
 impl DeliveryStatus {
+    /// Every status, in the order the API documents them.
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Failed,
+        DeliveryStatus::Paused,
+        DeliveryStatus::Expired,
+    ];
+
     /// The `status` column.
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryStatus::Pending => "pending",
             DeliveryStatus::Delivered => "delivered",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Paused => "paused",
+            DeliveryStatus::Expired => "expired",
         }
     }
 }
@@ -201,4 +218,19 @@ pub struct Replayed {
     pub requeued: u64,
     /// Matching deliveries left alone because they are being sent right now.
     pub skipped_in_flight: u64,
+    /// Deliveries created for events of the window that this endpoint had none for (only
+    /// with `since`).
+    pub backfilled: u64,
+}
+
+/// What one pass of the expiry sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Swept {
+    /// Pending deliveries of disabled endpoints or merchants that were paused (left over by an
+    /// interrupted pause, or ingested while the endpoint was being disabled).
+    pub paused: u64,
+    /// Paused deliveries of re-enabled endpoints made pending again (left over likewise).
+    pub resumed: u64,
+    /// Deliveries that became `expired`.
+    pub expired: u64,
 }

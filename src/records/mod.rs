@@ -13,6 +13,7 @@ mod merchants;
 mod secrets;
 
 pub use audit::{AuditHead, AuditRecord, NewAuditEvent};
+pub use deliveries::Swept;
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, Decision, DeliveryFilter, DeliveryRecord, DeliveryStatus,
     EndpointPatch, EndpointRecord, EventRecord, FinishedAttempt, NewEvent, Replayed,

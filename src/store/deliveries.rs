@@ -28,6 +28,7 @@ pub trait DeliveryStore:
     + super::queue::QueueStore
     + super::outcomes::OutcomeStore
     + super::replay::ReplayStore
+    + super::paused::PauseStore
 {
 }
 
@@ -37,6 +38,7 @@ impl<T> DeliveryStore for T where
         + super::queue::QueueStore
         + super::outcomes::OutcomeStore
         + super::replay::ReplayStore
+        + super::paused::PauseStore
         + ?Sized
 {
 }

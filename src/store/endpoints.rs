@@ -37,7 +37,8 @@ pub trait EndpointStore {
         mode: Mode,
         id: EndpointId,
     ) -> StoreResult<EndpointRecord>;
-    /// Applies a patch; re-enabling clears the disabled reason and the failure streak. A new URL
+    /// Applies a patch; re-enabling clears the disabled reason and the failure streak. Disabling
+    /// pauses the endpoint's pending deliveries, re-enabling resumes them (`paused.rs`). A new URL
     /// on another origin for an endpoint with headers needs the headers in the same patch
     /// ([`EndpointPatch::moves_headers_elsewhere`]): `Conflict("headers_required")`, nothing written.
     #[allow(clippy::too_many_arguments)]
@@ -344,8 +345,19 @@ macro_rules! impl_endpoint_store {
                 }
                 endpoint.updated_at = now;
                 self.write_endpoint(&mut tx, &endpoint, false).await?;
+                if patch.enabled.is_some() {
+                    // Its queued work follows: paused or resumed, the first batch with the
+                    // change, the rest right after it (see `paused.rs`).
+                    Self::settle_batch(&mut tx, &id.to_string(), now, true).await?;
+                }
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
+                if patch.enabled.is_some() {
+                    // Committed already: a failure here is left to the sweep, not reported.
+                    if let Err(err) = $crate::store::PauseStore::settle_endpoint(self, id, now).await {
+                        tracing::warn!(error = %err, endpoint = %id, "cannot pause or resume the rest of an endpoint's deliveries now; the sweep will");
+                    }
+                }
                 Ok(endpoint)
             }
 

@@ -30,7 +30,8 @@ pub trait MerchantStore {
     /// One merchant.
     async fn get_merchant(&self, id: MerchantId) -> StoreResult<MerchantRecord>;
 
-    /// Applies a name / disabled change and records it.
+    /// Applies a name / disabled change and records it; disabling pauses the merchant's queued
+    /// deliveries, re-enabling resumes them (`paused.rs`).
     async fn update_merchant(
         &self,
         id: MerchantId,
@@ -159,9 +160,31 @@ macro_rules! impl_merchant_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let record = row.ok_or($crate::store::StoreError::NotFound)?.try_into()?;
+                // Disabling pauses the queued work of every endpoint, re-enabling resumes it
+                // (where the endpoint itself is enabled): the first batch of each with the
+                // change, the rest right after it (see `paused.rs`).
+                let endpoints: Vec<String> = if patch.disabled.is_some() {
+                    sqlx::query_scalar("SELECT id FROM endpoints WHERE merchant_id = $1 ORDER BY id")
+                        .bind(id.to_string())
+                        .fetch_all(&mut *tx)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                let now = patch.updated_at.unwrap_or_else(chrono::Utc::now);
+                for endpoint in &endpoints {
+                    Self::settle_batch(&mut tx, endpoint, now, true).await?;
+                }
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 self.keys.changed();
+                for endpoint in &endpoints {
+                    // Committed already: a failure here is left to the sweep, not reported.
+                    let endpoint: $crate::ids::EndpointId = $crate::store::rows::parse_id(endpoint)?;
+                    if let Err(err) = $crate::store::PauseStore::settle_endpoint(self, endpoint, now).await {
+                        tracing::warn!(error = %err, %endpoint, "cannot pause or resume the rest of a merchant's deliveries now; the sweep will");
+                    }
+                }
                 Ok(record)
             }
 

@@ -24,6 +24,7 @@ mod sqlite;
 mod endpoints;
 mod events;
 mod outcomes;
+pub(crate) mod paused;
 mod policies;
 mod queue;
 mod replay;
@@ -50,9 +51,10 @@ pub use sqlite::SqliteStore;
 pub use endpoints::EndpointStore;
 pub use events::EventStore;
 pub use outcomes::OutcomeStore;
+pub use paused::{PauseStore, SETTLE_BATCH};
 pub use policies::PolicyStore;
 pub use queue::QueueStore;
-pub use replay::ReplayStore;
+pub use replay::{ReplayStore, BACKFILL_TOO_LARGE, MAX_BACKFILL_EVENTS};
 
 pub use faults::Unavailable;
 

@@ -60,14 +60,10 @@ pub(super) struct DeliveryRow {
 }
 
 pub(super) fn parse_status(text: &str) -> Result<DeliveryStatus, super::StoreError> {
-    match text {
-        "pending" => Ok(DeliveryStatus::Pending),
-        "delivered" => Ok(DeliveryStatus::Delivered),
-        "failed" => Ok(DeliveryStatus::Failed),
-        other => Err(super::StoreError::Corrupt(format!(
-            "delivery status {other}"
-        ))),
-    }
+    DeliveryStatus::ALL
+        .into_iter()
+        .find(|status| status.as_str() == text)
+        .ok_or_else(|| super::StoreError::Corrupt(format!("delivery status {text}")))
 }
 
 impl TryFrom<DeliveryRow> for DeliveryRecord {
@@ -110,7 +106,8 @@ macro_rules! impl_outcome_store {
 
             /// Counts a failed attempt against its endpoint's health: starts (or continues) the
             /// endpoint's failure streak and disables it when the attempt says so (410 Gone) or
-            /// the streak has lasted `disable_after`, audited in the same transaction. Returns
+            /// the streak has lasted `disable_after`, audited and its pending deliveries paused
+            /// in the same transaction. Returns
             /// the reason when this attempt disabled it.
             async fn endpoint_failed(
                 &self,
@@ -165,6 +162,10 @@ macro_rules! impl_outcome_store {
                             created_at: attempt.now,
                         };
                         self.append_audit(&mut *conn, &audit).await?;
+                        // Its queued work is paused with it (this batch's retries included, as
+                        // they were written above); what this transaction cannot take without
+                        // waiting follows once it has committed.
+                        Self::settle_batch(&mut *conn, endpoint, attempt.now, true).await?;
                         return Ok(Some(reason));
                     }
                 }
@@ -182,11 +183,15 @@ macro_rules! impl_outcome_store {
                 let mut tx = self.pool.begin().await?;
                 // Only the holder of a lease records the outcome in the delivery (a lease that
                 // ran out may have been taken over; the attempt is still recorded, the state is
-                // not). One statement per chunk; it names the deliveries it changed.
+                // not). One statement per chunk; it names the deliveries it changed. A delivery
+                // paused while in flight (its endpoint or merchant was disabled meanwhile) ends
+                // delivered or failed as the attempt says, but a retry keeps it paused: it is
+                // neither lost nor put back in the queue of a disabled endpoint.
                 let mut owned: std::collections::HashSet<String> = std::collections::HashSet::new();
                 for chunk in attempts.chunks($crate::store::sql::ROWS_PER_STATEMENT) {
                     let mut update = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE deliveries SET status = v.column3, attempts = deliveries.attempts + 1, \
+                        "UPDATE deliveries SET status = CASE WHEN deliveries.status = 'paused' AND v.column3 = 'pending' \
+                         THEN 'paused' ELSE v.column3 END, attempts = deliveries.attempts + 1, \
                          next_attempt_at = v.column4, lease_until = NULL, leased_by = NULL, last_status = v.column5, \
                          last_error = v.column6, delivered_at = COALESCE(v.column7, deliveries.delivered_at), \
                          updated_at = v.column8 FROM (",
@@ -266,6 +271,15 @@ macro_rules! impl_outcome_store {
                     insert.build().persistent(false).execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
+                for (n, reason) in results.iter().enumerate() {
+                    if reason.is_some() {
+                        let attempt = &attempts[n].1;
+                        // Committed already: a failure here is left to the sweep, not reported.
+                        if let Err(err) = $crate::store::PauseStore::settle_endpoint(self, attempt.endpoint_id, attempt.now).await {
+                            tracing::warn!(error = %err, endpoint = %attempt.endpoint_id, "cannot pause the rest of a disabled endpoint's deliveries now; the sweep will");
+                        }
+                    }
+                }
                 Ok(results)
             }
 

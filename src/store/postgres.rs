@@ -109,9 +109,10 @@ super::events::impl_event_store!(
     sqlx::Postgres,
     "SELECT pg_notify('hooksign_deliveries', '')"
 );
-super::queue::impl_queue_store!(PgStore, sqlx::Postgres, "FOR UPDATE OF d SKIP LOCKED");
+super::queue::impl_queue_store!(PgStore, sqlx::Postgres, "FOR UPDATE OF d SKIP LOCKED", "");
 super::outcomes::impl_outcome_store!(PgStore, sqlx::Postgres);
 super::replay::impl_replay_store!(PgStore, sqlx::Postgres);
+super::paused::impl_pause_store!(PgStore, sqlx::Postgres, "FOR UPDATE SKIP LOCKED");
 super::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 super::policies::impl_policy_store!(PgStore);
 impl_store!(PgStore, sqlx::Postgres, "postgres", MIGRATOR);

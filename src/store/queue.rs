@@ -36,6 +36,33 @@ pub trait QueueStore {
     async fn release_worker(&self, worker: &str) -> StoreResult<u64>;
     /// Pending deliveries and the due time of the oldest, for metrics.
     async fn queue_stats(&self) -> StoreResult<(i64, Option<Timestamp>)>;
+    /// The very text [`claim_due`](Self::claim_due) runs with `busy` endpoints skipped (`$1`
+    /// the lease's end, `$2` the lease, `$3` now, `$4` the limit, `$5`… the busy endpoints),
+    /// for tests that read its plan.
+    fn claim_statement(&self, busy: usize) -> String;
+}
+
+/// The claim: due, idle deliveries of enabled endpoints and merchants, oldest due first. Paused
+/// deliveries are not in the partial due index (`status = 'pending'`) it reads, so it never
+/// passes over them; the endpoint and merchant conditions stay for the few a pause has not
+/// reached yet. `index` names the index to read where the dialect can (SQLite's planner,
+/// without statistics, would otherwise take `deliveries_unsent`'s `status = ?`
+/// and sort the whole queue); `lock` is the row-locking clause of the subquery.
+pub(super) fn claim_sql(index: &str, lock: &str, busy: usize) -> String {
+    let skip = if busy == 0 {
+        String::new()
+    } else {
+        let params: Vec<String> = (0..busy).map(|n| format!("${}", n + 5)).collect();
+        format!("AND d.endpoint_id NOT IN ({}) ", params.join(", "))
+    };
+    format!(
+        "UPDATE deliveries SET lease_until = $1, leased_by = $2 WHERE id IN (\
+         SELECT d.id FROM deliveries d {index} JOIN endpoints e ON e.id = d.endpoint_id \
+         JOIN merchants m ON m.id = d.merchant_id \
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
+         AND (d.lease_until IS NULL OR d.lease_until < $3) AND e.enabled = TRUE AND m.disabled = FALSE \
+         {skip}ORDER BY d.next_attempt_at LIMIT $4 {lock}) RETURNING id"
+    )
 }
 
 #[derive(sqlx::FromRow)]
@@ -73,9 +100,10 @@ impl ClaimRow {
 }
 
 /// Implements [`QueueStore`]; `$lock` is the row-locking clause of the claim subquery
-/// (`FOR UPDATE OF d SKIP LOCKED` on PostgreSQL, nothing on SQLite, whose writes are serial).
+/// (`FOR UPDATE OF d SKIP LOCKED` on PostgreSQL, nothing on SQLite, whose writes are serial)
+/// and `$index` its index hint (SQLite's `INDEXED BY deliveries_due`; PostgreSQL has none).
 macro_rules! impl_queue_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty, $lock:literal, $index:literal) => {
         #[async_trait::async_trait]
         impl $crate::store::QueueStore for $store {
             async fn claim_due(
@@ -88,21 +116,7 @@ macro_rules! impl_queue_store {
             ) -> $crate::store::StoreResult<Vec<$crate::store::ClaimedDelivery>> {
                 let now = $crate::clock::to_millis(now);
                 let lease = $crate::clock::to_millis(lease_until);
-                let skip = if busy.is_empty() {
-                    String::new()
-                } else {
-                    let params: Vec<String> = (0..busy.len()).map(|n| format!("${}", n + 5)).collect();
-                    format!("AND d.endpoint_id NOT IN ({}) ", params.join(", "))
-                };
-                let claim = format!(
-                    "UPDATE deliveries SET lease_until = $1, leased_by = $2 WHERE id IN (\
-                     SELECT d.id FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id \
-                     JOIN merchants m ON m.id = d.merchant_id \
-                     WHERE d.status = 'pending' AND d.next_attempt_at <= $3 \
-                     AND (d.lease_until IS NULL OR d.lease_until < $3) AND e.enabled = TRUE AND m.disabled = FALSE \
-                     {skip}ORDER BY d.next_attempt_at LIMIT $4 {}) RETURNING id",
-                    $lock
-                );
+                let claim = $crate::store::queue::claim_sql($index, $lock, busy.len());
                 // Its text varies with the busy list: only the plain form is worth keeping prepared
                 // (the varying ones would push hot statements out of the connection's cache).
                 let mut query = sqlx::query_scalar(&claim)
@@ -162,12 +176,17 @@ macro_rules! impl_queue_store {
 
             async fn release_worker(&self, worker: &str) -> $crate::store::StoreResult<u64> {
                 let released = sqlx::query(
-                    "UPDATE deliveries SET lease_until = NULL, leased_by = NULL WHERE leased_by LIKE $1 AND status = 'pending'",
+                    "UPDATE deliveries SET lease_until = NULL, leased_by = NULL WHERE leased_by LIKE $1 \
+                     AND (status = 'pending' OR status = 'paused')",
                 )
                 .bind(format!("{worker}/%"))
                 .execute(&self.pool)
                 .await?;
                 Ok(released.rows_affected())
+            }
+
+            fn claim_statement(&self, busy: usize) -> String {
+                $crate::store::queue::claim_sql($index, $lock, busy)
             }
 
             async fn queue_stats(&self) -> $crate::store::StoreResult<(i64, Option<$crate::clock::Timestamp>)> {

@@ -142,9 +142,10 @@ super::sealing::impl_sealing_store!(
 );
 super::endpoints::impl_endpoint_store!(SqliteStore, sqlx::Sqlite);
 super::events::impl_event_store!(SqliteStore, sqlx::Sqlite, "");
-super::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite, "");
+super::queue::impl_queue_store!(SqliteStore, sqlx::Sqlite, "", "INDEXED BY deliveries_due");
 super::outcomes::impl_outcome_store!(SqliteStore, sqlx::Sqlite);
 super::replay::impl_replay_store!(SqliteStore, sqlx::Sqlite);
+super::paused::impl_pause_store!(SqliteStore, sqlx::Sqlite, "");
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 super::policies::impl_policy_store!(SqliteStore);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);

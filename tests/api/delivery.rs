@@ -1069,8 +1069,8 @@ async fn a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled(app: Test
             .is_some_and(|reason| reason.contains("410")),
         "{disabled}"
     );
-    // A claim now starts nothing: the disabled endpoint's deliveries are skipped, left
-    // pending, unattempted and unleased (had one been claimed, by this batch or the engine's
+    // A claim now starts nothing: the disabled endpoint's deliveries are paused (out of the
+    // queue), unattempted and unleased (had one been claimed, by this batch or the engine's
     // own, it would be leased, attempted or delivered by now).
     let started = app.state.delivery.dispatch_batch().await.unwrap();
     assert_eq!(started, 0, "a claim started a disabled endpoint's delivery");
@@ -1081,7 +1081,7 @@ async fn a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled(app: Test
         .join(", ");
     assert_eq!(
         app.count(&format!(
-            "SELECT COUNT(*) FROM deliveries WHERE id IN ({ids}) AND status = 'pending' \
+            "SELECT COUNT(*) FROM deliveries WHERE id IN ({ids}) AND status = 'paused' \
              AND attempts = 0 AND leased_by IS NULL"
         ))
         .await,
@@ -1090,7 +1090,7 @@ async fn a_gone_endpoints_other_deliveries_wait_until_it_is_re_enabled(app: Test
     );
     for delivery in &waiting {
         let shown = get_ok(&app, token, &format!("/v1/deliveries/{delivery}")).await;
-        assert_eq!(shown["status"], "pending", "{shown}");
+        assert_eq!(shown["status"], "paused", "{shown}");
         assert_eq!(shown["attempts"], 0, "{shown}");
     }
     assert_eq!(
@@ -1360,7 +1360,7 @@ async fn claims_queued_behind_a_gone_attempt_are_not_sent_to_the_endpoint(app: T
     assert_eq!(waiting.len(), 3);
     for delivery in &waiting {
         let shown = get_ok(&app, token, &format!("/v1/deliveries/{delivery}")).await;
-        assert_eq!(shown["status"], "pending", "{shown}");
+        assert_eq!(shown["status"], "paused", "{shown}");
         assert_eq!(shown["attempts"], 1, "{shown}");
     }
     // Switched on again, each of the three is delivered; the gone one is not re-sent.

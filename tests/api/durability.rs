@@ -276,11 +276,11 @@ async fn an_endpoint_failing_for_too_long_is_disabled(app: TestApp) {
     );
     let chain = app.state.store.audit_chain(&merchant.id).await.unwrap();
     assert!(chain.iter().any(|e| e.action == "endpoint.disable"));
-    // Its pending deliveries wait (not lost) until it is re-enabled.
-    let pending = app
-        .count("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
+    // Its pending deliveries wait, paused (not lost), until it is re-enabled.
+    let paused = app
+        .count("SELECT COUNT(*) FROM deliveries WHERE status = 'paused'")
         .await;
-    assert_eq!(pending, 1);
+    assert_eq!(paused, 1);
     // A day later its retry is long due; claim passes that saw that clock leave it alone.
     app.clock.advance(Duration::days(1));
     engine_settled(&app).await;

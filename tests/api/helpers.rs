@@ -361,7 +361,7 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    async fn create() -> Option<PgDatabase> {
+    pub async fn create() -> Option<PgDatabase> {
         let admin_url = match std::env::var("HOOKSIGN_TEST_DATABASE_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {

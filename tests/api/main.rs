@@ -28,6 +28,7 @@ mod matrix;
 mod merchants;
 mod openapi;
 mod ops;
+mod paused;
 mod receiver;
 mod rekey;
 mod signing_secret;

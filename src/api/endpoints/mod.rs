@@ -30,6 +30,7 @@ use crate::keys::Scope;
 use crate::signing::Scheme;
 use crate::state::AppState;
 use crate::store::{DeliveryStatus, EndpointPatch, EndpointRecord, StoreError};
+use crate::store::{BACKFILL_TOO_LARGE, MAX_BACKFILL_EVENTS};
 
 /// `POST /v1/endpoints` and `PATCH /v1/endpoints/{id}` (every field optional on PATCH).
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -68,13 +69,18 @@ pub struct EndpointBody {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
-    /// Which deliveries to send again (default `["failed"]`).
+    /// Which deliveries to send again (default `["failed"]`; `["expired"]` sends expired ones
+    /// again like dead letters).
     #[schema(value_type = Option<Vec<schema::DeliveryStatus>>)]
     pub status: Option<Vec<DeliveryStatus>>,
-    /// Only deliveries created at or after this time (RFC 3339).
+    /// Only deliveries created at or after this time (RFC 3339). Also backfills: every event of
+    /// this merchant and mode created since then (and before `until`) that the endpoint's
+    /// `event_types` accept and that has no delivery to this endpoint yet (sent before it
+    /// existed, or while it did not match) gets one, due now. A window of more than 10000
+    /// events is refused with 422 `backfill_too_large` and nothing changes.
     #[schema(format = DateTime)]
     pub since: Option<String>,
-    /// Only deliveries created before this time (RFC 3339).
+    /// Only deliveries (and backfilled events) created before this time (RFC 3339).
     #[schema(format = DateTime)]
     pub until: Option<String>,
 }
@@ -354,10 +360,14 @@ pub async fn test(
     )))
 }
 
-/// Queues an endpoint's past deliveries again (by default the failed ones).
+/// Queues an endpoint's past deliveries again (by default the failed ones); with `since`, also
+/// backfills the window's events that never had a delivery to it. While the endpoint (or its
+/// merchant) is disabled, what is queued is `paused` and is sent once it is enabled again.
 #[utoipa::path(post, path = "/v1/endpoints/{id}/replay", tag = "endpoints", params(("id" = String, Path)),
     request_body(content = Option<ReplayBody>, description = "optional: an empty body replays the failed deliveries"),
-    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`"), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 200, description = "`{\"object\":\"replay\",\"requeued\":n,\"skipped_in_flight\":m,\"backfilled\":b}`: deliveries being sent right now are left alone and counted in `skipped_in_flight`; `backfilled` counts the deliveries created for events of the `since`/`until` window that had none to this endpoint (0 without `since`)"),
+              (status = 404, body = ErrorEnvelope),
+              (status = 422, body = ErrorEnvelope, description = "`invalid_status`, `invalid_time`, or `backfill_too_large`: the `since`/`until` window holds more than 10000 events (narrow it; nothing was changed)")))]
 pub async fn replay(
     State(state): State<AppState>,
     auth: MerchantAuth,
@@ -378,7 +388,13 @@ pub async fn replay(
     let since = parse_query_time("since", body.since.as_deref())?;
     let until = parse_query_time("until", body.until.as_deref())?;
     let now = state.clock.now();
-    let audit = auth.audit_event("endpoint.replay", endpoint_id, json!({}), now);
+    let statuses_named: Vec<&str> = statuses.iter().map(|status| status.as_str()).collect();
+    let audit = auth.audit_event(
+        "endpoint.replay",
+        endpoint_id,
+        json!({ "status": statuses_named, "since": body.since, "until": body.until }),
+        now,
+    );
     let replayed = state
         .store
         .replay_endpoint(
@@ -392,12 +408,22 @@ pub async fn replay(
             &audit,
         )
         .await
-        .map_err(ApiError::store)?;
+        .map_err(|err| match err {
+            StoreError::Conflict(BACKFILL_TOO_LARGE) => invalid(
+                BACKFILL_TOO_LARGE,
+                format!(
+                    "the since/until window holds more than {MAX_BACKFILL_EVENTS} events; narrow it \
+                     (replay several windows one after another); nothing was changed"
+                ),
+            ),
+            other => ApiError::store(other),
+        })?;
     state.delivery.wake();
     Ok(Json(json!({
         "object": "replay",
         "endpoint": id,
         "requeued": replayed.requeued,
         "skipped_in_flight": replayed.skipped_in_flight,
+        "backfilled": replayed.backfilled,
     })))
 }

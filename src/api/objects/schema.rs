@@ -24,6 +24,12 @@ pub enum DeliveryStatus {
     Delivered,
     /// Every attempt failed (dead letter); can be retried by hand.
     Failed,
+    /// Its endpoint or merchant is disabled: out of the queue until re-enabled, when it is
+    /// `pending` again.
+    Paused,
+    /// Still pending or paused after `delivery.max_age_secs` (the reason is in `last_error`);
+    /// can be retried by hand like a dead letter.
+    Expired,
 }
 
 /// The names of a key list's `status` filter.
@@ -100,6 +106,8 @@ mod tests {
             Real::Pending => DeliveryStatus::Pending,
             Real::Delivered => DeliveryStatus::Delivered,
             Real::Failed => DeliveryStatus::Failed,
+            Real::Paused => DeliveryStatus::Paused,
+            Real::Expired => DeliveryStatus::Expired,
         }
     }
 
@@ -150,7 +158,10 @@ mod tests {
             DeliveryStatus::Pending,
             DeliveryStatus::Delivered,
             DeliveryStatus::Failed,
+            DeliveryStatus::Paused,
+            DeliveryStatus::Expired,
         ];
+        assert_eq!(statuses.len(), crate::records::DeliveryStatus::ALL.len());
         reads_back(&statuses, delivery_status);
         for stand_in in statuses {
             let real: crate::records::DeliveryStatus =
