@@ -21,6 +21,7 @@ use crate::auth::{AuthParts, AuthState, LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::engine::DeliveryEngine;
+use crate::delivery::pruner::Pruner;
 use crate::ids::DeliveryId;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::scheduler::RotationScheduler;
@@ -102,6 +103,7 @@ impl App {
             clock: clock.clone(),
             revert_window: chrono::Duration::seconds(config.secrets.revert_window_secs as i64),
         };
+        let pruner = Pruner::new(&config.retention, store.clone(), clock.clone());
         let state = AppState::new(Shared {
             ingest: Arc::new(ingest_queue(
                 store.clone(),
@@ -116,6 +118,7 @@ impl App {
             delivery: Arc::new(delivery),
             scheduler: Arc::new(scheduler),
             postgres,
+            pruner: Arc::new(pruner),
         });
         let operator_key_file = ensure_operator_key(&state).await?;
         let addr = state.config.listen_addr()?;
@@ -168,6 +171,9 @@ impl App {
             state.delivery.clone().run(stop, grace)
         });
         let work_listener = supervised("work listener", &state, &stop, listen_for_work);
+        let retention = supervised("retention", &state, &stop, |state, stop| {
+            state.pruner.clone().run(stop)
+        });
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into),
             () = shutdown => {
@@ -189,6 +195,7 @@ impl App {
             ("rotation scheduler", scheduler),
             ("delivery workers", workers),
             ("work listener", work_listener),
+            ("retention", retention),
         ] {
             if let Err(err) = task.await {
                 tracing::error!(%err, task = name, "background task failed");

@@ -27,6 +27,8 @@ mod outcomes;
 mod policies;
 mod queue;
 mod replay;
+// Retention: pruning what has aged out, in batches.
+mod retention;
 
 use std::sync::Arc;
 
@@ -50,6 +52,7 @@ pub use outcomes::OutcomeStore;
 pub use policies::PolicyStore;
 pub use queue::QueueStore;
 pub use replay::ReplayStore;
+pub use retention::RetentionStore;
 
 use crate::config::{Config, DatabaseKind};
 use crate::ids::MerchantId;
@@ -101,6 +104,7 @@ pub trait Store:
     + PolicyStore
     + DeliveryStore
     + SealingStore
+    + RetentionStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -191,9 +195,10 @@ async fn open(
     clock: Arc<dyn crate::clock::Clock>,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Vec<i64>)> {
     let mut postgres = None;
+    let mut sqlite = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
-        DatabaseKind::Sqlite => Arc::new(
-            SqliteStore::connect(
+        DatabaseKind::Sqlite => {
+            let store = SqliteStore::connect(
                 &config.database.url,
                 config.database.max_connections,
                 config.database.sqlite_synchronous,
@@ -202,8 +207,10 @@ async fn open(
             .with_key_cache(
                 std::time::Duration::from_secs(config.auth.key_cache_secs),
                 clock,
-            )?,
-        ),
+            )?;
+            sqlite = Some(store.clone());
+            Arc::new(store)
+        }
         DatabaseKind::Postgres => {
             let store =
                 PgStore::connect(&config.database.url, config.database.max_connections).await?;
@@ -212,5 +219,11 @@ async fn open(
         }
     };
     let applied = store.migrate().await?;
+    if let Some(sqlite) = sqlite {
+        // After the migrations, outside any transaction (see 0010_retention.sql).
+        if sqlite.use_incremental_vacuum().await? {
+            tracing::info!("converted the SQLite file to auto_vacuum = INCREMENTAL (VACUUM)");
+        }
+    }
     Ok((store, postgres, applied))
 }

@@ -97,4 +97,5 @@ super::outcomes::impl_outcome_store!(PgStore, sqlx::Postgres);
 super::replay::impl_replay_store!(PgStore, sqlx::Postgres);
 super::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 super::policies::impl_policy_store!(PgStore);
+super::retention::impl_retention_store!(PgStore, sqlx::Postgres, "FOR UPDATE SKIP LOCKED", "", "");
 impl_store!(PgStore, sqlx::Postgres, "postgres", MIGRATOR);

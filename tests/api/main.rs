@@ -24,6 +24,7 @@ mod openapi;
 mod ops;
 mod receiver;
 mod rekey;
+mod retention;
 mod signing_secret;
 mod ssrf;
 mod store_conformance;
