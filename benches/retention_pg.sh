@@ -9,6 +9,9 @@
 #   none        no pruning (the baseline insert rate; the tables grow)
 #   batched     a pruner deleting the oldest finished deliveries and their attempts, 1,000
 #               deliveries per transaction, as src/store/retention.rs does
+#   batched_vacuum  batched, plus `VACUUM` of both tables every $VACUUM_SECS seconds: what a
+#               running autovacuum does (the development server runs with autovacuum = off,
+#               which `batched` alone therefore shows: dead rows are never reclaimed)
 #   partitions  deliveries and attempts partitioned by created_at ($PART_SECS-second ranges);
 #               a pruner creating partitions ahead and dropping the ones past retention
 # Each prints: insert rate (pgbench tps x 10 deliveries), PostgreSQL CPU seconds (every
@@ -24,6 +27,7 @@ DURATION="${DURATION:-120}"
 RETENTION="${RETENTION:-30}"
 PART_SECS="${PART_SECS:-10}"
 CLIENTS="${CLIENTS:-4}"
+VACUUM_SECS="${VACUUM_SECS:-10}"
 ROUNDS="${1:-1}"
 VARIANTS="${VARIANTS:-none batched partitions}"
 PGBENCH="$(ls /usr/lib/postgresql/*/bin/pgbench | tail -1)"
@@ -165,15 +169,21 @@ run_variant() {
     psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null
     psql "$PG/postgres" -qc "CREATE DATABASE $DB" >/dev/null
     if [ "$variant" = partitions ]; then schema_partitioned; else schema_plain; fi
+    local vacuum=""
     write_flood_script "$variant"
     cpu_sample >"$WORK/cpu0"
     : >"$WORK/cpu_all"
     local pruner=""
     case "$variant" in
-        batched)
+        batched | batched_vacuum)
             create_batched_pruner
             q -c "CALL prune_batched($DURATION, $((RETENTION * 1000)), 1000)" &
-            pruner=$! ;;
+            pruner=$!
+            if [ "$variant" = batched_vacuum ]; then
+                ( end=$((SECONDS + DURATION)); while [ $SECONDS -lt $end ]; do
+                    sleep "$VACUUM_SECS"; q -c "VACUUM deliveries, delivery_attempts" || true; done ) &
+                vacuum=$!
+            fi ;;
         partitions)
             ( end=$((SECONDS + DURATION)); while [ $SECONDS -lt $end ]; do
                 q -c "CALL maintain_partitions($((PART_SECS * 1000)), $((RETENTION * 1000)))" 2>>"$WORK/notices" || true
@@ -185,6 +195,7 @@ run_variant() {
     local sampler=$!
     "$PGBENCH" -n -c "$CLIENTS" -j 2 -T "$DURATION" -f "$WORK/flood.sql" "$PG/$DB" >"$WORK/pgbench.out" 2>&1
     if [ -n "$pruner" ]; then wait "$pruner" || true; fi
+    if [ -n "$vacuum" ]; then wait "$vacuum" || true; fi
     kill "$sampler"; wait "$sampler" 2>/dev/null || true
     cpu_sample >>"$WORK/cpu_all"
     local ticks
@@ -206,7 +217,7 @@ run_variant() {
         "$variant" "$(echo "$tps * 10" | bc)" "$(echo "$ticks / $(getconf CLK_TCK)" | bc -l)" "$stats"
 }
 
-echo "duration ${DURATION}s, retention ${RETENTION}s, partitions of ${PART_SECS}s, $CLIENTS clients, $(nproc) cores"
+echo "duration ${DURATION}s, retention ${RETENTION}s, partitions of ${PART_SECS}s, $CLIENTS clients, $(nproc) cores, autovacuum $(psql "$PG/postgres" -AtXc 'SHOW autovacuum')"
 for _ in $(seq "$ROUNDS"); do
     for variant in $VARIANTS; do run_variant "$variant"; done
 done

@@ -231,8 +231,22 @@ mod tests {
             .unwrap();
         // The connection option alone does not change an existing file.
         assert_eq!(auto_vacuum(store.pool().clone()).await, 0);
-        store.migrate().await.unwrap();
-        assert!(store.use_incremental_vacuum().await.unwrap());
+        store.pool().close().await;
+        // What `serve` and `migrate` open the database with.
+        let config = crate::config::Config {
+            database: crate::config::DatabaseConfig {
+                url: url.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let key = crate::secrets::MasterKey::generate();
+        let encryptor = Arc::new(crate::secrets::Encryptor::new(&key));
+        let opened = crate::store::connect(&config, encryptor).await.unwrap();
+        opened.close().await;
+        let store = SqliteStore::connect(&url, 2, SqliteSynchronousMode::Full)
+            .await
+            .unwrap();
         assert_eq!(auto_vacuum(store.pool().clone()).await, 2);
         let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kept")
             .fetch_one(store.pool())

@@ -468,6 +468,7 @@ async fn a_deleted_endpoint_goes_at_once_for_the_api_and_its_history_in_batches(
     )
     .await;
     let events_before = count(&app, "SELECT COUNT(*) FROM events").await;
+    let pages_before = file_pages(&app).await;
     let pruned = app.state.pruner.tick().await.unwrap();
     assert_eq!(pruned.deliveries, 2_003, "{pruned:?}");
     assert_eq!(pruned.delivery_attempts, doomed_attempts as u64);
@@ -499,6 +500,20 @@ async fn a_deleted_endpoint_goes_at_once_for_the_api_and_its_history_in_batches(
         count(&app, "SELECT COUNT(*) FROM events").await,
         events_before
     );
+    // SQLite gave the freed pages back to the file system.
+    if let Some(before) = pages_before {
+        assert_eq!(count(&app, "PRAGMA freelist_count").await, 0);
+        let after = file_pages(&app).await.unwrap();
+        assert!(after < before, "{before} → {after} pages");
+    }
+}
+
+/// SQLite: the database file's size in pages (`None` on PostgreSQL).
+async fn file_pages(app: &TestApp) -> Option<i64> {
+    match app.backend {
+        crate::helpers::Backend::Sqlite => Some(count(app, "PRAGMA page_count").await),
+        crate::helpers::Backend::Postgres => None,
+    }
 }
 
 async fn table_counts(app: &TestApp) -> Vec<i64> {
