@@ -25,6 +25,7 @@ mod ops;
 mod receiver;
 mod rekey;
 mod retention;
+mod retention_batches;
 mod signing_secret;
 mod ssrf;
 mod store_conformance;
