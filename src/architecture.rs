@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("keys::rules", 1),
     ("secrets::rotation", 1),
     ("delivery::retry", 1),
+    ("delivery::retention", 1),
     ("delivery::filter", 1),
     ("audit", 1),
     // 2 storage: all SQL.

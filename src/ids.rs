@@ -100,6 +100,12 @@ macro_rules! typed_id {
             pub fn new() -> Self {
                 Self(uuid::Uuid::now_v7().as_u128())
             }
+
+            /// The smallest id a [`new`](Self::new) could make at `millis` (since the epoch):
+            /// every id made earlier sorts before it (a scan bound; no row has this id).
+            pub fn first_at(millis: i64) -> Self {
+                Self((millis.max(0) as u128 & 0xFFFF_FFFF_FFFF) << 80)
+            }
         }
 
         impl TypedId for $name {
@@ -207,6 +213,19 @@ typed_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_sorts_after_the_first_id_of_its_millisecond_and_before_the_next() {
+        let now = || {
+            let since = std::time::UNIX_EPOCH.elapsed().unwrap();
+            since.as_millis() as i64
+        };
+        let before = now();
+        let id = DeliveryId::new();
+        let after = now();
+        assert!(DeliveryId::first_at(before).to_string() <= id.to_string());
+        assert!(id.to_string() < DeliveryId::first_at(after + 1).to_string());
+    }
 
     #[test]
     fn ids_round_trip_through_their_text_form() {

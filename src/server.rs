@@ -21,6 +21,7 @@ use crate::auth::{AuthParts, AuthState, LastUsed, Limits};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::delivery::engine::DeliveryEngine;
+use crate::delivery::pruner::Pruner;
 use crate::ids::DeliveryId;
 use crate::provision::{create_operator_key, Actor};
 use crate::secrets::scheduler::RotationScheduler;
@@ -102,6 +103,7 @@ impl App {
             clock: clock.clone(),
             revert_window: chrono::Duration::seconds(config.secrets.revert_window_secs as i64),
         };
+        let pruner = Pruner::new(&config.retention, store.clone(), clock.clone());
         let state = AppState::new(Shared {
             ingest: Arc::new(ingest_queue(
                 store.clone(),
@@ -116,6 +118,7 @@ impl App {
             delivery: Arc::new(delivery),
             scheduler: Arc::new(scheduler),
             postgres,
+            pruner: Arc::new(pruner),
         });
         let operator_key_file = ensure_operator_key(&state).await?;
         let addr = state.config.listen_addr()?;
@@ -169,6 +172,9 @@ impl App {
         });
         let work_listener = supervised("work listener", &state, &stop, listen_for_work);
         let sweep = supervised("delivery sweep", &state, &stop, delivery_sweep);
+        let retention = supervised("retention", &state, &stop, |state, stop| {
+            state.pruner.clone().run(stop)
+        });
         let outcome: anyhow::Result<()> = tokio::select! {
             result = &mut server => result.map_err(Into::into),
             () = shutdown => {
@@ -191,6 +197,7 @@ impl App {
             ("delivery workers", workers),
             ("work listener", work_listener),
             ("delivery sweep", sweep),
+            ("retention", retention),
         ] {
             if let Err(err) = task.await {
                 tracing::error!(%err, task = name, "background task failed");

@@ -15,6 +15,7 @@ use crate::auth::AuthState;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::delivery::engine::DeliveryEngine;
+use crate::delivery::pruner::Pruner;
 use crate::ids::DeliveryId;
 use crate::secrets::scheduler::RotationScheduler;
 use crate::secrets::Encryptor;
@@ -57,4 +58,6 @@ pub struct Shared {
     /// The PostgreSQL store, when that is the backend: the daemon `LISTEN`s on it for work
     /// queued by other instances.
     pub postgres: Option<PgStore>,
+    /// The retention task (pruning in batches; tests run a pass with `pruner.tick()`).
+    pub pruner: Arc<Pruner>,
 }

@@ -24,6 +24,13 @@
 //! (Re-chaining trusts the legacy log once, at the upgrade; a head anchored before it no
 //! longer matches afterwards, so anchor after upgrading.)
 //!
+//! Pruning (`retention.audit_days`) removes a chain's oldest entries as a prefix and records a
+//! **checkpoint** in the same transaction: the last pruned entry's `seq` and `hash`, with a MAC
+//! under the audit key ([`checkpoint_mac`]). Verification then starts from the checkpoint
+//! instead of the genesis hash, so the rest of the chain stays verifiable; deleting more old
+//! entries, or moving the checkpoint forward over them, is found, since the MAC cannot be
+//! made without the master key.
+//!
 //! This module is pure (the keys, the hashes, checking a chain handed to it), so the store
 //! can chain each entry inside the transaction that appends it; [`stored`] reads a chain back
 //! out of a store to verify it.
@@ -35,7 +42,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::records::{AuditHead, AuditRecord};
+use crate::records::{AuditCheckpoint, AuditHead, AuditRecord};
 
 /// `prev_hash` of the first entry of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -195,6 +202,21 @@ pub enum ChainError {
         "chain {chain}: holds no entry with the expected head hash {hash}: truncated or rewritten"
     )]
     UnexpectedHead { chain: String, hash: String },
+    #[error("chain {chain}: its pruning checkpoint (entry {seq}) was not made with this database's audit key")]
+    ForgedCheckpoint { chain: String, seq: i64 },
+}
+
+/// The MAC of a pruning checkpoint: HMAC-SHA256 under the audit key over the chain, the last
+/// pruned entry's `seq` and its `hash`, lowercase hex.
+pub fn checkpoint_mac(key: &AuditKey, chain: &str, seq: i64, hash: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key.bytes.as_slice())
+        .expect("HMAC takes a key of any length");
+    mac.update(b"hooksign audit checkpoint v1\0");
+    for part in [key.id.as_str(), chain, &seq.to_string(), hash] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Checks one chain, given in `seq` order, under `key`, and that it ends at its recorded
@@ -204,9 +226,36 @@ pub fn verify_chain(
     key: &AuditKey,
     head: Option<&AuditHead>,
 ) -> Result<usize, ChainError> {
-    let mut expected_prev = GENESIS_HASH.to_owned();
+    verify_chain_from(entries, key, None, head)
+}
+
+/// [`verify_chain`] for a chain that may have been pruned: with a `checkpoint`, the first entry
+/// must follow it (instead of the genesis hash), and the checkpoint's MAC must be this key's.
+pub fn verify_chain_from(
+    entries: &[AuditRecord],
+    key: &AuditKey,
+    checkpoint: Option<&AuditCheckpoint>,
+    head: Option<&AuditHead>,
+) -> Result<usize, ChainError> {
+    let (start_seq, mut expected_prev) = match checkpoint {
+        Some(checkpoint) => {
+            let expected = checkpoint_mac(key, &checkpoint.chain, checkpoint.seq, &checkpoint.hash);
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), checkpoint.mac.as_bytes())
+                    .into();
+            if !same {
+                return Err(ChainError::ForgedCheckpoint {
+                    chain: checkpoint.chain.clone(),
+                    seq: checkpoint.seq,
+                });
+            }
+            (checkpoint.seq, checkpoint.hash.clone())
+        }
+        None => (0, GENESIS_HASH.to_owned()),
+    };
     for (index, entry) in entries.iter().enumerate() {
-        let in_place = entry.seq == index as i64 + 1 && entry.prev_hash == expected_prev;
+        let in_place =
+            entry.seq == start_seq + index as i64 + 1 && entry.prev_hash == expected_prev;
         if !in_place {
             return Err(ChainError::Broken {
                 chain: entry.chain.clone(),
@@ -235,9 +284,13 @@ pub fn verify_chain(
         expected_prev = entry.hash.clone();
     }
     if let Some(head) = head {
-        let (found, last_hash) = entries
-            .last()
-            .map_or((0, GENESIS_HASH), |last| (last.seq, last.hash.as_str()));
+        let (found, last_hash) = entries.last().map_or_else(
+            || match checkpoint {
+                Some(checkpoint) => (checkpoint.seq, checkpoint.hash.as_str()),
+                None => (0, GENESIS_HASH),
+            },
+            |last| (last.seq, last.hash.as_str()),
+        );
         if found != head.seq || last_hash != head.hash {
             return Err(ChainError::Truncated {
                 chain: head.chain.clone(),
@@ -267,128 +320,4 @@ pub fn check_expected_head(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record(key: &AuditKey, seq: i64, prev: &str) -> AuditRecord {
-        let mut record = AuditRecord {
-            id: format!("aud_{seq}"),
-            chain: "operator".into(),
-            seq,
-            merchant_id: None,
-            mode: None,
-            actor_key_id: Some("key_1".into()),
-            action: "merchant.create".into(),
-            target: format!("mch_{seq}"),
-            request_id: None,
-            details: "{}".into(),
-            created_at: 1_700_000_000_000 + seq,
-            prev_hash: prev.to_owned(),
-            hash: String::new(),
-            key_id: Some(key.id().to_owned()),
-        };
-        record.hash = entry_hash(key, &HashedFields::of(&record));
-        record
-    }
-
-    fn chain(key: &AuditKey, n: i64) -> Vec<AuditRecord> {
-        let mut prev = GENESIS_HASH.to_owned();
-        (1..=n)
-            .map(|seq| {
-                let record = record(key, seq, &prev);
-                prev = record.hash.clone();
-                record
-            })
-            .collect()
-    }
-
-    fn head(entries: &[AuditRecord]) -> AuditHead {
-        let last = entries.last().unwrap();
-        AuditHead {
-            chain: last.chain.clone(),
-            seq: last.seq,
-            hash: last.hash.clone(),
-        }
-    }
-
-    #[test]
-    fn an_intact_chain_verifies() {
-        let key = AuditKey::generate();
-        let entries = chain(&key, 5);
-        assert_eq!(verify_chain(&entries, &key, Some(&head(&entries))), Ok(5));
-    }
-
-    #[test]
-    fn an_edited_entry_is_found() {
-        let key = AuditKey::generate();
-        let mut entries = chain(&key, 5);
-        entries[2].target = "mch_evil".into();
-        assert!(matches!(
-            verify_chain(&entries, &key, None),
-            Err(ChainError::Altered { seq: 3, .. })
-        ));
-    }
-
-    #[test]
-    fn an_edit_with_recomputed_plain_hashes_is_found() {
-        let key = AuditKey::generate();
-        let mut entries = chain(&key, 3);
-        // What an attacker without the key can do: edit, then redo the unkeyed chain.
-        let mut prev = GENESIS_HASH.to_owned();
-        entries[1].details = r#"{"forged":true}"#.into();
-        for entry in &mut entries {
-            entry.prev_hash = prev.clone();
-            entry.hash = legacy_entry_hash(&HashedFields::of(entry));
-            prev = entry.hash.clone();
-        }
-        assert!(matches!(
-            verify_chain(&entries, &key, None),
-            Err(ChainError::Altered { seq: 1, .. })
-        ));
-        for entry in &mut entries {
-            entry.key_id = None;
-        }
-        assert!(matches!(
-            verify_chain(&entries, &key, None),
-            Err(ChainError::NotKeyed { seq: 1, .. })
-        ));
-    }
-
-    #[test]
-    fn another_key_does_not_verify() {
-        let entries = chain(&AuditKey::generate(), 2);
-        assert!(matches!(
-            verify_chain(&entries, &AuditKey::generate(), None),
-            Err(ChainError::NotKeyed { seq: 1, .. })
-        ));
-    }
-
-    #[test]
-    fn a_deleted_entry_is_found() {
-        let key = AuditKey::generate();
-        let mut entries = chain(&key, 5);
-        entries.remove(1);
-        assert!(matches!(
-            verify_chain(&entries, &key, None),
-            Err(ChainError::Broken { seq: 3, .. })
-        ));
-    }
-
-    #[test]
-    fn a_deleted_last_entry_is_found_by_the_head() {
-        let key = AuditKey::generate();
-        let mut entries = chain(&key, 5);
-        let recorded = head(&entries);
-        entries.pop();
-        assert_eq!(
-            verify_chain(&entries, &key, Some(&recorded)),
-            Err(ChainError::Truncated {
-                chain: "operator".into(),
-                found: 4,
-                head: 5
-            })
-        );
-        assert!(check_expected_head("operator", &entries, &entries[3].hash).is_ok());
-        assert!(check_expected_head("operator", &entries, &recorded.hash).is_err());
-    }
-}
+mod tests;

@@ -1,7 +1,8 @@
-//! Verifying a chain as it is stored: loads the entries and the head from a store and checks
-//! them with the pure [`super::verify_chain`]. Service layer: it reads the store.
+//! Verifying a chain as it is stored: loads the entries, the head and the pruning checkpoint
+//! (if the chain's oldest entries were pruned) from a store and checks them with the pure
+//! [`super::verify_chain_from`]. Service layer: it reads the store.
 
-use super::{verify_chain, ChainError};
+use super::{verify_chain_from, ChainError};
 use crate::store::{AuditRecord, Store, StoreError};
 
 /// Why a stored chain could not be verified.
@@ -13,8 +14,8 @@ pub enum VerifyError {
     Store(#[from] StoreError),
 }
 
-/// Loads and verifies one chain of `store` (which must be unlocked) against its head. Returns
-/// the entries checked.
+/// Loads and verifies one chain of `store` (which must be unlocked) against its head, from its
+/// checkpoint when it was pruned. Returns the entries checked.
 pub async fn verify_stored_chain(
     store: &dyn Store,
     chain: &str,
@@ -26,6 +27,7 @@ pub async fn verify_stored_chain(
         .await?
         .into_iter()
         .find(|head| head.chain == chain);
-    verify_chain(&entries, &key, head.as_ref())?;
+    let checkpoint = store.audit_checkpoint(chain).await?;
+    verify_chain_from(&entries, &key, checkpoint.as_ref(), head.as_ref())?;
     Ok(entries)
 }

@@ -3,10 +3,11 @@
 //!
 //! Layout: this file holds the arguments (clap) and the dispatch; `secrets` reads the offline
 //! commands' secrets, `offline` runs `sign` and `verify`, `database` the commands that open the
-//! store. Entry layer: may use every module of the crate.
+//! store, `prune` the retention pass. Entry layer: may use every module of the crate.
 
 mod database;
 mod offline;
+mod prune;
 mod secret_args;
 
 use std::path::PathBuf;
@@ -142,6 +143,15 @@ pub enum Command {
         /// File holding the new master key (base64 of 32 bytes).
         #[arg(long, value_name = "FILE")]
         new_key_file: PathBuf,
+    },
+    /// Run one retention pass now (the daemon runs one every `retention.interval_secs`):
+    /// removes delivered and failed deliveries and their attempts past their window, events no
+    /// delivery refers to, the history of deleted endpoints and, with `retention.audit_days`,
+    /// the oldest audit entries (the chain stays verifiable). Prints the rows removed per table.
+    Prune {
+        /// Print what would be removed, per table, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -312,6 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit(AuditCommand::Head) => return audit_verify(&config, &[], true).await,
         Command::Backup { to } => return backup(&config, &to).await,
+        Command::Prune { dry_run } => return prune::prune(&config, dry_run).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "secrets",
     "auth",
     "delivery",
+    "retention",
 ];
 
 impl Config {

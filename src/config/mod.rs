@@ -6,13 +6,14 @@
 //!
 //! Layout: this file holds the whole [`Config`], `[log]`, the error type and the re-exports of
 //! the sections (`http`: `[http]` and `[auth]`; `delivery`; `storage`: `[database]` and
-//! `[secrets]`), loading (`load`) and validation (`validate`), so every path is
+//! `[secrets]`; `retention`), loading (`load`) and validation (`validate`), so every path is
 //! `crate::config::*`. Bottom layer (plain types); may use
 //! `crate::delivery::ssrf` (the resolver hook in [`DeliveryConfig`]).
 
 mod delivery;
 mod http;
 mod load;
+mod retention;
 mod storage;
 mod validate;
 
@@ -29,6 +30,7 @@ pub use delivery::{
     DeliveryConfig, MAX_BATCH_SIZE, MAX_ENDPOINT_IN_FLIGHT, MAX_ENDPOINT_TIMEOUT_MS,
 };
 pub use http::{AuthConfig, HttpConfig};
+pub use retention::{RetentionConfig, MAX_RETENTION_BATCH_ROWS, MAX_RETENTION_DAYS};
 pub use storage::{
     decode_master_key, redact_url_password, DatabaseConfig, DatabaseKind, SecretsConfig,
     SqliteSynchronousMode, MAX_REVERT_WINDOW_SECS,
@@ -58,6 +60,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub auth: AuthConfig,
     pub delivery: DeliveryConfig,
+    pub retention: RetentionConfig,
 }
 
 /// `[log]`
@@ -92,6 +95,7 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             auth: AuthConfig::default(),
             delivery: DeliveryConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -90,6 +90,11 @@ fn bad_values_name_their_key() {
         case!(delivery.poll_interval_ms = 0),
         case!(delivery.max_age_secs = 3_600),
         case!(delivery.sweep_interval_secs = 0),
+        case!(retention.delivered_days = 0.0),
+        case!(retention.failed_days = f64::NAN),
+        case!(retention.audit_days = Some(-1.0)),
+        case!(retention.batch_rows = 0),
+        case!(retention.interval_secs = 0),
     ];
     for (mutate, key) in cases {
         let mut config = Config::default();
@@ -177,4 +182,18 @@ fn url_passwords_are_redacted_wherever_libpq_takes_them() {
     ] {
         assert_eq!(redact_url_password(url), shown, "{url}");
     }
+}
+
+#[test]
+fn retention_takes_fractions_of_a_day_from_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("HOOKSIGN_RETENTION__DELIVERED_DAYS", "0.0035");
+        jail.set_env("HOOKSIGN_RETENTION__AUDIT_DAYS", "365");
+        let config = Config::load(None).expect("loads");
+        assert_eq!(config.retention.delivered_days, 0.0035);
+        assert_eq!(config.retention.audit_days, Some(365.0));
+        assert_eq!(config.retention.failed_days, 30.0);
+        config.validate().expect("valid");
+        Ok(())
+    });
 }

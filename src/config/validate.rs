@@ -4,7 +4,8 @@
 
 use super::{
     decode_master_key, invalid, redact_url_password, Config, ConfigError, MAX_BATCH_SIZE,
-    MAX_ENDPOINT_IN_FLIGHT, MAX_ENDPOINT_TIMEOUT_MS, MAX_REVERT_WINDOW_SECS,
+    MAX_ENDPOINT_IN_FLIGHT, MAX_ENDPOINT_TIMEOUT_MS, MAX_RETENTION_BATCH_ROWS, MAX_RETENTION_DAYS,
+    MAX_REVERT_WINDOW_SECS,
 };
 
 impl Config {
@@ -159,8 +160,46 @@ impl Config {
                 "give either master_key or master_key_file, not both",
             ));
         }
+        self.validate_retention()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|err| invalid("log.filter", err.to_string()))?;
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `[retention]`: windows are positive and finite, the pacing non-zero.
+    fn validate_retention(&self) -> Result<(), ConfigError> {
+        let retention = &self.retention;
+        let windows = [
+            ("retention.delivered_days", Some(retention.delivered_days)),
+            ("retention.failed_days", Some(retention.failed_days)),
+            ("retention.audit_days", retention.audit_days),
+        ];
+        for (key, days) in windows {
+            if let Some(days) = days {
+                if !(days.is_finite() && days > 0.0 && days <= MAX_RETENTION_DAYS) {
+                    return Err(invalid(
+                        key,
+                        format!("must be a number of days above 0 and at most {MAX_RETENTION_DAYS} (fractions allowed: 0.0035 is about 5 minutes)"),
+                    ));
+                }
+            }
+        }
+        if retention.batch_rows == 0 || retention.batch_rows > MAX_RETENTION_BATCH_ROWS {
+            return Err(invalid(
+                "retention.batch_rows",
+                format!("must be between 1 and {MAX_RETENTION_BATCH_ROWS}"),
+            ));
+        }
+        for (key, value) in [
+            ("retention.interval_secs", retention.interval_secs),
+            ("retention.vacuum_pages", u64::from(retention.vacuum_pages)),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
         Ok(())
     }
 }

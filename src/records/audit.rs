@@ -54,3 +54,14 @@ pub struct AuditHead {
     pub seq: i64,
     pub hash: String,
 }
+
+/// Where a chain starts after its oldest entries were pruned: the last pruned entry's `seq`
+/// and `hash` (the next entry's `prev_hash`), with a MAC under the audit key so that whoever
+/// can only write the database cannot move it forward over entries they deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditCheckpoint {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+    pub mac: String,
+}

@@ -10,9 +10,10 @@ mod audit;
 mod deliveries;
 mod keys;
 mod merchants;
+mod retention;
 mod secrets;
 
-pub use audit::{AuditHead, AuditRecord, NewAuditEvent};
+pub use audit::{AuditCheckpoint, AuditHead, AuditRecord, NewAuditEvent};
 pub use deliveries::Swept;
 pub use deliveries::{
     AttemptRecord, ClaimedDelivery, Decision, DeliveryFilter, DeliveryRecord, DeliveryStatus,
@@ -20,6 +21,7 @@ pub use deliveries::{
 };
 pub use keys::{ApiKeyRecord, AuthRecord, KeyKind, NewApiKey};
 pub use merchants::{MerchantPatch, MerchantRecord, NewMerchant};
+pub use retention::{PruneBatch, PruneCounts, RetentionCutoffs};
 pub use secrets::{in_state, NewSecret, PolicyRecord, SecretRecord, SecretState};
 
 /// Cursor pagination: newest first, strictly after `starting_after` in that order. The cursor

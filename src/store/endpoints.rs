@@ -51,7 +51,8 @@ pub trait EndpointStore {
         now: Timestamp,
         audit: &NewAuditEvent,
     ) -> StoreResult<EndpointRecord>;
-    /// Deletes an endpoint and its deliveries.
+    /// Deletes an endpoint: at once for the API and the queue; its deliveries, their attempts
+    /// and the row itself are removed in batches by the retention task.
     async fn delete_endpoint(
         &self,
         merchant: MerchantId,
@@ -181,7 +182,7 @@ macro_rules! impl_endpoint_store {
                 id: $crate::ids::EndpointId,
             ) -> $crate::store::StoreResult<$crate::store::EndpointRecord> {
                 let columns = $crate::store::endpoints::ENDPOINT_COLUMNS;
-                let sql = format!("SELECT {columns} FROM endpoints e WHERE e.id = $1 AND e.merchant_id = $2 AND e.mode = $3");
+                let sql = format!("SELECT {columns} FROM endpoints e WHERE e.id = $1 AND e.merchant_id = $2 AND e.mode = $3 AND e.deleted_at IS NULL");
                 let row: $crate::store::endpoints::EndpointRow = Self::scoped_row(conn, &sql, id.to_string(), merchant, mode).await?;
                 row.into_record(encryptor)
             }
@@ -243,7 +244,7 @@ macro_rules! impl_endpoint_store {
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, endpoint.merchant_id).await?;
                 let existing: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM endpoints WHERE merchant_id = $1 AND mode = $2",
+                    "SELECT COUNT(*) FROM endpoints WHERE merchant_id = $1 AND mode = $2 AND deleted_at IS NULL",
                 )
                 .bind(endpoint.merchant_id.to_string())
                 .bind(endpoint.mode.as_str())
@@ -265,7 +266,7 @@ macro_rules! impl_endpoint_store {
                 page: &$crate::store::Page,
             ) -> $crate::store::StoreResult<Vec<$crate::store::EndpointRecord>> {
                 let sql = format!(
-                    "SELECT {} FROM endpoints e WHERE e.merchant_id = $1 AND e.mode = $2 \
+                    "SELECT {} FROM endpoints e WHERE e.merchant_id = $1 AND e.mode = $2 AND e.deleted_at IS NULL \
                      AND ($3 IS NULL OR e.id < $3) ORDER BY e.id DESC LIMIT $4",
                     $crate::store::endpoints::ENDPOINT_COLUMNS
                 );
@@ -368,10 +369,17 @@ macro_rules! impl_endpoint_store {
                 id: $crate::ids::EndpointId,
                 audit: &$crate::store::NewAuditEvent,
             ) -> $crate::store::StoreResult<()> {
+                // Marked, not removed: it is gone for the API at once and takes no delivery
+                // (fan-out and the claim take enabled endpoints only); the retention task
+                // removes its history and then the row in batches (`store/retention.rs`).
                 let mut tx = self.pool.begin().await?;
                 Self::lock_merchant(&mut tx, merchant).await?;
                 Self::endpoint_in(&mut tx, &self.sealing()?.encryptor, merchant, mode, id).await?;
-                sqlx::query("DELETE FROM endpoints WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+                sqlx::query("UPDATE endpoints SET deleted_at = $2, enabled = FALSE, updated_at = $2 WHERE id = $1")
+                    .bind(id.to_string())
+                    .bind($crate::clock::to_millis(audit.created_at))
+                    .execute(&mut *tx)
+                    .await?;
                 self.append_audit(&mut tx, audit).await?;
                 tx.commit().await?;
                 Ok(())

@@ -28,6 +28,8 @@ pub(crate) mod paused;
 mod policies;
 mod queue;
 mod replay;
+// Retention: pruning what has aged out, in batches.
+mod retention;
 
 // Which errors mean the database cannot be used right now.
 mod faults;
@@ -55,6 +57,7 @@ pub use paused::{PauseStore, SETTLE_BATCH};
 pub use policies::PolicyStore;
 pub use queue::QueueStore;
 pub use replay::{ReplayStore, BACKFILL_TOO_LARGE, MAX_BACKFILL_EVENTS};
+pub use retention::RetentionStore;
 
 pub use faults::Unavailable;
 
@@ -112,6 +115,7 @@ pub trait Store:
     + PolicyStore
     + DeliveryStore
     + SealingStore
+    + RetentionStore
     + Send
     + Sync
     + std::fmt::Debug
@@ -202,9 +206,10 @@ async fn open(
     clock: Arc<dyn crate::clock::Clock>,
 ) -> anyhow::Result<(Arc<dyn Store>, Option<PgStore>, Vec<i64>)> {
     let mut postgres = None;
+    let mut sqlite = None;
     let store: Arc<dyn Store> = match config.database_kind()? {
-        DatabaseKind::Sqlite => Arc::new(
-            SqliteStore::connect(
+        DatabaseKind::Sqlite => {
+            let store = SqliteStore::connect(
                 &config.database.url,
                 config.database.max_connections,
                 config.database.sqlite_synchronous,
@@ -213,8 +218,10 @@ async fn open(
             .with_key_cache(
                 std::time::Duration::from_secs(config.auth.key_cache_secs),
                 clock,
-            )?,
-        ),
+            )?;
+            sqlite = Some(store.clone());
+            Arc::new(store)
+        }
         DatabaseKind::Postgres => {
             let store = PgStore::connect_with(
                 &config.database.url,
@@ -227,5 +234,11 @@ async fn open(
         }
     };
     let applied = store.migrate().await?;
+    if let Some(sqlite) = sqlite {
+        // After the migrations, outside any transaction (see 0010_retention.sql).
+        if sqlite.use_incremental_vacuum().await? {
+            tracing::info!("converted the SQLite file to auto_vacuum = INCREMENTAL (VACUUM)");
+        }
+    }
     Ok((store, postgres, applied))
 }

@@ -115,4 +115,5 @@ super::replay::impl_replay_store!(PgStore, sqlx::Postgres);
 super::paused::impl_pause_store!(PgStore, sqlx::Postgres, "FOR UPDATE SKIP LOCKED");
 super::secrets::impl_secret_store!(PgStore, sqlx::Postgres);
 super::policies::impl_policy_store!(PgStore);
+super::retention::impl_retention_store!(PgStore, sqlx::Postgres, "FOR UPDATE SKIP LOCKED", "", "");
 impl_store!(PgStore, sqlx::Postgres, "postgres", MIGRATOR);

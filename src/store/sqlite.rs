@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::SqlitePool;
 
 use super::key_cache::KeyCache;
@@ -43,6 +45,8 @@ impl SqliteStore {
         };
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
+            // Pruned pages can be given back to the file system (`incremental_vacuum`).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(15))
@@ -111,6 +115,38 @@ fn create_private_new_file(path: &Path) -> std::io::Result<()> {
     options.open(path).map(drop)
 }
 
+impl SqliteStore {
+    /// Converts a file made before retention to `auto_vacuum = INCREMENTAL`, so pruned pages
+    /// can be given back to the file system: the mode of an existing file changes only with a
+    /// `VACUUM`, which rewrites the file (it needs as much free disk again and holds the
+    /// database for its duration) and cannot run in a transaction, so in no migration. Returns
+    /// whether it converted; a file already converted (or made since) costs one pragma.
+    pub async fn use_incremental_vacuum(&self) -> StoreResult<bool> {
+        const INCREMENTAL: i64 = 2;
+        let mut conn = self.pool.acquire().await?;
+        let mode = auto_vacuum_mode(&mut conn).await?;
+        if mode == INCREMENTAL || self.file.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("PRAGMA auto_vacuum = INCREMENTAL")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        Ok(true)
+    }
+}
+
+/// The file's `auto_vacuum` mode. A connection answers the pragma from what it last read of
+/// the file's header, so a read comes first (another connection may have converted the file).
+async fn auto_vacuum_mode(conn: &mut sqlx::SqliteConnection) -> StoreResult<i64> {
+    sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_scalar("PRAGMA auto_vacuum")
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
 /// Makes the database readable by its owner only, whatever the umask: the folder is created
 /// 0700 and the file 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` files the
 /// database file's mode); files left looser by an older version are narrowed to 0600.
@@ -148,11 +184,19 @@ super::replay::impl_replay_store!(SqliteStore, sqlx::Sqlite);
 super::paused::impl_pause_store!(SqliteStore, sqlx::Sqlite, "");
 super::secrets::impl_secret_store!(SqliteStore, sqlx::Sqlite);
 super::policies::impl_policy_store!(SqliteStore);
+super::retention::impl_retention_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    "",
+    "PRAGMA freelist_count",
+    "PRAGMA incremental_vacuum"
+);
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite", MIGRATOR);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store as _;
 
     #[cfg(unix)]
     #[tokio::test]
@@ -180,6 +224,75 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(mode(&fresh), 0o600);
+        store.pool().close().await;
+    }
+
+    #[tokio::test]
+    async fn a_file_from_before_retention_is_converted_to_incremental_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("old.db").display());
+        let auto_vacuum = |pool: SqlitePool| async move {
+            auto_vacuum_mode(&mut pool.acquire().await.unwrap())
+                .await
+                .unwrap()
+        };
+        // A file as older versions made it: no auto_vacuum, WAL, some rows.
+        let old = SqlitePool::connect_with(
+            SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .unwrap();
+        sqlx::query("CREATE TABLE kept (x INTEGER)")
+            .execute(&old)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO kept VALUES (1), (2), (3)")
+            .execute(&old)
+            .await
+            .unwrap();
+        assert_eq!(auto_vacuum(old.clone()).await, 0);
+        old.close().await;
+
+        let store = SqliteStore::connect(&url, 2, SqliteSynchronousMode::Full)
+            .await
+            .unwrap();
+        // The connection option alone does not change an existing file.
+        assert_eq!(auto_vacuum(store.pool().clone()).await, 0);
+        store.pool().close().await;
+        // What `serve` and `migrate` open the database with.
+        let config = crate::config::Config {
+            database: crate::config::DatabaseConfig {
+                url: url.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let key = crate::secrets::MasterKey::generate();
+        let encryptor = Arc::new(crate::secrets::Encryptor::new(&key));
+        let opened = crate::store::connect(&config, encryptor).await.unwrap();
+        opened.close().await;
+        let store = SqliteStore::connect(&url, 2, SqliteSynchronousMode::Full)
+            .await
+            .unwrap();
+        assert_eq!(auto_vacuum(store.pool().clone()).await, 2);
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kept")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(kept, 3);
+        // Converted once; a new file is incremental from the start.
+        assert!(!store.use_incremental_vacuum().await.unwrap());
+        store.pool().close().await;
+        let fresh = format!("sqlite://{}", dir.path().join("new.db").display());
+        let store = SqliteStore::connect(&fresh, 2, SqliteSynchronousMode::Full)
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(auto_vacuum(store.pool().clone()).await, 2);
+        assert!(!store.use_incremental_vacuum().await.unwrap());
         store.pool().close().await;
     }
 

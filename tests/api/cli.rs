@@ -50,6 +50,7 @@ fn help_teaches_every_subcommand() {
         "config show",
         "audit verify",
         "audit head",
+        "prune",
     ] {
         assert!(
             names.iter().any(|name| name == expected),

@@ -31,6 +31,8 @@ mod ops;
 mod paused;
 mod receiver;
 mod rekey;
+mod retention;
+mod retention_batches;
 mod signing_secret;
 mod ssrf;
 mod store_conformance;

@@ -272,7 +272,8 @@ pub async fn update(
     Ok(Json(endpoint.into()))
 }
 
-/// Deletes an endpoint and its deliveries.
+/// Deletes an endpoint: it is gone at once (404, no further deliveries); its deliveries and
+/// their attempts are removed in batches by the retention task.
 #[utoipa::path(delete, path = "/v1/endpoints/{id}", tag = "endpoints", params(("id" = String, Path)),
     responses((status = 200, description = "deleted"), (status = 404, body = ErrorEnvelope)))]
 pub async fn delete(
