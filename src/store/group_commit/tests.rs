@@ -22,15 +22,18 @@ async fn submit_all(
     results
 }
 
-/// Yields until `done` holds; fails saying `what` was awaited if it never does.
+/// Waits until `done` holds, checking every millisecond; fails saying `what` was awaited if
+/// it does not within 30 s. (A deadline in time, not in yields: the writer's back-off sleeps
+/// in real time, and a fast machine runs through any fixed number of yields sooner.)
 async fn until(what: &str, done: impl Fn() -> bool) {
-    for _ in 0..100_000 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         if done() {
             return;
         }
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("never happened: {what}");
+    panic!("never happened within 30 s: {what}");
 }
 
 #[tokio::test]
