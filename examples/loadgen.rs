@@ -282,32 +282,18 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let arrivals: Arrivals = Arc::default();
-    for _ in 0..args.endpoints {
-        let router = axum::Router::new()
-            .fallback(receive)
-            .with_state(arrivals.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let created = client
-            .post(format!("{base}/v1/endpoints"))
-            .bearer_auth(&token)
-            .json(&json!({ "url": url, "max_in_flight": 64 }))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            created.status() == 201,
-            "endpoint: {}",
-            created.text().await?
-        );
-    }
-    if args.rotation_pending {
-        client
-            .post(format!("{base}/v1/signing-secret/initiate"))
-            .bearer_auth(&token)
-            .send()
-            .await?;
-    }
+    let receiver = axum::Router::new()
+        .fallback(receive)
+        .with_state(arrivals.clone());
+    add_receivers(
+        &client,
+        &base,
+        &token,
+        receiver,
+        args.endpoints,
+        args.rotation_pending,
+    )
+    .await?;
 
     // A 1 KiB event: the payload is padded so the whole envelope is about 1,024 bytes.
     let padding = "x".repeat(860);
@@ -422,6 +408,43 @@ async fn main() -> anyhow::Result<()> {
         if measured.is_some() { "the daemon" } else { "whole process" },
     );
     shut_down(stop, daemon).await;
+    Ok(())
+}
+
+/// Starts `count` loopback receivers serving `router`, each behind an endpoint of the merchant
+/// `token` belongs to (`max_in_flight` 64), and initiates a rotation if `rotation_pending`.
+async fn add_receivers(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    router: axum::Router,
+    count: usize,
+    rotation_pending: bool,
+) -> anyhow::Result<()> {
+    for _ in 0..count {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/hook", listener.local_addr()?);
+        let router = router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let created = client
+            .post(format!("{base}/v1/endpoints"))
+            .bearer_auth(token)
+            .json(&json!({ "url": url, "max_in_flight": 64 }))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            created.status() == 201,
+            "endpoint: {}",
+            created.text().await?
+        );
+    }
+    if rotation_pending {
+        client
+            .post(format!("{base}/v1/signing-secret/initiate"))
+            .bearer_auth(token)
+            .send()
+            .await?;
+    }
     Ok(())
 }
 

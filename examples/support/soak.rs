@@ -87,32 +87,18 @@ pub async fn run(
         latencies_ms: Mutex::default(),
         received: AtomicU64::new(0),
     });
-    for _ in 0..plan.endpoints {
-        let router = axum::Router::new()
-            .fallback(receive)
-            .with_state(window.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let created = client
-            .post(format!("{base}/v1/endpoints"))
-            .bearer_auth(token)
-            .json(&json!({ "url": url, "max_in_flight": 64 }))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            created.status() == 201,
-            "endpoint: {}",
-            created.text().await?
-        );
-    }
-    if plan.rotation_pending {
-        client
-            .post(format!("{base}/v1/signing-secret/initiate"))
-            .bearer_auth(token)
-            .send()
-            .await?;
-    }
+    let receiver = axum::Router::new()
+        .fallback(receive)
+        .with_state(window.clone());
+    super::add_receivers(
+        client,
+        base,
+        token,
+        receiver,
+        plan.endpoints,
+        plan.rotation_pending,
+    )
+    .await?;
     let pg = match &plan.database {
         Database::Postgres(url) => Some(sqlx::PgPool::connect(url).await?),
         _ => None,

@@ -72,8 +72,12 @@ CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (delivery_id, at
 -- both, so each delivery's insert and its move to `delivered` maintain one more index, not
 -- two.
 -- (Written with OR, not IN: SQLite uses a partial index for `status = 'pending'` only when
--- that term appears in the index's condition.)
-CREATE INDEX deliveries_unsent ON deliveries (status, endpoint_id, created_at)
+-- that term appears in the index's condition.) The endpoint comes first, not the status: with
+-- `status` leading, SQLite's planner (which has no statistics here) took this index for every
+-- statement that says `status = 'pending'`, such as reading a claimed batch back by id, and
+-- walked the whole queue for each; a flood of 100,000 deliveries to 10 endpoints ran at a fifth
+-- of its speed (BENCHMARKS.md, issue 15).
+CREATE INDEX deliveries_unsent ON deliveries (endpoint_id, status, created_at)
     WHERE status = 'pending' OR status = 'paused';
 -- Backfilling a window of a merchant's events (`POST /v1/endpoints/{id}/replay` with `since`).
 CREATE INDEX events_by_time ON events (merchant_id, mode, created_at);

@@ -14,7 +14,8 @@
 //! interrupted pause or resume left (a crash between batches, or on PostgreSQL an event
 //! ingested while its endpoint was being disabled).
 //!
-//! Index (migration 0009): `deliveries_unsent (status, endpoint_id, created_at)`, only over
+//! Index (migration 0009): `deliveries_unsent (status, endpoint_id, created_at)` on PostgreSQL,
+//! `(endpoint_id, status, created_at)` on SQLite (see the migration for why), only over
 //! pending and paused rows, so neither pausing, resuming nor the sweep reads the delivered
 //! history. The sweep skips through it one endpoint at a time and, per endpoint, reads only
 //! the rows past the age.
